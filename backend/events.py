@@ -1,0 +1,236 @@
+"""The typed events every layer speaks, and the bus that carries them.
+
+Data flows one way: host -> transport -> driver/probe -> events -> bus ->
+{session log, TUI, headless printer}. An event is a small pydantic model with
+a ``kind`` tag; the session log stores ``event.model_dump(mode="json")`` one per
+line, and :func:`parse_event` turns such a dict back into the right class
+(unknown kinds from newer or older logs come back as :class:`UnknownEvent`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def now() -> float:
+    """Wall-clock time of an event (seconds since the epoch)."""
+    return time.time()
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    kind: str
+    t: float = Field(default_factory=now, description="wall-clock seconds since the epoch")
+
+
+class CommandStarted(Event):
+    kind: Literal["command.started"] = "command.started"
+    host: str
+    cmd_id: int
+    argv: list[str]
+    channel: Literal["pool", "exec", "local"] = "exec"
+
+
+class CommandOutput(Event):
+    kind: Literal["command.output"] = "command.output"
+    host: str
+    cmd_id: int
+    stream: Literal["stdout", "stderr"]
+    line: str
+
+
+class CommandFinished(Event):
+    kind: Literal["command.finished"] = "command.finished"
+    host: str
+    cmd_id: int
+    argv: list[str]
+    exit_status: int | None
+    duration_s: float
+    # Why it ended without an exit status: "timeout", "cancelled", "connection lost: ..."
+    failure: str | None = None
+    stdout_tail: list[str] = Field(default_factory=list)
+    stderr_tail: list[str] = Field(default_factory=list)
+
+
+class HostState(Event):
+    kind: Literal["host.state"] = "host.state"
+    host: str
+    state: Literal["connecting", "connected", "disconnected", "failed", "closed"]
+    reason: str | None = None
+    rtt_ms: float | None = None
+
+
+class Phase(Event):
+    kind: Literal["phase"] = "phase"
+    name: str  # warmup | baseline | migrating | after | ...
+
+
+class Sample(Event):
+    """One probe reading (a ping reply, a sysbench interval, ...)."""
+
+    kind: Literal["sample"] = "sample"
+    probe: str
+    host: str
+    values: dict[str, float | None]
+    unit: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageExported(Event):
+    kind: Literal["storage.exported"] = "storage.exported"
+    host: str
+    iqn: str
+    lun: int
+    backing: str
+    changed: bool
+
+
+class InitiatorSession(Event):
+    kind: Literal["initiator.session"] = "initiator.session"
+    host: str
+    iqn: str
+    portal: str
+    state: Literal["logged-in", "logged-out", "failed"]
+    changed: bool = True
+
+
+class DomainState(Event):
+    kind: Literal["domain.state"] = "domain.state"
+    host: str
+    domain: str
+    state: str
+
+
+class MigrationProgress(Event):
+    kind: Literal["migration.progress"] = "migration.progress"
+    domain: str
+    source: str
+    dest: str
+    iteration: int | None = None
+    transferred_bytes: int | None = None
+    remaining_bytes: int | None = None
+    total_bytes: int | None = None
+    mbps: float | None = None
+    expected_downtime_ms: float | None = None
+
+
+class MigrationFinished(Event):
+    kind: Literal["migration.finished"] = "migration.finished"
+    domain: str
+    source: str
+    dest: str
+    ok: bool
+    total_time_ms: float | None = None
+    downtime_ms: float | None = None
+    transferred_bytes: int | None = None
+    iterations: int | None = None
+    error: str | None = None
+
+
+class Note(Event):
+    kind: Literal["note"] = "note"
+    text: str
+    level: Literal["info", "warning", "error"] = "info"
+
+
+class UnknownEvent(Event):
+    """An event whose kind this version does not know; kept as it was read."""
+
+
+KnownEvent = Annotated[
+    Union[
+        CommandStarted,
+        CommandOutput,
+        CommandFinished,
+        HostState,
+        Phase,
+        Sample,
+        StorageExported,
+        InitiatorSession,
+        DomainState,
+        MigrationProgress,
+        MigrationFinished,
+        Note,
+    ],
+    Field(discriminator="kind"),
+]
+_known_adapter: TypeAdapter[Event] = TypeAdapter(KnownEvent)  # type: ignore[arg-type]
+_KNOWN_KINDS = {
+    cls.model_fields["kind"].default
+    for cls in Event.__subclasses__()
+    if cls is not UnknownEvent
+}
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON form; tolerant of kinds and fields we do not know."""
+    if data.get("kind") in _KNOWN_KINDS:
+        try:
+            return _known_adapter.validate_python(data)
+        except ValidationError:
+            log.debug("event of kind %s did not validate; kept as unknown", data.get("kind"))
+    return UnknownEvent.model_validate(data)
+
+
+Subscriber = Callable[[Event], Awaitable[None] | None]
+
+
+class EventBus:
+    """Fan-out of events to subscribers, in publish order.
+
+    ``publish`` never blocks the publisher: synchronous subscribers run inline
+    (they must be quick: the TUI posts a message, the printer writes a line),
+    asynchronous ones get a queue each and a task that drains it in order, so a
+    slow disk never stalls a transport reading a remote command's output.
+    """
+
+    def __init__(self) -> None:
+        self._sync: list[Callable[[Event], object]] = []
+        self._queues: list[asyncio.Queue[Event | None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def subscribe(self, callback: Callable[[Event], object]) -> None:
+        """A synchronous subscriber, called inline for every event."""
+        self._sync.append(callback)
+
+    def subscribe_async(self, callback: Callable[[Event], Awaitable[None]]) -> None:
+        """An asynchronous subscriber, fed in order from its own queue."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        async def drain() -> None:
+            while (event := await queue.get()) is not None:
+                try:
+                    await callback(event)
+                except Exception:  # one bad subscriber must not stop the others
+                    log.exception("event subscriber failed on %s", event.kind)
+
+        self._queues.append(queue)
+        self._tasks.append(asyncio.get_running_loop().create_task(drain()))
+
+    def publish(self, event: Event) -> None:
+        for callback in self._sync:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed on %s", event.kind)
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    async def aclose(self) -> None:
+        """Let every asynchronous subscriber finish what it was given, then stop."""
+        for queue in self._queues:
+            queue.put_nowait(None)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._queues.clear()
+        self._tasks.clear()
