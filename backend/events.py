@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -148,27 +148,23 @@ class UnknownEvent(Event):
 
 
 KnownEvent = Annotated[
-    Union[
-        CommandStarted,
-        CommandOutput,
-        CommandFinished,
-        HostState,
-        Phase,
-        Sample,
-        StorageExported,
-        InitiatorSession,
-        DomainState,
-        MigrationProgress,
-        MigrationFinished,
-        Note,
-    ],
+    CommandStarted
+    | CommandOutput
+    | CommandFinished
+    | HostState
+    | Phase
+    | Sample
+    | StorageExported
+    | InitiatorSession
+    | DomainState
+    | MigrationProgress
+    | MigrationFinished
+    | Note,
     Field(discriminator="kind"),
 ]
-_known_adapter: TypeAdapter[Event] = TypeAdapter(KnownEvent)  # type: ignore[arg-type]
+_known_adapter: TypeAdapter[Event] = TypeAdapter(KnownEvent)
 _KNOWN_KINDS = {
-    cls.model_fields["kind"].default
-    for cls in Event.__subclasses__()
-    if cls is not UnknownEvent
+    cls.model_fields["kind"].default for cls in Event.__subclasses__() if cls is not UnknownEvent
 }
 
 

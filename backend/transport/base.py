@@ -1,0 +1,232 @@
+"""What every way of running a command on a host has in common.
+
+A :class:`HostRunner` runs an argv on one host and returns a
+:class:`CommandResult`; while it runs, a :class:`CommandRecorder` turns it
+into events (``command.started``, ``command.output`` per line, and
+``command.finished`` with the exit status, duration and the tails of both
+streams). Subclasses only move bytes: local subprocesses, pooled remote
+shells, SSH exec channels.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import shlex
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from backend.events import CommandFinished, CommandOutput, CommandStarted, Event
+
+Publish = Callable[[Event], None]
+Stream = Literal["stdout", "stderr"]
+LineCallback = Callable[[Stream, str], None]
+
+TAIL_LINES = 20
+# A command's lines are logged as events up to this many; past it only the
+# count is kept (a runaway `cat` must not flood the session log).
+MAX_LOGGED_LINES = 5000
+# The full output kept in a CommandResult; past it the start is dropped.
+MAX_KEPT_BYTES = 16 * 1024 * 1024
+
+_command_ids = itertools.count(1)
+
+
+@dataclass
+class CommandResult:
+    host: str
+    argv: list[str]
+    exit_status: int | None
+    stdout: str
+    stderr: str
+    duration_s: float
+    failure: str | None = None  # "timeout", "cancelled", "connection lost: ..."
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.exit_status == 0
+
+    def check(self) -> CommandResult:
+        """Return self if the command succeeded, else raise :class:`CommandFailed`."""
+        if not self.ok:
+            raise CommandFailed(self)
+        return self
+
+
+class TransportError(Exception):
+    """A host could not be reached or its connection failed."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.message = message
+
+
+class CommandFailed(Exception):
+    """A remote command failed; the message names the host, the command and its stderr."""
+
+    def __init__(self, result: CommandResult) -> None:
+        self.result = result
+        if result.failure is not None:
+            why = result.failure
+        else:
+            why = f"exit status {result.exit_status}"
+        stderr = result.stderr.strip()
+        detail = f": {stderr[-2000:]}" if stderr else ""
+        super().__init__(f"{result.host}: `{shlex.join(result.argv)}` failed ({why}){detail}")
+
+
+class _Capture:
+    """Accumulates one stream, splits it into lines, keeps a tail and a bounded copy."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+        self._chunks: deque[str] = deque()
+        self._kept = 0
+        self.truncated = False
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def feed(self, text: str) -> list[str]:
+        self._chunks.append(text)
+        self._kept += len(text)
+        while self._kept > MAX_KEPT_BYTES and len(self._chunks) > 1:
+            self._kept -= len(self._chunks.popleft())
+            self.truncated = True
+        data = self._partial + text
+        *lines, self._partial = data.split("\n")
+        self.tail.extend(lines)
+        return lines
+
+    def close(self) -> list[str]:
+        if not self._partial:
+            return []
+        last, self._partial = self._partial, ""
+        self.tail.append(last)
+        return [last]
+
+    def text(self) -> str:
+        return "".join(self._chunks)
+
+
+class CommandRecorder:
+    """Turns one command's life into events and a :class:`CommandResult`."""
+
+    def __init__(
+        self,
+        host: str,
+        argv: Sequence[str],
+        publish: Publish,
+        channel: Literal["pool", "exec", "local"],
+        on_line: LineCallback | None = None,
+        log_output: bool = True,
+    ) -> None:
+        self.host = host
+        self.argv = list(argv)
+        self.cmd_id = next(_command_ids)
+        self._publish = publish
+        self._on_line = on_line
+        self._log_output = log_output
+        self._logged = 0
+        self._streams: dict[Stream, _Capture] = {"stdout": _Capture(), "stderr": _Capture()}
+        self._started = time.monotonic()
+        publish(CommandStarted(host=host, cmd_id=self.cmd_id, argv=self.argv, channel=channel))
+
+    def feed(self, stream: Stream, text: str) -> None:
+        self._emit(stream, self._streams[stream].feed(text))
+
+    def _emit(self, stream: Stream, lines: list[str]) -> None:
+        for line in lines:
+            if self._on_line is not None:
+                self._on_line(stream, line)
+            if self._log_output and self._logged < MAX_LOGGED_LINES:
+                self._logged += 1
+                self._publish(
+                    CommandOutput(host=self.host, cmd_id=self.cmd_id, stream=stream, line=line)
+                )
+
+    def finish(self, exit_status: int | None, failure: str | None = None) -> CommandResult:
+        for stream, capture in self._streams.items():
+            self._emit(stream, capture.close())
+        duration = time.monotonic() - self._started
+        out, err = self._streams["stdout"], self._streams["stderr"]
+        self._publish(
+            CommandFinished(
+                host=self.host,
+                cmd_id=self.cmd_id,
+                argv=self.argv,
+                exit_status=exit_status,
+                duration_s=round(duration, 6),
+                failure=failure,
+                stdout_tail=list(out.tail),
+                stderr_tail=list(err.tail),
+            )
+        )
+        return CommandResult(
+            host=self.host,
+            argv=self.argv,
+            exit_status=exit_status,
+            stdout=out.text(),
+            stderr=err.text(),
+            duration_s=duration,
+            failure=failure,
+            truncated=out.truncated or err.truncated,
+        )
+
+
+class StreamReaderLike(Protocol):
+    """What asyncio's and asyncssh's stream readers have in common."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+    async def readline(self) -> bytes: ...
+
+
+class StreamWriterLike(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class HostRunner(abc.ABC):
+    """Runs argv lists on one host. Implementations: local, SSH."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = 60.0,
+        on_line: LineCallback | None = None,
+        log_output: bool = True,
+        long_running: bool = False,
+    ) -> CommandResult:
+        """Run ``argv`` and return its result; never raises for a non-zero exit.
+
+        ``timeout`` (seconds, None for none) stops the command and its children;
+        so does cancelling the calling task (the result is then not returned,
+        the CancelledError propagates after the process is stopped).
+        ``on_line(stream, line)`` sees every line as it arrives.
+        ``long_running`` asks for a dedicated channel (probes, migrations)
+        instead of a pooled shell, so short commands never wait behind it.
+        """
+
+    @abc.abstractmethod
+    async def open_unix_stream(self, path: str) -> tuple[StreamReaderLike, StreamWriterLike]:
+        """A byte stream to a Unix socket on the host (QEMU's QMP)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop everything this runner started and release the connection."""
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """Whether commands can be sent right now."""

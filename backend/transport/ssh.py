@@ -1,0 +1,462 @@
+"""One kept SSH connection per host (asyncssh), with pooled shells and exec channels.
+
+- Connects honouring ~/.ssh/config, the SSH agent, an identity file and a
+  known_hosts file; an unknown or changed host key is refused with a message
+  that says what to do, unless the host says ``host_key = "accept-new"`` (then
+  an unknown key is recorded, a changed one is still refused).
+- Jump hosts: the connection is tunnelled through another :class:`SshHost`.
+- Keepalives notice a dead link; the host then reports ``disconnected`` and
+  reconnects with backoff. Commands running on the lost connection end as
+  failed with the reason.
+- Short commands go to a :class:`ShellPool`; ``long_running`` ones (probes,
+  migrations) get their own exec channel so they never block the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import asyncssh
+
+from backend.events import HostState
+from backend.transport.base import (
+    CommandRecorder,
+    CommandResult,
+    HostRunner,
+    LineCallback,
+    Publish,
+    StreamReaderLike,
+    StreamWriterLike,
+    TransportError,
+)
+from backend.transport.shellpool import RemoteShell, ShellChannel, ShellDied, ShellPool
+
+KILL_GRACE_S = 2.0
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# sshd allows 10 sessions per connection by default (MaxSessions); keep below it.
+MAX_EXEC_CHANNELS = 5
+
+# Stops a command's processes. "group": the command is a session leader (an exec
+# channel: sshd calls setsid), so signal its process group. "tree": a pooled
+# shell's background job shares the shell's group, so walk its children.
+KILL_SCRIPT = r"""
+mode=$1; pid=$2
+tree() { for c in $(pgrep -P "$1" 2>/dev/null); do tree "$c"; done; echo "$1"; }
+if [ "$mode" = group ]; then pids="-$pid"; else pids=$(tree "$pid"); fi
+kill -TERM $pids 2>/dev/null
+i=0
+while [ $i -lt 20 ]; do
+  alive=0
+  for p in $pids; do kill -0 -- "$p" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && exit 0
+  sleep 0.1; i=$((i+1))
+done
+kill -KILL $pids 2>/dev/null
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How to reach one host; built from lab.toml's [hosts.NAME]."""
+
+    name: str
+    address: str
+    port: int | None = None  # None: from ~/.ssh/config, else 22
+    user: str | None = None  # None: from ~/.ssh/config, else the local user
+    identity: str | None = None  # None: the agent and ~/.ssh/id_*
+    passphrase: Callable[[], str] | None = None  # read only when needed, never stored
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts
+    host_key: Literal["strict", "accept-new"] = "strict"
+    connect_timeout_s: float = 10.0
+    keepalive_s: float = 5.0
+    keepalive_count_max: int = 3
+    pool_size: int = 4
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts or "~/.ssh/known_hosts").expanduser()
+
+    @property
+    def display(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.address}{port}"
+
+
+class _HostKeyPolicy:
+    """Decides on host keys that are not in known_hosts (asyncssh asks only for those)."""
+
+    def __init__(self, target: SshTarget, known: asyncssh.SSHKnownHosts) -> None:
+        self.target = target
+        self.known = known
+        self.problem: Literal["unknown", "changed"] | None = None
+        self.offered: asyncssh.SSHKey | None = None
+        self.accepted_new = False
+
+    def validate(self, host: str, addr: str, port: int) -> Callable[[asyncssh.SSHKey], bool]:
+        def check(key: asyncssh.SSHKey) -> bool:
+            self.offered = key
+            trusted = self.known.match(host, addr, port)[0]
+            if trusted:  # the host is known under another key
+                self.problem = "changed"
+                return False
+            if self.target.host_key == "accept-new":
+                self.accepted_new = True
+                return True
+            self.problem = "unknown"
+            return False
+
+        return check
+
+    def explain(self) -> str:
+        t = self.target
+        file = t.known_hosts_path
+        entry = f"[{t.address}]:{t.port}" if t.port and t.port != 22 else t.address
+        fingerprint = self.offered.get_fingerprint() if self.offered else "?"
+        if self.problem == "changed":
+            return (
+                f"the host key of {entry} has CHANGED (it now offers {fingerprint}); this can be "
+                f"a reinstalled host or someone in the middle. If you know why it changed, "
+                f"remove the old key with `ssh-keygen -R '{entry}' -f {file}` and connect again."
+            )
+        return (
+            f"the host key of {entry} is not known (it offers {fingerprint}). Check that "
+            f"fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then "
+            f"add it to {file} (e.g. `ssh-keyscan -p {t.port or 22} {t.address} >> {file}`), "
+            f'or set host_key = "accept-new" for host {t.name} in lab.toml.'
+        )
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, owner: SshHost, policy: _HostKeyPolicy) -> None:
+        self._owner = owner
+        self._policy = policy
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        return self._policy.validate(host, addr, port)(key)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._connection_lost(self, exc)
+
+
+def _read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
+    if path.is_file():
+        return asyncssh.read_known_hosts(str(path))
+    return asyncssh.import_known_hosts("")  # no file: nothing is trusted (never "no checking")
+
+
+def _append_known_host(path: Path, target: SshTarget, key: asyncssh.SSHKey) -> None:
+    entry = (
+        f"[{target.address}]:{target.port}"
+        if target.port and target.port != 22
+        else (target.address)
+    )
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with path.open("a") as file:
+        file.write(f"{entry} {key.export_public_key('openssh').decode().strip()}\n")
+
+
+class SshHost(HostRunner):
+    """A host reached over SSH; ``connect()`` once, then ``run()`` as often as needed."""
+
+    def __init__(self, target: SshTarget, publish: Publish, via: SshHost | None = None) -> None:
+        self.name = target.name
+        self.target = target
+        self._publish = publish
+        self._via = via
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._client: _Client | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._lost_reason: str | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._pool = ShellPool(self._open_shell, target.pool_size)
+        self._exec_slots = asyncio.Semaphore(MAX_EXEC_CHANNELS)
+        self.rtt_ms: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    # -- connecting -----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection; raises :class:`TransportError` saying what to do."""
+        self._closing = False
+        self._publish(HostState(host=self.name, state="connecting"))
+        try:
+            await self._open()
+        except TransportError as exc:
+            self._publish(HostState(host=self.name, state="failed", reason=exc.message))
+            raise
+        await self._announce_connected()
+
+    async def _open(self) -> None:
+        t = self.target
+        if self._via is not None and not self._via.connected:
+            raise TransportError(self.name, f"jump host {self._via.name} is not connected")
+        known = await asyncio.to_thread(_read_known_hosts, t.known_hosts_path)
+        policy = _HostKeyPolicy(t, known)
+        options: dict[str, Any] = {
+            "known_hosts": known,
+            "connect_timeout": t.connect_timeout_s,
+            "keepalive_interval": t.keepalive_s,
+            "keepalive_count_max": t.keepalive_count_max,
+        }
+        if t.port is not None:
+            options["port"] = t.port
+        if t.user is not None:
+            options["username"] = t.user
+        if t.identity is not None:
+            options["client_keys"] = [t.identity]
+            if t.passphrase is not None:
+                options["passphrase"] = t.passphrase()
+        if self._via is not None:
+            options["tunnel"] = self._via._conn
+        try:
+            conn, client = await asyncssh.create_connection(
+                lambda: _Client(self, policy), t.address, **options
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise TransportError(self.name, policy.explain()) from exc
+        except asyncssh.PermissionDenied as exc:
+            how = f"identity {t.identity}" if t.identity else "the SSH agent and ~/.ssh keys"
+            raise TransportError(
+                self.name, f"{t.display} refused the login ({how}): {exc.reason}"
+            ) from exc
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                why = f"no answer within {t.connect_timeout_s:g} s"
+            raise TransportError(self.name, f"cannot reach {t.display}: {why}") from exc
+        if policy.accepted_new and policy.offered is not None:
+            await asyncio.to_thread(_append_known_host, t.known_hosts_path, t, policy.offered)
+        self._conn, self._client = conn, cast(_Client, client)
+        self._lost_reason = None
+        self._ready.set()
+
+    async def _announce_connected(self) -> None:
+        # The first command opens a pooled shell; time the second, a warm round trip.
+        await self.run(["true"], timeout=self.target.connect_timeout_s, log_output=False)
+        started = time.perf_counter()
+        result = await self.run(["true"], timeout=self.target.connect_timeout_s, log_output=False)
+        self.rtt_ms = round((time.perf_counter() - started) * 1000, 3) if result.ok else None
+        self._publish(HostState(host=self.name, state="connected", rtt_ms=self.rtt_ms))
+
+    def _connection_lost(self, client: _Client, exc: Exception | None) -> None:
+        if client is not self._client:
+            return  # an old connection's late notice
+        self._ready.clear()
+        self._conn = self._client = None
+        self._pool.reset()
+        if self._closing:
+            return
+        self._lost_reason = str(exc) if exc else "the server closed the connection"
+        self._publish(HostState(host=self.name, state="disconnected", reason=self._lost_reason))
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closing:
+            delay = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
+            await asyncio.sleep(delay)
+            attempt += 1
+            self._publish(HostState(host=self.name, state="connecting", reason=f"try {attempt}"))
+            try:
+                await self._open()
+            except TransportError as exc:
+                self._publish(HostState(host=self.name, state="disconnected", reason=exc.message))
+                continue
+            await self._announce_connected()
+            return
+
+    async def _connection(self, timeout: float | None) -> asyncssh.SSHClientConnection:
+        """The live connection, waiting a little for a reconnect in progress."""
+        if not self._ready.is_set():
+            wait = self.target.connect_timeout_s if timeout is None else timeout
+            try:
+                await asyncio.wait_for(self._ready.wait(), min(wait, self.target.connect_timeout_s))
+            except TimeoutError:
+                reason = self._lost_reason or "not connected"
+                raise TransportError(self.name, f"not connected: {reason}") from None
+        assert self._conn is not None
+        return self._conn
+
+    async def _open_shell(self) -> ShellChannel:
+        conn = await self._connection(None)
+        process = await conn.create_process("exec /bin/sh", encoding=None)
+        return ShellChannel(process.stdin, process.stdout, process.stderr, process.close)
+
+    # -- running commands -----------------------------------------------------------------
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = 60.0,
+        on_line: LineCallback | None = None,
+        log_output: bool = True,
+        long_running: bool = False,
+    ) -> CommandResult:
+        channel: Literal["pool", "exec"] = "exec" if long_running else "pool"
+        recorder = CommandRecorder(self.name, argv, self._publish, channel, on_line, log_output)
+        try:
+            if long_running:
+                return await self._run_exec(argv, recorder, timeout)
+            return await self._run_pooled(argv, recorder, timeout)
+        except TransportError as exc:
+            return recorder.finish(None, exc.message)
+
+    async def _run_pooled(
+        self, argv: Sequence[str], recorder: CommandRecorder, timeout: float | None
+    ) -> CommandResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self._pool.shell() as shell:
+            try:
+                pid, status, stderr_done = await shell.run(argv, recorder)
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                code = await asyncio.wait_for(asyncio.shield(status), remaining)
+                await stderr_done
+                return recorder.finish(code)
+            except TimeoutError:
+                await self._stop_pooled(shell, pid, status, stderr_done)
+                return recorder.finish(None, "timeout")
+            except asyncio.CancelledError:
+                await asyncio.shield(self._stop_pooled(shell, pid, status, stderr_done))
+                recorder.finish(None, "cancelled")
+                raise
+            except ShellDied as exc:
+                return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
+
+    async def _stop_pooled(
+        self,
+        shell: RemoteShell,
+        pid: asyncio.Future[int],
+        status: asyncio.Future[int],
+        stderr_done: asyncio.Future[None],
+    ) -> None:
+        try:
+            await self._kill(await asyncio.wait_for(asyncio.shield(pid), KILL_GRACE_S), "tree")
+            await asyncio.wait_for(asyncio.gather(status, stderr_done), KILL_GRACE_S * 2)
+        except (TimeoutError, ShellDied, TransportError):
+            shell.close()  # it did not come back: never reuse it
+
+    async def _run_exec(
+        self,
+        argv: Sequence[str],
+        recorder: CommandRecorder,
+        timeout: float | None,
+        limited: bool = True,
+    ) -> CommandResult:
+        conn = await self._connection(timeout)
+        marker = "\x1eMIGLAB" + os.urandom(8).hex() + ":pid:"
+        # sshd makes the session's shell a session leader; `exec` keeps that pid, so the
+        # command's process group is the pid it reports here.
+        command = f"printf '{marker}%d\\n' \"$$\" >&2; exec {shlex.join(argv)}"
+        # A kill must never wait for a slot held by the very command it stops.
+        slot = self._exec_slots if limited else contextlib.nullcontext()
+        async with slot:
+            try:
+                process = await conn.create_process(command, encoding=None)
+            except (asyncssh.Error, OSError) as exc:
+                return recorder.finish(None, f"could not open a channel: {exc}")
+            process.stdin.write_eof()
+            pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            pumps = asyncio.gather(
+                self._pump(process.stdout, "stdout", recorder, None),
+                self._pump(process.stderr, "stderr", recorder, (marker.encode(), pid)),
+            )
+            try:
+                await asyncio.wait_for(asyncio.shield(pumps), timeout)
+                await process.wait_closed()
+            except TimeoutError:
+                await self._stop_exec(pid, pumps)
+                return recorder.finish(None, "timeout")
+            except asyncio.CancelledError:
+                await asyncio.shield(self._stop_exec(pid, pumps))
+                recorder.finish(None, "cancelled")
+                raise
+            except (asyncssh.Error, OSError) as exc:
+                return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
+            finally:
+                process.close()
+        if process.exit_status is not None and process.exit_status >= 0:
+            return recorder.finish(process.exit_status)
+        if process.exit_signal is not None:
+            return recorder.finish(None, f"killed by signal {process.exit_signal[0]}")
+        return recorder.finish(None, f"connection lost: {self._lost_reason or 'channel closed'}")
+
+    @staticmethod
+    async def _pump(
+        reader: asyncssh.SSHReader[bytes],
+        stream: Literal["stdout", "stderr"],
+        recorder: CommandRecorder,
+        pid_marker: tuple[bytes, asyncio.Future[int]] | None,
+    ) -> None:
+        head = b""
+        while chunk := await reader.read(65536):
+            if pid_marker is not None:
+                # The first stderr line is our pid marker; hold output until it is complete.
+                head += chunk
+                if b"\n" not in head:
+                    continue
+                first, _, chunk = head.partition(b"\n")
+                marker, future = pid_marker
+                if first.startswith(marker):
+                    future.set_result(int(first[len(marker) :]))
+                else:
+                    chunk = head
+                pid_marker = None
+            recorder.feed(stream, chunk.decode("utf-8", "replace"))
+
+    async def _stop_exec(self, pid: asyncio.Future[int], pumps: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(TimeoutError, TransportError):
+            await self._kill(await asyncio.wait_for(pid, KILL_GRACE_S), "group")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pumps, KILL_GRACE_S)
+
+    async def _kill(self, pid: int, mode: Literal["tree", "group"]) -> None:
+        """Stop a process (tree or group) on this host from a channel of its own."""
+        argv = ["sh", "-c", KILL_SCRIPT, "miglab-kill", mode, str(pid)]
+        recorder = CommandRecorder(self.name, argv, self._publish, "exec", log_output=False)
+        result = await self._run_exec(argv, recorder, KILL_GRACE_S * 3, limited=False)
+        if result.failure is not None:
+            raise TransportError(self.name, f"could not stop pid {pid}: {result.failure}")
+
+    async def open_unix_stream(self, path: str) -> tuple[StreamReaderLike, StreamWriterLike]:
+        conn = await self._connection(None)
+        try:
+            reader, writer = await conn.open_unix_connection(path, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise TransportError(self.name, f"cannot open unix socket {path}: {exc}") from exc
+        return reader, writer
+
+    def drop(self) -> None:
+        """Abort the connection as a network failure would (for tests and the console)."""
+        if self._conn is not None:
+            self._conn.abort()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        self._pool.reset()
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.wait_closed()
+        self._ready.clear()
+        self._publish(HostState(host=self.name, state="closed"))
