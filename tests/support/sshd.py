@@ -73,7 +73,9 @@ class Sshd:
         host_pub = Path(f"{self.host_key}.pub").read_text().split()
         self.known_hosts.write_text(f"[{self.address}]:{self.port} {host_pub[0]} {host_pub[1]}\n")
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        # sshd keeps the first value of a keyword, so the caller's lines go first.
         config = f"""\
+{self.extra_config}
 ListenAddress {self.address}
 Port {self.port}
 HostKey {self.host_key}
@@ -90,7 +92,6 @@ AllowStreamLocalForwarding yes
 MaxSessions 64
 MaxStartups 64:30:128
 LogLevel ERROR
-{self.extra_config}
 """
         (self.directory / "sshd_config").write_text(config)
 
