@@ -82,15 +82,22 @@ async def test_run_separates_streams_and_exit_status(
     assert result.exit_status == 7 and result.failure is None and not result.ok
     assert result.stdout == 'out1\nq"uote $HOME\ntail'
     assert result.stderr == "err1\n"
-    mine = [e for e in events if getattr(e, "argv", None) == result.argv or (
-        isinstance(e, CommandOutput) and e.host == "h1")]
+    mine = [
+        e
+        for e in events
+        if getattr(e, "argv", None) == result.argv
+        or (isinstance(e, CommandOutput) and e.host == "h1")
+    ]
     started = [e for e in mine if isinstance(e, CommandStarted)][-1]
     finished = [e for e in mine if isinstance(e, CommandFinished)][-1]
     assert started.cmd_id == finished.cmd_id
     assert started.channel == ("exec" if long_running else "pool")
-    assert finished.exit_status == 7 and finished.stdout_tail == ['out1', 'q"uote $HOME', "tail"]
-    lines = [(e.stream, e.line) for e in events if isinstance(e, CommandOutput)
-             and e.cmd_id == finished.cmd_id]
+    assert finished.exit_status == 7 and finished.stdout_tail == ["out1", 'q"uote $HOME', "tail"]
+    lines = [
+        (e.stream, e.line)
+        for e in events
+        if isinstance(e, CommandOutput) and e.cmd_id == finished.cmd_id
+    ]
     assert ("stderr", "err1") in lines and ("stdout", "tail") in lines
     with pytest.raises(CommandFailed, match=r"h1: `sh -c .*` failed \(exit status 7\): err1"):
         result.check()
@@ -165,8 +172,9 @@ async def test_concurrent_commands_share_the_connection(
 ) -> None:
     runner, _ = host
     started = time.monotonic()
-    results = await asyncio.gather(*(runner.run(["sh", "-c", f"sleep 0.4; echo {i}"])
-                                     for i in range(4)))
+    results = await asyncio.gather(
+        *(runner.run(["sh", "-c", f"sleep 0.4; echo {i}"]) for i in range(4))
+    )
     elapsed = time.monotonic() - started
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(4)]
     assert elapsed < 1.6  # in parallel, not one after another (4 x 0.4 s)
@@ -206,9 +214,7 @@ async def test_unknown_host_key_is_refused_with_advice(sshd: Sshd, tmp_path: Pat
     assert isinstance(events[-1], HostState) and events[-1].state == "failed"
 
 
-async def test_changed_host_key_is_refused_even_with_accept_new(
-    sshd: Sshd, tmp_path: Path
-) -> None:
+async def test_changed_host_key_is_refused_even_with_accept_new(sshd: Sshd, tmp_path: Path) -> None:
     other = make_sshd(tmp_path / "other")  # its key, recorded under our sshd's name
     other.stop()
     wrong = tmp_path / "known_hosts"
@@ -216,7 +222,7 @@ async def test_changed_host_key_is_refused_even_with_accept_new(
     wrong.write_text(f"[{sshd.address}]:{sshd.port} {key[0]} {key[1]}\n")
     for policy in ("strict", "accept-new"):
         runner = SshHost(target(sshd, known_hosts=str(wrong), host_key=policy), lambda e: None)
-        with pytest.raises(TransportError, match="CHANGED.*ssh-keygen -R"):
+        with pytest.raises(TransportError, match=r"CHANGED.*ssh-keygen -R"):
             await runner.connect()
     assert wrong.read_text().count("\n") == 1  # nothing was added
 

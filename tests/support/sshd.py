@@ -67,9 +67,7 @@ class Sshd:
         if client_key is None:
             keygen(self.client_key, "miglab-test-client")
             client_key = self.client_key
-        (self.directory / "authorized_keys").write_text(
-            Path(f"{client_key}.pub").read_text()
-        )
+        (self.directory / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
         host_pub = Path(f"{self.host_key}.pub").read_text().split()
         self.known_hosts.write_text(f"[{self.address}]:{self.port} {host_pub[0]} {host_pub[1]}\n")
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory

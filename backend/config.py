@@ -1,0 +1,1270 @@
+"""lab.toml: the models of a lab, and the loader that turns a file into one.
+
+A lab is one storage node that exports a disk over iSCSI, two hypervisor hosts
+that log in to it, and one guest that runs from the disk and migrates between
+them. The file has five tables: ``[lab]``, ``[hosts.NAME]`` (one per machine the
+console talks to), ``[storage]``, ``[hypervisor]`` and ``[guest]``.
+
+Reading order of this module: the models (every field documented: the
+docstrings become the JSON Schema that editors use), then a small scanner that
+finds the line a key is defined on (``tomllib`` does not say), then the loader
+that turns pydantic's errors into ``file:line: key: message`` paragraphs.
+
+Rules worth knowing:
+
+* Unknown keys are errors everywhere: a typo must not be silently ignored.
+* Types are strict: ``vcpus = "2"`` or ``port = true`` is an error, not a guess.
+* Secrets are never written inline: a :class:`Secret` names an environment
+  variable or a file, and :meth:`Secret.reveal` reads it when it is needed.
+* Relative local paths (identity, known_hosts, secret files) are relative to
+  the directory of lab.toml; ``~`` is expanded. Paths on remote hosts (the
+  storage device, the guest's xl config) are kept exactly as written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import sys
+import types
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "Chap",
+    "ConfigError",
+    "ConfigErrors",
+    "Guest",
+    "Host",
+    "Hypervisor",
+    "Lab",
+    "LabConfig",
+    "Portal",
+    "Secret",
+    "Storage",
+    "lab_digest",
+    "lab_json_schema",
+    "load_lab",
+    "parse_lab",
+]
+
+LOCAL = "local"
+"""The address that means "the console's own machine": commands run as local subprocesses."""
+
+ISCSI_PORT = 3260
+
+Loc = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """A problem with a lab.toml, located as precisely as we can.
+
+    ``str(err)`` is one paragraph: ``lab.toml:14: hosts.xen1.adress: unknown key; ...``.
+    ``err.errors`` lists the individual problems (just ``(err,)`` here; several for
+    :class:`ConfigErrors`), so a caller can always print ``for e in err.errors``.
+    """
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        super().__init__(file, line, key, message)
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+        self.errors: tuple[ConfigError, ...] = (self,)
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        parts = [p for p in (where, self.key, self.message) if p]
+        return ": ".join(parts)
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found in one pass; ``str()`` puts each on its own line.
+
+    Its own ``file``/``line``/``key``/``message`` are those of the first problem.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        first = errors[0]
+        super().__init__(first.file, first.line, first.key, first.message)
+        self.args = (tuple(errors),)  # so that pickling calls ConfigErrors(errors)
+        self.errors = tuple(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+# --------------------------------------------------------------------------- field checks
+
+# Host names are keys in [hosts.NAME]; no dots so that a dotted error path is unambiguous.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a TOML key that needs no quotes
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+_DOMAIN = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+# RFC 3720 3.2.6.3: iqn.YYYY-MM.reversed.domain[:anything], eui.16hex, naa.16hex|32hex.
+_IQN = re.compile(r"iqn\.(\d{4})-(\d{2})\." + _DOMAIN + r"(?::[a-z0-9.:-]+)?")
+_EUI = re.compile(r"eui\.[0-9A-Fa-f]{16}")
+_NAA = re.compile(r"naa\.(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})")
+_IQN_SCHEMA_PATTERN = (
+    r"^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[a-z0-9.:-]+)?"
+    r"|eui\.[0-9A-Fa-f]{16}|naa\.([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}))$"
+)
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    # Custom errors keep our message verbatim (ValueError would get a "Value error, " prefix).
+    return PydanticCustomError(kind, message)
+
+
+def _address_problem(value: str) -> str | None:
+    """Why ``value`` is not a host name, IPv4 or IPv6 address (None when it is one)."""
+    if not value:
+        return "must not be empty"
+    if any(c.isspace() for c in value):
+        return f"{value!r} contains white space"
+    if value.startswith("[") and value.endswith("]"):
+        return "write an IPv6 address without brackets"
+    if ":" in value:
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            return (
+                f"{value!r} is not a valid IPv6 address "
+                "(a host name has no ':'; put a port in its own key)"
+            )
+        return None
+    if re.fullmatch(r"[0-9.]+", value):
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            return f"{value!r} is not a valid IPv4 address"
+        return None
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return f"{value!r} is not a host name or an IP address"
+    return None
+
+
+def _check_address(value: str) -> str:
+    problem = _address_problem(value)
+    if problem is not None:
+        raise _error("address", problem)
+    return value
+
+
+def _check_user(value: str | None) -> str | None:
+    # A leading '-' would be read as an ssh option; '@' and ':' would split the target.
+    if value is not None and not _USER.fullmatch(value):
+        raise _error("user", f"{value!r} is not a user name")
+    return value
+
+
+def _check_remote_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise _error("path", f"{value!r} must be an absolute path (it is on a remote host)")
+    if "\0" in value:
+        raise _error("path", "must not contain a NUL byte")
+    return value
+
+
+def _local_path(value: object, info: ValidationInfo) -> object:
+    """Expand ``~`` and resolve a relative path against lab.toml's directory."""
+    if isinstance(value, str):
+        if not value:
+            raise _error("path", "must not be empty")
+        path = Path(value)
+    elif isinstance(value, Path):
+        path = value
+    else:
+        return value  # not a path at all: strict validation says so
+    path = path.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    return path
+
+
+LocalPath = Annotated[Path, BeforeValidator(_local_path)]
+"""A path on the console's machine, relative to lab.toml's directory."""
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    # strict: TOML has real types, so "2" for an integer is a mistake, not a value.
+    # frozen: one loaded lab is shared by every task; nobody edits it behind the others.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True
+    )
+
+    def __eq__(self, other: object) -> bool:
+        # Equal values are equal models: what a model knows about itself (a host's
+        # name, the file a lab came from) is bookkeeping, and pydantic would compare it.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+
+class Secret(_Model):
+    """Where a secret comes from: ``{ env = "VAR" }`` or ``{ file = "path" }``, never the value.
+
+    The value is read by :meth:`reveal` when it is needed, so it is never part
+    of the loaded lab, its repr, a dump or a session log.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["env"]}, {"required": ["file"]}]}
+    )
+
+    env: str | None = None
+    """Name of an environment variable that holds the secret."""
+
+    file: LocalPath | None = None
+    """A file whose content is the secret (a trailing newline is dropped); relative to
+    lab.toml's directory. Keep it readable by you only (chmod 600)."""
+
+    _key: str = PrivateAttr(default="")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise _error(
+                "inline_secret",
+                'secrets are never written inline; use { env = "VAR" } '
+                '(an environment variable) or { file = "path" } (a file holding the secret)',
+            )
+        return data
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise _error("env_name", f"{value!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise _error(
+                "secret_source",
+                'give exactly one of env or file: { env = "VAR" } or { file = "path" }',
+            )
+        return self
+
+    def reveal(self) -> str:
+        """Read the secret now. Raises :class:`ConfigError` when it is not available."""
+        key = self._key or "secret"
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(
+                    "", None, key, f"environment variable {self.env} is not set; export it first"
+                )
+            if not value:
+                raise ConfigError("", None, key, f"environment variable {self.env} is empty")
+            return value
+        assert self.file is not None  # guaranteed by _exactly_one
+        try:
+            # Sync read on purpose: a secret is read once, when a connection is set up.
+            value = self.file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                str(self.file), None, key, f"cannot read the secret file: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(str(self.file), None, key, "the secret file is not UTF-8") from None
+        value = value.removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise ConfigError(str(self.file), None, key, "the secret file is empty")
+        return value
+
+    def __str__(self) -> str:
+        return f"<secret from ${self.env}>" if self.env else f"<secret from file {self.file}>"
+
+
+class Lab(_Model):
+    """The lab as a whole."""
+
+    name: str = Field(min_length=1)
+    """A short name for the lab; it appears in session logs and reports."""
+
+    link_mbit: int = Field(gt=0)
+    """Speed of the lab network in Mbit/s (100 for the 2009 study). Migration
+    bandwidth and the expected transfer times are derived from it."""
+
+    description: str | None = None
+    """Free text about the lab (machines, switch, where it is); shown in reports."""
+
+
+class Host(_Model):
+    """A machine the console runs commands on, over SSH or locally.
+
+    Its name is the NAME of its [hosts.NAME] table (the ``name`` property).
+    """
+
+    address: str
+    """Host name, IPv4 or IPv6 address (no brackets), or "local": the console runs
+    on this machine and its commands run as local subprocesses."""
+
+    user: str | None = None
+    """SSH user. Default: the one ~/.ssh/config names, else the current user.
+    Ignored for address = "local"."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """SSH port. Default: the one ~/.ssh/config names, else 22."""
+
+    identity: LocalPath | None = None
+    """Private key file for SSH. Default: the ssh agent and the usual ~/.ssh keys."""
+
+    identity_passphrase: Secret | None = None
+    """Passphrase of the identity key, as { env = "VAR" } or { file = "path" }."""
+
+    via: str | None = None
+    """Name of another host in [hosts] to jump through (like ssh -J)."""
+
+    host_key: Literal["strict", "accept-new"] = "strict"
+    """How to treat the host's SSH key: "strict" (default) only connects to keys
+    already in known_hosts; "accept-new" records an unknown key on first use but
+    still refuses a changed one."""
+
+    known_hosts: LocalPath | None = None
+    """known_hosts file to check host keys against. Default: ~/.ssh/known_hosts."""
+
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds to wait for the SSH connection to be set up."""
+
+    keepalive_s: float = Field(default=5.0, ge=0)
+    """Seconds between SSH keepalives, so that a dead link is noticed during a
+    migration; 0 turns them off."""
+
+    _name: str = PrivateAttr(default="")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return value if value == LOCAL else _check_address(value)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        return _check_user(value)
+
+    @property
+    def name(self) -> str:
+        """The host's name: the NAME of its [hosts.NAME] table."""
+        return self._name
+
+    @property
+    def is_local(self) -> bool:
+        """True when the console itself runs on this host (address = "local")."""
+        return self.address == LOCAL
+
+
+class Portal(_Model):
+    """Where the iSCSI target listens; written in lab.toml as "ADDR[:PORT]"."""
+
+    address: str
+    """Host name or IP address (IPv6 written as "[addr]:port" in lab.toml)."""
+
+    port: int = Field(default=ISCSI_PORT, ge=1, le=65535)
+    """TCP port of the target (3260 by default)."""
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+def _parse_portal(value: object) -> object:
+    if isinstance(value, Portal):
+        return value
+    if not isinstance(value, str):
+        raise _error("portal", 'expected a string like "192.168.0.1:3260"')
+    text = value.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise _error("portal", f'{value!r}: missing "]" after the IPv6 address')
+        address, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise _error("portal", f'{value!r}: expected ":PORT" after "]"')
+            port_text = rest[1:]
+        if ":" not in address:
+            raise _error("portal", f"{value!r}: brackets are only for IPv6 addresses")
+    elif text.count(":") > 1:
+        # "fd00::1:3260" is itself a valid address: without brackets the port is a guess.
+        raise _error("portal", f'{value!r}: write an IPv6 portal as "[addr]:port" or "[addr]"')
+    else:
+        address, sep, port_text_ = text.partition(":")
+        port_text = port_text_ if sep else None
+    problem = _address_problem(address)
+    if problem is not None:
+        raise _error("portal", f"{value!r}: {problem}")
+    port = ISCSI_PORT
+    if port_text is not None:
+        if not port_text.isdigit():
+            raise _error("portal", f"{value!r}: the port must be a number")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise _error("portal", f"{value!r}: port {port} is out of range 1-65535")
+    return Portal(address=address, port=port)
+
+
+PortalField = Annotated[
+    Portal,
+    BeforeValidator(_parse_portal),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": 'Where the target listens: "ADDR[:PORT]", port 3260 by default; '
+            'IPv6 as "[addr]:port".',
+            "examples": ["192.168.0.1:3260", "[fd00::1]:3260"],
+        }
+    ),
+]
+
+
+class Chap(_Model):
+    """CHAP credentials the initiators log in with."""
+
+    user: str = Field(min_length=1)
+    """CHAP user name."""
+
+    secret: Secret
+    """CHAP password, as { env = "VAR" } or { file = "path" }; never inline."""
+
+
+class Storage(_Model):
+    """The iSCSI target that exports the guest's disk."""
+
+    host: str
+    """Name of the host in [hosts] that runs the target."""
+
+    driver: Literal["tgt", "lio", "iet"]
+    """Target software: "tgt" (tgtd/tgtadm), "lio" (targetcli) or "iet" (ietd/ietadm)."""
+
+    iqn: str = Field(json_schema_extra={"pattern": _IQN_SCHEMA_PATTERN})
+    """iSCSI name of the target: "iqn.YYYY-MM.reversed.domain[:name]" (RFC 3720),
+    "eui." + 16 hex digits, or "naa." + 16 or 32 hex digits."""
+
+    device: str
+    """Absolute path of the backing partition or image file on the storage host."""
+
+    portal: PortalField
+    """Where the target listens: "ADDR[:PORT]", port 3260 by default; IPv6 as "[addr]:port"."""
+
+    lun: int = Field(default=1, ge=1)
+    """Logical unit number of the disk within the target."""
+
+    chap: Chap | None = None
+    """CHAP credentials, e.g. { user = "miglab", secret = { env = "MIGLAB_CHAP" } }.
+    Default: no authentication."""
+
+    tgt_control_port: int | None = Field(default=None, ge=0, le=65535)
+    """For driver = "tgt" only: the tgtd instance to talk to (tgtd -C N, tgtadm -C N),
+    when several tgtd run on one host. Default: tgtd's own default (0)."""
+
+    @field_validator("iqn")
+    @classmethod
+    def _iqn(cls, value: str) -> str:
+        if value != value.lower() and _IQN.fullmatch(value.lower()):
+            raise _error("iqn", f"iSCSI names are lower case; write {value.lower()!r}")
+        if len(value.encode()) > 223:
+            raise _error("iqn", "an iSCSI name is at most 223 bytes")
+        match = _IQN.fullmatch(value)
+        if match is not None:
+            if not 1 <= int(match.group(2)) <= 12:
+                raise _error("iqn", f"{value!r}: {match.group(2)} is not a month")
+            return value
+        if _EUI.fullmatch(value) or _NAA.fullmatch(value):
+            return value
+        raise _error(
+            "iqn",
+            f"{value!r} is not an iSCSI name; expected iqn.YYYY-MM.reversed.domain[:name] "
+            "(lower case letters, digits, '.', '-', ':'), eui.<16 hex> or naa.<16 or 32 hex>",
+        )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        _check_remote_path(value)
+        # ietd.conf and tgt's config split "Path=...,Type=..." on commas and blanks.
+        if any(c.isspace() or c == "," for c in value):
+            raise _error("path", f"{value!r}: the device path must not contain blanks or commas")
+        return value
+
+
+class Hypervisor(_Model):
+    """The two hosts the guest migrates between."""
+
+    driver: Literal["xen", "qemu"]
+    """Hypervisor: "xen" (xl) or "qemu" (qemu-system with a QMP socket)."""
+
+    hosts: list[str] = Field(json_schema_extra={"minItems": 2, "maxItems": 2, "uniqueItems": True})
+    """Exactly two names of hosts in [hosts]; the guest boots on the first."""
+
+    migrate_bandwidth_mbit: int | None = Field(default=None, gt=0)
+    """Cap on the migration's bandwidth in Mbit/s. Default: lab.link_mbit."""
+
+    downtime_limit_ms: int | None = Field(default=None, gt=0)
+    """Maximum stop-and-copy downtime to ask the hypervisor for, in ms.
+    Default: the hypervisor's own default."""
+
+    run_dir: str = "/run/miglab"
+    """For driver = "qemu": directory on the hypervisor hosts for QMP sockets and pid files."""
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir(cls, value: str) -> str:
+        return _check_remote_path(value)
+
+    @field_validator("hosts")
+    @classmethod
+    def _two_hosts(cls, value: list[str]) -> list[str]:
+        if len(value) != 2:
+            raise _error(
+                "hypervisor_hosts",
+                f"needs exactly two hosts (the guest migrates from one to the other), "
+                f"got {len(value)}",
+            )
+        if value[0] == value[1]:
+            raise _error(
+                "hypervisor_hosts", f"the two hosts must differ; {value[0]!r} is named twice"
+            )
+        return value
+
+
+class Guest(_Model):
+    """The virtual machine that is booted, measured and migrated."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    """Domain name of the guest (xl / QEMU -name)."""
+
+    address: str
+    """Host name or IP address the guest answers on (SSH and ping)."""
+
+    user: str | None = None
+    """SSH user in the guest. Default: ~/.ssh/config, else the current user."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """SSH port of the guest. Default: ~/.ssh/config, else 22."""
+
+    identity: LocalPath | None = None
+    """Private key file for SSH into the guest. Default: the agent and ~/.ssh keys."""
+
+    via: str | None = None
+    """Name of a host in [hosts] to jump through to reach the guest (like ssh -J)."""
+
+    vcpus: int = Field(ge=1)
+    """Number of virtual CPUs."""
+
+    memory_mb: int = Field(ge=16)
+    """Memory of the guest in MiB (the amount a migration has to copy)."""
+
+    config: str | None = None
+    """Absolute path of the domain config file on the hypervisor hosts.
+    Required for driver = "xen" (the xl config); optional for "qemu"."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value == LOCAL:
+            raise _error("address", 'the guest is a machine of its own; "local" is for hosts')
+        return _check_address(value)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        return _check_user(value)
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value: str | None) -> str | None:
+        return None if value is None else _check_remote_path(value)
+
+
+class LabConfig(_Model):
+    """A miglab lab: one storage node, two hypervisor hosts, one guest."""
+
+    lab: Lab
+    """Name and network of the lab."""
+
+    hosts: dict[str, Host] = Field(
+        json_schema_extra={"propertyNames": {"pattern": f"^{_NAME.pattern}$"}}
+    )
+    """The machines the console talks to, one [hosts.NAME] table each."""
+
+    storage: Storage
+    """The iSCSI target, on one of the hosts, that exports the guest's disk."""
+
+    hypervisor: Hypervisor
+    """The hypervisor and the two hosts the guest migrates between."""
+
+    guest: Guest
+    """The guest that is booted, measured and migrated."""
+
+    _source_file: str | None = PrivateAttr(default=None)
+    _digest: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> LabConfig:
+        problems = _cross_check(self.model_dump())
+        if problems:
+            summary = "; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems)
+            raise PydanticCustomError(_CROSS_CHECK, "{summary}", {"summary": summary})
+        # Every host knows its name; every secret knows its key, for its error messages.
+        for name, host in self.hosts.items():
+            host._name = name
+            if host.identity_passphrase is not None:
+                host.identity_passphrase._key = f"hosts.{name}.identity_passphrase"
+        if self.storage.chap is not None:
+            self.storage.chap.secret._key = "storage.chap.secret"
+        return self
+
+    def host(self, name: str) -> Host:
+        """The host called ``name``; KeyError names the hosts that exist."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            known = ", ".join(self.hosts)
+            raise KeyError(f"no host {name!r} in the lab; defined hosts: {known}") from None
+
+    @property
+    def hypervisor_hosts(self) -> tuple[Host, Host]:
+        """The two hypervisor hosts, in [hypervisor].hosts order (the guest boots on the first)."""
+        first, second = self.hypervisor.hosts
+        return self.hosts[first], self.hosts[second]
+
+    @property
+    def storage_host(self) -> Host:
+        """The host that runs the iSCSI target."""
+        return self.hosts[self.storage.host]
+
+    @property
+    def migrate_bandwidth_mbit(self) -> int:
+        """The migration bandwidth cap in effect: hypervisor.migrate_bandwidth_mbit or the link."""
+        return self.hypervisor.migrate_bandwidth_mbit or self.lab.link_mbit
+
+    @property
+    def source_file(self) -> str | None:
+        """The file this lab was loaded from, as given to :func:`load_lab` / :func:`parse_lab`."""
+        return self._source_file
+
+    @property
+    def digest(self) -> str | None:
+        """sha256 of the lab.toml text this lab was loaded from (see :func:`lab_digest`)."""
+        return self._digest
+
+
+# --------------------------------------------------------------------------- cross-references
+
+_CROSS_CHECK = "lab_cross_check"
+
+
+def _cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Checks that span tables: names of hosts, jump hosts, driver-specific keys.
+
+    Runs on plain data (the raw TOML, or a model's dump) and skips whatever has
+    the wrong shape, so the loader can report these alongside pydantic's type errors.
+    """
+    problems: list[tuple[Loc, str]] = []
+    storage = data.get("storage")
+    storage = storage if isinstance(storage, Mapping) else {}
+    hypervisor = data.get("hypervisor")
+    hypervisor = hypervisor if isinstance(hypervisor, Mapping) else {}
+    guest = data.get("guest")
+    guest = guest if isinstance(guest, Mapping) else {}
+
+    # Keys that only make sense with one driver.
+    driver = storage.get("driver")
+    if storage.get("tgt_control_port") is not None and driver != "tgt":
+        problems.append(
+            (("storage", "tgt_control_port"), f'only for driver = "tgt", not {driver!r}')
+        )
+    if hypervisor.get("driver") == "xen" and guest and guest.get("config") is None:
+        problems.append(
+            (("guest", "config"), 'required for driver = "xen": the xl config of the guest')
+        )
+
+    raw_hosts = data.get("hosts")
+    if not isinstance(raw_hosts, Mapping):
+        return problems  # [hosts] is missing or not a table: every reference would be noise
+    defined = list(raw_hosts)  # a host whose table is malformed still exists
+    hosts = {name: table for name, table in raw_hosts.items() if isinstance(table, Mapping)}
+    for name in defined:
+        if not _NAME.fullmatch(name):
+            problems.append((("hosts", name), "a host name uses letters, digits, '-' and '_' only"))
+
+    def check_host(loc: Loc, name: Any) -> bool:
+        if isinstance(name, str) and name not in defined:
+            message = f"unknown host {name!r}; defined hosts: {', '.join(defined) or '(none)'}"
+            problems.append((loc, message + _did_you_mean(name, defined)))
+            return False
+        return isinstance(name, str)
+
+    def check_via(loc: Loc, via: Any, own: str | None) -> None:
+        if via is not None and via == own:
+            problems.append((loc, "a host cannot be its own jump host"))
+        elif check_host(loc, via) and hosts.get(via, {}).get("address") == LOCAL:
+            problems.append(
+                (loc, f"{via!r} is the console's own machine; connect directly (remove via)")
+            )
+
+    check_host(("storage", "host"), storage.get("host"))
+    names = hypervisor.get("hosts")
+    for i, name in enumerate(names if isinstance(names, list) else []):
+        check_host(("hypervisor", "hosts", i), name)
+    check_via(("guest", "via"), guest.get("via"), None)
+    for name, host in hosts.items():
+        if host.get("via") is not None and host.get("address") == LOCAL:
+            problems.append(
+                (("hosts", name, "via"), 'a host with address = "local" is not reached over SSH')
+            )
+        else:
+            check_via(("hosts", name, "via"), host.get("via"), name)
+
+    # Jump-host cycles, reported once each, on the first of their hosts in file order.
+    reported: set[str] = set()
+    for start in hosts:
+        chain = [start]
+        nxt = hosts[start].get("via")
+        while isinstance(nxt, str) and nxt in hosts and nxt not in chain:
+            chain.append(nxt)
+            nxt = hosts[nxt].get("via")
+        if isinstance(nxt, str) and nxt in chain and nxt != chain[-1]:  # a self-loop is above
+            cycle = chain[chain.index(nxt) :]
+            if not reported.intersection(cycle):
+                reported.update(cycle)
+                first = min(cycle, key=list(hosts).index)
+                at = cycle.index(first)
+                ring = [*cycle[at:], *cycle[:at], first]
+                problems.append(
+                    (("hosts", first, "via"), f"jump hosts form a cycle: {' -> '.join(ring)}")
+                )
+    return problems
+
+
+# --------------------------------------------------------------------------- line scanner
+
+
+class _ScanError(Exception):
+    pass
+
+
+class _KeyLines:
+    """Maps dotted key paths to the line that defines them.
+
+    ``tomllib`` gives values but no positions, so this walks the text once and
+    notes where each table header, key, inline-table key and array element starts.
+    It skims values (strings, arrays, inline tables) without decoding them. It is
+    meant for text ``tomllib`` accepted; on anything it does not understand it
+    stops and keeps what it found so far, so a lookup degrades to a less precise line.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.lines: dict[Loc, int] = {}
+        self.duplicates: list[tuple[Loc, int, int]] = []  # (path, line, first line)
+        self.first_key_on_line: dict[int, Loc] = {}
+        self._newlines = [i for i, c in enumerate(text) if c == "\n"]
+        self._defined: set[Loc] = set()  # explicitly defined: headers and key = value
+        self._array_tables: dict[Loc, int] = {}  # [[path]] -> index of its last element
+        try:
+            self._document()
+        except (_ScanError, IndexError):
+            pass
+
+    def line_for(self, loc: Loc) -> int | None:
+        """Line of ``loc``, or of its nearest enclosing table when ``loc`` is not in the file."""
+        for end in range(len(loc), 0, -1):
+            line = self.lines.get(loc[:end])
+            if line is not None:
+                return line
+        return None
+
+    # -- helpers
+
+    def _line(self) -> int:
+        return bisect_left(self._newlines, self.pos) + 1
+
+    def _record(self, path: Loc, line: int, *, define: bool) -> None:
+        for end in range(1, len(path) + 1):
+            self.lines.setdefault(path[:end], line)
+        self.first_key_on_line.setdefault(line, path)
+        if define:
+            if path in self._defined:
+                self.duplicates.append((path, line, self.lines[path]))
+            self._defined.add(path)
+
+    def _skip_blank(self, newlines: bool) -> None:
+        text = self.text
+        while self.pos < len(text):
+            c = text[self.pos]
+            if c in " \t" or (newlines and c in "\r\n"):
+                self.pos += 1
+            elif c == "#":
+                end = text.find("\n", self.pos)
+                self.pos = len(text) if end < 0 else end
+            else:
+                return
+
+    def _expect(self, token: str) -> None:
+        if not self.text.startswith(token, self.pos):
+            raise _ScanError(token)
+        self.pos += len(token)
+
+    # -- grammar
+
+    def _document(self) -> None:
+        table: Loc = ()
+        while True:
+            self._skip_blank(newlines=True)
+            if self.pos >= len(self.text):
+                return
+            line = self._line()
+            if self.text.startswith("[[", self.pos):
+                self.pos += 2
+                key = self._key()
+                self._skip_blank(newlines=False)
+                self._expect("]]")
+                array = (*self._resolve(key[:-1]), key[-1])
+                index = self._array_tables.get(array, -1) + 1
+                self._array_tables[array] = index
+                table = (*array, index)
+                self._record(table, line, define=True)
+            elif self.text.startswith("[", self.pos):
+                self.pos += 1
+                table = self._resolve(self._key())
+                self._skip_blank(newlines=False)
+                self._expect("]")
+                self._record(table, line, define=True)
+            else:
+                self._key_value(table)
+            self._skip_blank(newlines=False)
+            if self.pos < len(self.text) and self.text[self.pos] not in "\r\n":
+                raise _ScanError("expected the end of the line")
+
+    def _resolve(self, key: Loc) -> Loc:
+        # In [a.b] after [[a]], "a" means the last element of the array of tables a.
+        out: list[str | int] = []
+        for part in key:
+            out.append(part)
+            index = self._array_tables.get(tuple(out))
+            if index is not None:
+                out.append(index)
+        return tuple(out)
+
+    def _key_value(self, table: Loc) -> None:
+        line = self._line()
+        path = (*table, *self._key())
+        self._skip_blank(newlines=False)
+        self._expect("=")
+        self._record(path, line, define=True)
+        self._value(path)
+
+    def _key(self) -> Loc:
+        parts: list[str | int] = [self._simple_key()]
+        while True:
+            self._skip_blank(newlines=False)
+            if not self.text.startswith(".", self.pos):
+                return tuple(parts)
+            self.pos += 1
+            parts.append(self._simple_key())
+
+    def _simple_key(self) -> str:
+        self._skip_blank(newlines=False)
+        text, start = self.text, self.pos
+        if text.startswith('"', start):
+            self._basic_string()
+            raw = text[start : self.pos]
+            try:  # let tomllib decode the escapes, so the key matches the loaded data
+                return str(tomllib.loads(f"k = {raw}")["k"])
+            except tomllib.TOMLDecodeError:
+                return raw[1:-1]
+        if text.startswith("'", start):
+            self._literal_string()
+            return text[start + 1 : self.pos - 1]
+        match = _BARE_KEY.match(text, start)
+        if match is None:
+            raise _ScanError("expected a key")
+        self.pos = match.end()
+        return match.group()
+
+    def _value(self, path: Loc) -> None:
+        self._skip_blank(newlines=False)
+        text = self.text
+        if text.startswith("{", self.pos):
+            self.pos += 1
+            while True:
+                self._skip_blank(newlines=True)
+                if text.startswith("}", self.pos):
+                    self.pos += 1
+                    return
+                line = self._line()
+                key = (*path, *self._key())
+                self._skip_blank(newlines=False)
+                self._expect("=")
+                self._record(key, line, define=True)
+                self._value(key)
+                self._skip_blank(newlines=True)
+                if text.startswith(",", self.pos):
+                    self.pos += 1
+        elif text.startswith("[", self.pos):
+            self.pos += 1
+            index = 0
+            while True:
+                self._skip_blank(newlines=True)
+                if text.startswith("]", self.pos):
+                    self.pos += 1
+                    return
+                element = (*path, index)
+                self._record(element, self._line(), define=False)
+                self._value(element)
+                self._skip_blank(newlines=True)
+                if text.startswith(",", self.pos):
+                    self.pos += 1
+                index += 1
+        elif text.startswith('"""', self.pos):
+            self._multiline_string('"""', escapes=True)
+        elif text.startswith("'''", self.pos):
+            self._multiline_string("'''", escapes=False)
+        elif text.startswith('"', self.pos):
+            self._basic_string()
+        elif text.startswith("'", self.pos):
+            self._literal_string()
+        else:  # number, boolean, date/time (which may contain one blank)
+            start = self.pos
+            while self.pos < len(text) and text[self.pos] not in ",]}#\r\n":
+                self.pos += 1
+            if self.pos == start:
+                raise _ScanError("expected a value")
+
+    def _basic_string(self) -> None:
+        text = self.text
+        self.pos += 1
+        while True:
+            c = text[self.pos]
+            if c == "\\":
+                self.pos += 2
+            elif c == '"':
+                self.pos += 1
+                return
+            elif c == "\n":
+                raise _ScanError("unterminated string")
+            else:
+                self.pos += 1
+
+    def _literal_string(self) -> None:
+        end = self.text.find("'", self.pos + 1)
+        if end < 0:
+            raise _ScanError("unterminated string")
+        self.pos = end + 1
+
+    def _multiline_string(self, quotes: str, *, escapes: bool) -> None:
+        text = self.text
+        self.pos += 3
+        while True:
+            if self.pos >= len(text):
+                raise _ScanError("unterminated string")
+            if escapes and text[self.pos] == "\\":
+                self.pos += 2
+            elif text.startswith(quotes, self.pos):
+                self.pos += 3
+                # Up to two more quote marks are part of the content: """a""""" is 'a""'.
+                for _ in range(2):
+                    if text.startswith(quotes[0], self.pos):
+                        self.pos += 1
+                return
+            else:
+                self.pos += 1
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def load_lab(path: str | os.PathLike[str]) -> LabConfig:
+    """Read and validate a lab.toml. Raises :class:`ConfigError` (or :class:`ConfigErrors`).
+
+    Relative local paths in the file are resolved against the file's directory.
+    """
+    file = os.fspath(path)
+    p = Path(file)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(file, None, "", "no such file (give one with --lab FILE)") from None
+    except IsADirectoryError:
+        raise ConfigError(file, None, "", "is a directory, not a lab.toml file") from None
+    except OSError as exc:
+        raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(file, line, "", "the file is not UTF-8 text") from None
+    config = parse_lab(text, file=file, base_dir=p.parent.absolute())
+    config._digest = lab_digest(raw)  # of the bytes on disk, BOM and line endings included
+    return config
+
+
+def parse_lab(text: str, file: str = "lab.toml", base_dir: Path | None = None) -> LabConfig:
+    """Validate lab.toml text. ``file`` names it in errors; relative local paths resolve
+    against ``base_dir`` (default: the current directory).
+
+    Raises :class:`ConfigError` for one problem, :class:`ConfigErrors` for several.
+    """
+    body = text.removeprefix("\ufeff")  # editors on Windows like to add a BOM; tomllib does not
+    try:
+        data = tomllib.loads(body)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc, body, file) from None
+    base = (base_dir if base_dir is not None else Path.cwd()).absolute()
+    try:
+        config = LabConfig.model_validate(data, context={"base_dir": base})
+    except ValidationError as exc:
+        raise _validation_errors(exc, data, body, file) from None
+    config._source_file = file
+    config._digest = lab_digest(text)
+    return config
+
+
+def lab_digest(text: str | bytes) -> str:
+    """sha256 (hex) of a lab.toml's content, for the session log header."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def lab_json_schema() -> dict[str, Any]:
+    """The JSON Schema of lab.toml (for ``miglab check --schema`` and editors)."""
+    schema = LabConfig.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "miglab lab.toml",
+    }
+
+
+def _validation_errors(
+    exc: ValidationError, data: Mapping[str, Any], text: str, file: str
+) -> ConfigError:
+    problems: list[tuple[Loc, str]] = []
+    cross_summary = ""
+    for err in exc.errors(include_url=False):
+        if err["type"] == _CROSS_CHECK:
+            cross_summary = err["msg"]
+        else:
+            problems.append((tuple(err["loc"]), _describe(err)))
+    # The model runs the cross-checks only once every field is valid; run them on the
+    # raw data too so that one pass reports everything, each with its own key.
+    for problem in _cross_check(data):
+        if problem not in problems:
+            problems.append(problem)
+    if not problems:  # cannot happen unless the two runs disagree; never lose the message
+        problems.append(((), cross_summary or str(exc)))
+    lines = _KeyLines(text)
+    errors = [ConfigError(file, lines.line_for(loc), _dotted(loc), msg) for loc, msg in problems]
+    errors.sort(key=lambda e: (e.line is None, e.line or 0))
+    return errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+
+_SYNTAX_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str) -> ConfigError:
+    message = str(exc)
+    line: int | None = None
+    column: int | None = None
+    match = _SYNTAX_POSITION.search(message)
+    if match is not None:
+        message = message[: match.start()]
+        if match.group(1):
+            line, column = int(match.group(1)), int(match.group(2))
+        else:
+            line = max(1, len(text.splitlines()))
+    # "Cannot overwrite a value" does not say which key: the scanner knows.
+    if line is not None and message.startswith(("Cannot overwrite", "Cannot declare")):
+        lines = _KeyLines(text)
+        for path, dup_line, first_line in lines.duplicates:
+            if dup_line == line:
+                return ConfigError(
+                    file, line, _dotted(path), f"defined twice (first on line {first_line})"
+                )
+        path_on_line = lines.first_key_on_line.get(line)
+        if path_on_line is not None:
+            return ConfigError(
+                file, line, _dotted(path_on_line), "conflicts with an earlier definition"
+            )
+    if message == "Illegal character '\\n'":
+        message += " (a string that is not closed on its line?)"
+    if message:
+        message = message[0].lower() + message[1:]
+    where = f" (column {column})" if column is not None else ""
+    return ConfigError(file, line, "", f"TOML syntax error: {message}{where}")
+
+
+# --------------------------------------------------------------------------- error messages
+
+_SECRET_FIELDS = {"secret", "identity_passphrase"}
+
+
+def _dotted(loc: Loc) -> str:
+    """("hosts", "xen 1", "port") -> 'hosts."xen 1".port'; list indexes as [i]."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = part if _BARE_KEY.fullmatch(part) else json.dumps(part)  # TOML-quoted
+            out += f".{name}" if out else name
+    return out
+
+
+def _show(value: Any, hidden: bool) -> str:
+    """A short, safe rendering of a bad value (never of anything under a secret)."""
+    if isinstance(value, bool):
+        kind, shown = "a boolean", "true" if value else "false"
+    elif isinstance(value, int | float):
+        kind, shown = "a number", repr(value)
+    elif isinstance(value, str):
+        kind, shown = "a string", repr(value if len(value) <= 60 else value[:57] + "...")
+    elif isinstance(value, dict):
+        return "a table"
+    elif isinstance(value, list):
+        return "an array"
+    else:
+        return "a date/time" if hasattr(value, "isoformat") else type(value).__name__
+    return kind if hidden else shown
+
+
+def _describe(err: ErrorDetails) -> str:
+    kind = err["type"]
+    loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    hidden = any(part in _SECRET_FIELDS for part in loc)
+    got = _show(err.get("input"), hidden)
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        what = "table" if isinstance(err.get("input"), dict) else "key"
+        message = f"unknown {what}"
+        if allowed:
+            message += f"; expected one of {', '.join(allowed)}"
+        return message + _did_you_mean(str(loc[-1]), allowed)
+    if kind == "missing":
+        if len(loc) == 1:
+            return f"required table [{loc[0]}] is missing"
+        return "required key is missing"
+    simple = {
+        "int_type": "an integer",
+        "int_parsing": "an integer",
+        "int_from_float": "an integer",
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "string_type": "a string",
+        "bool_type": "true or false",
+        "bool_parsing": "true or false",
+        "list_type": "an array [...]",
+        "dict_type": "a table",
+        "model_type": "a table",
+        "model_attributes_type": "a table",
+        "path_type": "a path (a string)",
+    }
+    if kind in simple:
+        return f"expected {simple[kind]}, got {got}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {got}"
+    bounds = {
+        "greater_than": ("greater than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
+    if kind in bounds:
+        words, name = bounds[kind]
+        return f"must be {words} {ctx.get(name)}, got {got}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{got} has characters that are not allowed here"
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    return err["msg"]
+
+
+def _did_you_mean(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _allowed_keys(loc: Loc) -> list[str]:
+    """The keys the model at ``loc`` accepts (for "unknown key; expected one of ...")."""
+    current: Any = LabConfig
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) in (dict, list):
+            current = get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional[...] and Annotated[...] down to the type that matters."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
