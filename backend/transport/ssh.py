@@ -206,6 +206,8 @@ class SshHost(HostRunner):
         t = self.target
         if self._via is not None and not self._via.connected:
             raise TransportError(self.name, f"jump host {self._via.name} is not connected")
+        if t.identity is not None and not await asyncio.to_thread(os.path.isfile, t.identity):
+            raise TransportError(self.name, f"identity file {t.identity} does not exist")
         known = await asyncio.to_thread(_read_known_hosts, t.known_hosts_path)
         policy = _HostKeyPolicy(t, known)
         options: dict[str, Any] = {

@@ -1,0 +1,176 @@
+"""The RAM dirtier (study test 7): rewrite a tmpfs file at full speed, round after round.
+
+Pre-copy migration resends every page dirtied since the last pass; a guest that
+rewrites ``size_mib`` of RAM faster than the link carries it never converges,
+which is what test 7 measures. The dirtier is a POSIX sh loop (dash, busybox
+ash) around ``dd if=/dev/zero of=PATH bs=1M count=SIZE conv=notrunc``:
+``notrunc`` keeps the same tmpfs pages, so each round dirties them again
+instead of freeing and reallocating them.
+
+Each round prints ``miglab-dirtier round=N mib=SIZE cs=CENTISECONDS uptime=U``:
+the round's length comes from /proc/uptime (centiseconds; busybox ``date`` has
+no ``%N`` and busybox ``dd`` may print no rate), and the rate is computed here
+(sh has only integers). Samples: ``round``, ``mib``, ``elapsed_s``, ``mib_per_s``,
+timed at the round's end (uptime, anchored on the clock at the first round).
+The end sample (``summary: 1.0``): ``rounds``, ``total_mib``,
+``total_elapsed_s``, ``avg_mib_per_s``, ``failed`` (1.0 if dd failed).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from backend.events import Sample
+from backend.probes.base import SUMMARY, Clock, SampleMaker, positive_int, shell_argv
+
+PROBE = "dirtier"
+DEFAULT_PATH = "/dev/shm/miglab-dirty"
+
+UNITS: dict[str, str] = {
+    "mib": "MiB",
+    "elapsed_s": "s",
+    "mib_per_s": "MiB/s",
+    "total_mib": "MiB",
+    "total_elapsed_s": "s",
+    "avg_mib_per_s": "MiB/s",
+}
+
+# Positional parameters: $1 size in MiB, $2 rounds (0 = until stopped), $3 the file.
+# They are checked here too: the script may be run by hand.
+DIRTIER_SCRIPT = """\
+size=$1
+rounds=$2
+path=$3
+case $size in ''|*[!0-9]*|0) echo "miglab-dirtier: bad size_mib: $size" >&2; exit 2 ;; esac
+case $rounds in ''|*[!0-9]*) echo "miglab-dirtier: bad rounds: $rounds" >&2; exit 2 ;; esac
+case $path in /*) ;; *) echo "miglab-dirtier: path must be absolute: $path" >&2; exit 2 ;; esac
+if [ ! -d "${path%/*}/" ]; then
+  echo "miglab-dirtier: no directory for $path" >&2
+  exit 2
+fi
+# The file holds size_mib of the guest's RAM: give it back however we stop.
+trap 'rm -f -- "$path"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+now() {
+  read -r up _ < /proc/uptime
+  c=${up%.*}${up#*.}
+  c=${c#"${c%%[!0]*}"}
+  c=${c:-0}
+}
+echo "miglab-dirtier start size_mib=$size rounds=$rounds"
+i=0
+while [ "$rounds" -eq 0 ] || [ "$i" -lt "$rounds" ]; do
+  i=$((i + 1))
+  now
+  a=$c
+  if ! err=$(dd if=/dev/zero of="$path" bs=1M count="$size" conv=notrunc 2>&1); then
+    printf 'miglab-dirtier error round=%d\\n%s\\n' "$i" "$err"
+    exit 1
+  fi
+  now
+  printf 'miglab-dirtier round=%d mib=%d cs=%d uptime=%s\\n' "$i" "$size" "$((c - a))" "$up"
+done
+echo "miglab-dirtier done rounds=$i"
+"""
+
+_ROUND = re.compile(
+    r"miglab-dirtier round=(?P<round>\d+) mib=(?P<mib>\d+) cs=(?P<cs>\d+) "
+    r"uptime=(?P<up>\d+(?:\.\d+)?)\s*$"
+)
+_DONE = re.compile(r"miglab-dirtier done rounds=\d+\s*$")
+_ERROR = re.compile(r"miglab-dirtier error round=\d+")
+
+
+def dirtier_command(
+    size_mib: int,
+    *,
+    rounds: int = 0,
+    path: str = DEFAULT_PATH,
+    shell: str | Sequence[str] = "sh",
+) -> list[str]:
+    """``[*shell, "-c", DIRTIER_SCRIPT, "miglab-dirtier", size_mib, rounds, path]``.
+
+    ``rounds`` 0 runs until the command is stopped. ``path`` must be on a RAM
+    file system (tmpfs) in an existing directory; the file is removed on exit.
+    """
+    positive_int("size_mib", size_mib)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rounds must be an integer >= 0 (0: until stopped), got {rounds!r}")
+    if not path.startswith("/") or path.endswith("/") or "\n" in path:
+        raise ValueError(f"path must be an absolute file path, got {path!r}")
+    return [
+        *shell_argv(shell),
+        "-c",
+        DIRTIER_SCRIPT,
+        "miglab-dirtier",
+        str(size_mib),
+        str(rounds),
+        path,
+    ]
+
+
+class DirtierParser:
+    """Incremental parser of the dirtier's output."""
+
+    def __init__(self, host: str, *, probe: str = PROBE, clock: Clock = time.time) -> None:
+        self._make = SampleMaker(probe, host, UNITS)
+        self._clock = clock
+        self._anchor: float | None = None  # clock time at guest uptime 0
+        self._last_t: float | None = None
+        self._rounds = 0
+        self._mib = 0
+        self._cs = 0
+        self._failed = False
+        self._done = False
+
+    def feed(self, line: str) -> list[Sample]:
+        line = line.rstrip("\r\n")
+        if self._done:
+            return []
+        if m := _ROUND.match(line):
+            return self._round(m)
+        if _ERROR.match(line):
+            self._failed = True
+        elif _DONE.match(line):
+            return self._summary()
+        return []
+
+    def finish(self) -> list[Sample]:
+        return [] if self._done else self._summary()
+
+    def _round(self, m: re.Match[str]) -> list[Sample]:
+        uptime = float(m["up"])
+        if self._anchor is None:
+            self._anchor = self._clock() - uptime
+        t = self._last_t = self._anchor + uptime
+        mib, cs = int(m["mib"]), int(m["cs"])
+        self._rounds += 1
+        self._mib += mib
+        self._cs += cs
+        values: dict[str, float | None] = {
+            "round": float(m["round"]),
+            "mib": float(mib),
+            "elapsed_s": cs / 100,
+            # Under 10 ms the uptime clock cannot tell the rate.
+            "mib_per_s": mib * 100 / cs if cs > 0 else None,
+        }
+        return [self._make(t, values)]
+
+    def _summary(self) -> list[Sample]:
+        self._done = True
+        if self._rounds == 0 and not self._failed:
+            return []
+        t = self._last_t if self._last_t is not None else self._clock()
+        values: dict[str, float | None] = {
+            SUMMARY: 1.0,
+            "rounds": float(self._rounds),
+            "total_mib": float(self._mib),
+            "total_elapsed_s": self._cs / 100,
+            "avg_mib_per_s": self._mib * 100 / self._cs if self._cs > 0 else None,
+            "failed": 1.0 if self._failed else 0.0,
+        }
+        return [self._make(t, values)]

@@ -1,0 +1,10 @@
+/* One of the tiny compile units of the build-probe test project. */
+int unit01(int x);
+
+int unit01(int x)
+{
+	int acc = 1;
+	for (int k = 0; k < x; k++)
+		acc = acc * 31 + k;
+	return acc;
+}

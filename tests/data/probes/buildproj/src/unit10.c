@@ -1,0 +1,10 @@
+/* One of the tiny compile units of the build-probe test project. */
+int unit10(int x);
+
+int unit10(int x)
+{
+	int acc = 10;
+	for (int k = 0; k < x; k++)
+		acc = acc * 31 + k;
+	return acc;
+}

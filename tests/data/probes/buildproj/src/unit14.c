@@ -1,0 +1,10 @@
+/* One of the tiny compile units of the build-probe test project. */
+int unit14(int x);
+
+int unit14(int x)
+{
+	int acc = 14;
+	for (int k = 0; k < x; k++)
+		acc = acc * 31 + k;
+	return acc;
+}

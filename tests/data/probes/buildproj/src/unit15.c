@@ -1,0 +1,10 @@
+/* One of the tiny compile units of the build-probe test project. */
+int unit15(int x);
+
+int unit15(int x)
+{
+	int acc = 15;
+	for (int k = 0; k < x; k++)
+		acc = acc * 31 + k;
+	return acc;
+}

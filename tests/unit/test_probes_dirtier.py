@@ -1,0 +1,203 @@
+"""The RAM dirtier: the script under dash and busybox sh, the parser on its captures."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+from pathlib import Path
+
+import pytest
+
+from backend.events import Sample
+from backend.probes import PROBES, is_summary, parse_lines
+from backend.probes.dirtier import DIRTIER_SCRIPT, DirtierParser, dirtier_command
+from tests.conftest import DATA, need
+
+CAPTURES = DATA / "probes"
+
+
+def parse(name: str) -> list[Sample]:
+    parser = DirtierParser("guest", clock=lambda: 5000.0)
+    return parse_lines(parser, (CAPTURES / name).read_text().splitlines(keepends=True))
+
+
+# -- builder -----------------------------------------------------------------------
+
+
+def test_command_passes_parameters_positionally() -> None:
+    assert dirtier_command(512) == [
+        "sh", "-c", DIRTIER_SCRIPT, "miglab-dirtier", "512", "0", "/dev/shm/miglab-dirty",
+    ]  # fmt: skip
+    argv = dirtier_command(64, rounds=3, path="/run/x y", shell=("busybox", "sh"))
+    assert argv[:3] == ["busybox", "sh", "-c"]
+    assert argv[4:] == ["miglab-dirtier", "64", "3", "/run/x y"]
+    assert "/run/x y" not in DIRTIER_SCRIPT and "512" not in DIRTIER_SCRIPT
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"size_mib": 0},
+        {"size_mib": True},
+        {"size_mib": 8, "rounds": -1},
+        {"size_mib": 8, "path": "relative"},
+        {"size_mib": 8, "path": "/dev/shm/"},
+        {"size_mib": 8, "shell": ()},
+    ],
+)
+def test_command_refuses(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        dirtier_command(**kwargs)  # type: ignore[arg-type]
+
+
+# -- captures ----------------------------------------------------------------------
+
+
+def test_dash_capture() -> None:
+    samples = parse("dirtier-dash-256mib-8rounds.txt")
+    rounds = [s for s in samples if not is_summary(s)]
+    assert [s.values["round"] for s in rounds] == list(range(1, 9))
+    # Round 1 also allocates the tmpfs pages: 0.27 s against 0.07-0.09 s after.
+    assert rounds[0].values == {
+        "round": 1,
+        "mib": 256,
+        "elapsed_s": 0.27,
+        "mib_per_s": pytest.approx(948.148, abs=1e-3),
+    }
+    assert rounds[0].unit == {"mib": "MiB", "elapsed_s": "s", "mib_per_s": "MiB/s"}
+    assert rounds[3].values["mib_per_s"] == pytest.approx(256 / 0.07)
+    # Timed by the guest's uptime, anchored on the clock at the first round.
+    assert rounds[0].t == 5000.0
+    assert rounds[-1].t == pytest.approx(5000.0 + 787.06 - 786.51)
+    summary = samples[-1]
+    assert summary.values == {
+        "summary": 1.0,
+        "rounds": 8,
+        "total_mib": 2048,
+        "total_elapsed_s": 0.82,
+        "avg_mib_per_s": pytest.approx(2048 / 0.82),
+        "failed": 0.0,
+    }
+    assert summary.t == rounds[-1].t
+
+
+def test_busybox_capture() -> None:
+    samples = parse("dirtier-busybox-256mib-8rounds.txt")
+    assert len(samples) == 9
+    assert [s.values["elapsed_s"] for s in samples[:8]] == [
+        0.27, 0.08, 0.08, 0.07, 0.08, 0.07, 0.07, 0.08,
+    ]  # fmt: skip
+    assert samples[-1].values["total_elapsed_s"] == 0.80
+
+
+def test_stopped_by_sigterm_capture() -> None:
+    # No "done" line: the end-of-stream summary comes from finish().
+    samples = parse("dirtier-dash-512mib-until-sigterm.txt")
+    assert [s.values["elapsed_s"] for s in samples[:-1]] == [0.65, 0.17, 0.15, 0.16, 0.15, 0.15]
+    assert samples[-1].values["rounds"] == 6
+    assert samples[-1].values["total_mib"] == 3072
+
+
+def test_dd_failure_capture() -> None:
+    [summary] = parse("dirtier-dash-dd-fails.txt")
+    assert summary.values["failed"] == 1.0
+    assert summary.values["rounds"] == 0
+    assert summary.values["avg_mib_per_s"] is None
+
+
+def test_zero_centiseconds_has_no_rate() -> None:
+    parser = DirtierParser("guest", clock=lambda: 1.0)
+    [sample] = parser.feed("miglab-dirtier round=1 mib=1 cs=0 uptime=10.00")
+    assert sample.values["mib_per_s"] is None
+
+
+def test_registry_entry() -> None:
+    parser = PROBES["dirtier"].new_parser("guest", lambda: 1.0)
+    [sample] = parser.feed("miglab-dirtier round=1 mib=8 cs=4 uptime=12.34")
+    assert (sample.probe, sample.values["mib_per_s"]) == ("dirtier", 200.0)
+
+
+# -- real runs of the script -------------------------------------------------------
+
+
+async def start(argv: list[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+
+
+async def read_all(process: asyncio.subprocess.Process, parser: DirtierParser) -> list[Sample]:
+    assert process.stdout is not None
+    samples: list[Sample] = []
+    async for raw in process.stdout:
+        samples += parser.feed(raw.decode())
+    return samples + parser.finish()
+
+
+@pytest.mark.parametrize("shell", [("sh",), ("busybox", "sh")])
+async def test_real_rounds(shell: tuple[str, ...], tmp_path: Path) -> None:
+    need(shell[0], "dd")
+    target = tmp_path / "dirty"
+    argv = dirtier_command(16, rounds=3, path=str(target), shell=shell)
+    process = await start(argv)
+    samples = await asyncio.wait_for(read_all(process, DirtierParser("local")), 10)
+    assert await process.wait() == 0
+    assert [s.values["round"] for s in samples[:-1]] == [1, 2, 3]
+    assert all(s.values["mib"] == 16 for s in samples[:-1])
+    assert samples[-1].values["rounds"] == 3
+    assert samples[-1].values["failed"] == 0.0
+    assert not target.exists()  # removed on exit
+
+
+@pytest.mark.parametrize("shell", [("sh",), ("busybox", "sh")])
+async def test_real_stop_with_sigterm_removes_the_file(
+    shell: tuple[str, ...], tmp_path: Path
+) -> None:
+    need(shell[0], "dd")
+    target = tmp_path / "dirty"
+    process = await start(dirtier_command(16, path=str(target), shell=shell))
+    assert process.stdout is not None
+    parser = DirtierParser("local")
+    samples: list[Sample] = []
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 1.0  # a second of rounds, then stop it as the runner would
+    while not samples or loop.time() < until:
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        assert line, "the dirtier ended by itself"
+        samples += parser.feed(line.decode())
+    assert target.exists()
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 10) == 143
+    assert not target.exists()
+    samples += parser.finish()
+    rounds = [s for s in samples if not is_summary(s)]
+    assert len(rounds) >= 2
+    assert [s.values["round"] for s in rounds] == list(range(1, len(rounds) + 1))
+    assert all(s.t <= t.t for s, t in itertools.pairwise(rounds))
+    assert samples[-1].values["rounds"] == len(rounds)
+
+
+async def test_real_dd_failure() -> None:
+    need("sh", "dd")
+    process = await start(dirtier_command(1, rounds=1, path="/proc/miglab-dirty"))
+    samples = await asyncio.wait_for(read_all(process, DirtierParser("local")), 10)
+    assert await process.wait() == 1
+    assert samples[-1].values["failed"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["0", "1", "/tmp/x"], "bad size_mib"),
+        (["1", "x", "/tmp/x"], "bad rounds"),
+        (["1", "1", "tmp/x"], "path must be absolute"),
+        (["1", "1", "/nonexistent-miglab/x"], "no directory"),
+    ],
+)
+async def test_real_script_checks_its_arguments(args: list[str], message: str) -> None:
+    need("sh")
+    process = await start(["sh", "-c", DIRTIER_SCRIPT, "miglab-dirtier", *args])
+    _, err = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 2
+    assert message in err.decode()
