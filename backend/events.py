@@ -13,9 +13,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -147,32 +147,32 @@ class UnknownEvent(Event):
     """An event whose kind this version does not know; kept as it was read."""
 
 
-KnownEvent = Annotated[
-    CommandStarted
-    | CommandOutput
-    | CommandFinished
-    | HostState
-    | Phase
-    | Sample
-    | StorageExported
-    | InitiatorSession
-    | DomainState
-    | MigrationProgress
-    | MigrationFinished
-    | Note,
-    Field(discriminator="kind"),
-]
-_known_adapter: TypeAdapter[Event] = TypeAdapter(KnownEvent)
-_KNOWN_KINDS = {
-    cls.model_fields["kind"].default for cls in Event.__subclasses__() if cls is not UnknownEvent
-}
+def _registry() -> dict[str, type[Event]]:
+    """Every event class with a fixed ``kind``, including those defined in other modules."""
+    found: dict[str, type[Event]] = {}
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        kind = cls.model_fields["kind"].default
+        if isinstance(kind, str) and cls is not UnknownEvent:
+            found[kind] = cls
+    return found
+
+
+_KINDS: dict[str, type[Event]] = {}
 
 
 def parse_event(data: dict[str, Any]) -> Event:
     """Rebuild an event from its JSON form; tolerant of kinds and fields we do not know."""
-    if data.get("kind") in _KNOWN_KINDS:
+    kind = str(data.get("kind"))
+    cls = _KINDS.get(kind)
+    if cls is None:  # perhaps defined in a module imported since the last look
+        _KINDS.update(_registry())
+        cls = _KINDS.get(kind)
+    if cls is not None:
         try:
-            return _known_adapter.validate_python(data)
+            return cls.model_validate(data)
         except ValidationError:
             log.debug("event of kind %s did not validate; kept as unknown", data.get("kind"))
     return UnknownEvent.model_validate(data)
