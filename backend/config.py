@@ -573,6 +573,39 @@ class Hypervisor(_Model):
         return value
 
 
+class QemuGuest(_Model):
+    """How the qemu driver starts the guest on a hypervisor host (paths are on that host)."""
+
+    kernel: str
+    """Absolute path of the guest kernel on both hypervisor hosts (-kernel)."""
+
+    initrd: str | None = None
+    """Absolute path of the guest initramfs on both hypervisor hosts (-initrd)."""
+
+    append: str = ""
+    """Extra kernel command line (-append), e.g. the guest's network settings."""
+
+    binary: str = "qemu-system-x86_64"
+    """The QEMU program on the hypervisor hosts."""
+
+    accel: Literal["tcg", "kvm"] = "tcg"
+    """CPU acceleration; tcg (software) works everywhere, kvm needs /dev/kvm."""
+
+    tap: str | None = None
+    """Tap device on each host the guest's NIC attaches to (None: no network)."""
+
+    mac: str = Field(default="52:54:00:12:34:56", pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+    """The guest NIC's MAC address (the same on both hosts, so the guest keeps it)."""
+
+    migration_port: int = Field(default=4444, ge=1, le=65535)
+    """TCP port the destination QEMU listens on for the incoming migration."""
+
+    @field_validator("kernel", "initrd")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        return None if value is None else _check_remote_path(value)
+
+
 class Guest(_Model):
     """The virtual machine that is booted, measured and migrated."""
 
@@ -603,6 +636,9 @@ class Guest(_Model):
     config: str | None = None
     """Absolute path of the domain config file on the hypervisor hosts.
     Required for driver = "xen" (the xl config); optional for "qemu"."""
+
+    qemu: QemuGuest | None = None
+    """For hypervisor driver = "qemu": how to start the guest ([guest.qemu])."""
 
     @field_validator("address")
     @classmethod
@@ -723,6 +759,10 @@ def _cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     if hypervisor.get("driver") == "xen" and guest and guest.get("config") is None:
         problems.append(
             (("guest", "config"), 'required for driver = "xen": the xl config of the guest')
+        )
+    if hypervisor.get("driver") == "qemu" and guest and guest.get("qemu") is None:
+        problems.append(
+            (("guest", "qemu"), 'required for driver = "qemu": a [guest.qemu] table with kernel')
         )
 
     raw_hosts = data.get("hosts")

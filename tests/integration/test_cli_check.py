@@ -47,6 +47,9 @@ name = "guest"
 address = "127.0.0.1"
 vcpus = 1
 memory_mb = 256
+
+[guest.qemu]
+kernel = "/boot/vmlinuz"
 """
     )
     return path

@@ -80,6 +80,9 @@ name = "g"
 address = "10.0.0.50"
 vcpus = 1
 memory_mb = 256
+
+[guest.qemu]
+kernel = "/var/lib/miglab/vmlinuz"
 """
 
 
@@ -307,6 +310,14 @@ def test_strict_types() -> None:
         MINIMAL.replace('address = "10.0.0.1"', 'address = "10.0.0.1"\nkeepalive_s = 2')
     )
     assert lab.host("a").keepalive_s == 2.0
+
+
+def test_qemu_needs_a_qemu_table() -> None:
+    text = MINIMAL.replace('[guest.qemu]\nkernel = "/var/lib/miglab/vmlinuz"\n', "")
+    with pytest.raises(ConfigError) as info:
+        parse_lab(text)
+    assert [(e.key, e.line) for e in info.value.errors] == [("guest.qemu", 22)]  # [guest]
+    assert "kernel" in str(info.value)
 
 
 def test_qemu_needs_no_guest_config_but_xen_does() -> None:
