@@ -2,29 +2,22 @@
 
 Exit codes: 0 ok, 1 the operation failed (a host said no or could not be
 reached), 2 bad input (lab.toml, arguments, an unreadable log) with a short
-message and no traceback.
+message and no traceback. Each subcommand lives in tui/commands/.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from backend import __version__
-from backend.config import ConfigError, LabConfig, lab_json_schema, load_lab
-from backend.events import EventBus
+from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-DEFAULT_LAB = os.environ.get("MIGLAB_LAB", "lab.toml")
-
-
-class BadInput(Exception):
-    """Reported as one paragraph on stderr, exit 2."""
+# Subcommands, in the order `miglab --help` lists them.
+COMMANDS = ("check",)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,75 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    check = commands.add_parser(
-        "check",
-        help="validate lab.toml; with --connect, reach every host and report what it runs",
-        description="Validate lab.toml. With --connect, open every host (concurrently) and "
-        "report per host: reachable, round-trip time, kernel, and which lab tools it has. "
-        "Exit 1 if a host is unreachable, 2 if lab.toml is invalid.",
-    )
-    check.add_argument("--lab", default=DEFAULT_LAB, help="the lab file (default: %(default)s)")
-    check.add_argument("--connect", action="store_true", help="connect to every host")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    check.add_argument(
-        "--schema", action="store_true", help="print the JSON Schema of lab.toml and exit"
-    )
-    check.set_defaults(handler=cmd_check)
+    for name in COMMANDS:
+        importlib.import_module(f"tui.commands.{name}").register(commands)
     return parser
-
-
-def _load(path: str) -> LabConfig:
-    try:
-        return load_lab(path)
-    except ConfigError as err:
-        errors = getattr(err, "errors", [err])
-        raise BadInput("\n".join(str(e) for e in errors)) from None
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    if args.schema:
-        print(json.dumps(lab_json_schema(), indent=2))
-        return EXIT_OK
-    lab = _load(args.lab)
-    if not args.connect:
-        if args.json:
-            print(json.dumps({"lab": lab.lab.name, "valid": True, "file": args.lab}))
-        else:
-            first, second = lab.hypervisor.hosts
-            print(
-                f"{args.lab}: valid. Lab {lab.lab.name!r}: {len(lab.hosts)} hosts, "
-                f"{lab.storage.driver} target on {lab.storage.host}, "
-                f"{lab.hypervisor.driver} on {first} and {second}, "
-                f"guest {lab.guest.name} ({lab.guest.vcpus} vCPU, {lab.guest.memory_mb} MB), "
-                f"{lab.lab.link_mbit} Mbit/s."
-            )
-        return EXIT_OK
-    return asyncio.run(_check_connect(lab, args.json))
-
-
-async def _check_connect(lab: LabConfig, as_json: bool) -> int:
-    from backend.check import check_lab, reports_as_json
-    from backend.transport.hosts import Hosts
-
-    hosts = Hosts(lab, EventBus().publish)
-    try:
-        reports = await check_lab(lab, hosts)
-    finally:
-        await hosts.close()
-    if as_json:
-        print(json.dumps(reports_as_json(lab, reports), indent=2))
-    else:
-        width = max(len(name) for name in reports)
-        for name, report in reports.items():
-            if not report.reachable:
-                print(f"{name:<{width}}  UNREACHABLE  {report.error}")
-                continue
-            found = " ".join(tool for tool, path in report.tools.items() if path) or "none"
-            rtt = f"{report.rtt_ms:.1f} ms" if report.rtt_ms is not None else "? ms"
-            line = f"{name:<{width}}  reachable  {rtt:>9}  {report.kernel or '?'}  tools: {found}"
-            print(line + (f"  ({report.error})" if report.error else ""))
-    return EXIT_OK if all(r.reachable for r in reports.values()) else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> None:

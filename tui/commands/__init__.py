@@ -1,0 +1,1 @@
+"""One module per `miglab` subcommand; each has ``register(subparsers)``."""
