@@ -552,6 +552,15 @@ class Hypervisor(_Model):
     run_dir: str = "/run/miglab"
     """For driver = "qemu": directory on the hypervisor hosts for QMP sockets and pid files."""
 
+    convergence: Literal["none", "auto-converge", "raise-downtime"] = "auto-converge"
+    """For driver = "qemu": what to do when pre-copy does not converge (a guest dirtying
+    memory faster than the link sends it): throttle the guest's vCPUs (auto-converge),
+    double the allowed downtime each time, or nothing."""
+
+    convergence_after_syncs: int = Field(default=5, ge=1)
+    """For driver = "qemu": dirty-memory passes without finishing before the convergence
+    policy acts (Xen 3.x gave up after 29 iterations; Xen >= 4.6 after 5)."""
+
     @field_validator("run_dir")
     @classmethod
     def _run_dir(cls, value: str) -> str:

@@ -80,6 +80,10 @@ class SshTarget:
     keepalive_s: float = 5.0
     keepalive_count_max: int = 3
     pool_size: int = 4
+    # Send each command as a plain `shlex.join(argv)` exec request, as `ssh host cmd`
+    # does, with no pooled shell and no pid marker; cancelling closes the channel. Only
+    # for servers that are not a POSIX shell (the simulated lab's in-process hosts).
+    plain_exec: bool = False
 
     @property
     def known_hosts_path(self) -> Path:
@@ -312,9 +316,12 @@ class SshHost(HostRunner):
         log_output: bool = True,
         long_running: bool = False,
     ) -> CommandResult:
-        channel: Literal["pool", "exec"] = "exec" if long_running else "pool"
+        plain = self.target.plain_exec
+        channel: Literal["pool", "exec"] = "exec" if long_running or plain else "pool"
         recorder = CommandRecorder(self.name, argv, self._publish, channel, on_line, log_output)
         try:
+            if plain:
+                return await self._run_plain(argv, recorder, timeout)
             if long_running:
                 return await self._run_exec(argv, recorder, timeout)
             return await self._run_pooled(argv, recorder, timeout)
@@ -398,6 +405,38 @@ class SshHost(HostRunner):
             return recorder.finish(process.exit_status)
         if process.exit_signal is not None:
             return recorder.finish(None, f"killed by signal {process.exit_signal[0]}")
+        return recorder.finish(None, f"connection lost: {self._lost_reason or 'channel closed'}")
+
+    async def _run_plain(
+        self, argv: Sequence[str], recorder: CommandRecorder, timeout: float | None
+    ) -> CommandResult:
+        conn = await self._connection(timeout)
+        async with self._exec_slots:
+            try:
+                process = await conn.create_process(shlex.join(argv), encoding=None)
+            except (asyncssh.Error, OSError) as exc:
+                return recorder.finish(None, f"could not open a channel: {exc}")
+            process.stdin.write_eof()
+            pumps = asyncio.gather(
+                self._pump(process.stdout, "stdout", recorder, None),
+                self._pump(process.stderr, "stderr", recorder, None),
+            )
+            try:
+                await asyncio.wait_for(asyncio.shield(pumps), timeout)
+                await process.wait_closed()
+            except TimeoutError:
+                process.close()
+                return recorder.finish(None, "timeout")
+            except asyncio.CancelledError:
+                process.close()
+                recorder.finish(None, "cancelled")
+                raise
+            except (asyncssh.Error, OSError) as exc:
+                return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
+            finally:
+                process.close()
+        if process.exit_status is not None and process.exit_status >= 0:
+            return recorder.finish(process.exit_status)
         return recorder.finish(None, f"connection lost: {self._lost_reason or 'channel closed'}")
 
     @staticmethod

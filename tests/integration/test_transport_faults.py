@@ -138,3 +138,26 @@ async def test_huge_output_is_bounded_and_the_host_survives(rig: Rig) -> None:
     assert MAX_LOGGED_LINES <= len(outputs) < MAX_LOGGED_LINES + 10
     huge = next(e for e in events if isinstance(e, CommandFinished) and e.argv[0] == "sh")
     assert len(huge.stdout_tail) == 20 and huge.exit_status == 0
+
+
+async def test_plain_exec_sends_the_command_line_as_ssh_would(rig: Rig) -> None:
+    plain = SshHost(
+        SshTarget(
+            "plain",
+            "127.0.0.1",
+            rig.server.port,
+            identity=str(rig.server.client_key),
+            known_hosts=str(rig.server.known_hosts),
+            plain_exec=True,
+        ),
+        rig.bus.publish,
+    )
+    await plain.connect()
+    try:
+        result = await plain.run(["printf", "%s|", "a b", "$HOME"])
+        assert result.ok and result.stdout == "a b|$HOME|"
+        slow = await plain.run(["sleep", "5"], timeout=0.3)
+        assert slow.failure == "timeout"
+        assert (await plain.run(["sh", "-c", "exit 4"])).exit_status == 4
+    finally:
+        await plain.close()
