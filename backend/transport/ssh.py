@@ -215,11 +215,13 @@ class SshHost(HostRunner):
         known = await asyncio.to_thread(_read_known_hosts, t.known_hosts_path)
         policy = _HostKeyPolicy(t, known)
         options: dict[str, Any] = {
-            "known_hosts": known,
             "connect_timeout": t.connect_timeout_s,
             "keepalive_interval": t.keepalive_s,
             "keepalive_count_max": t.keepalive_count_max,
         }
+        if t.known_hosts is not None:
+            options["known_hosts"] = known
+        # else asyncssh reads ~/.ssh/config's UserKnownHostsFile or ~/.ssh/known_hosts
         if t.port is not None:
             options["port"] = t.port
         if t.user is not None:

@@ -275,3 +275,27 @@ async def test_jump_host_tunnels_the_connection(sshd: Sshd, tmp_path: Path) -> N
         assert f"target 127.0.0.1 port {sshd.port}" in log
     finally:
         jump.stop()
+
+
+async def test_ssh_config_alias_is_honoured(
+    sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lab.toml may name a host by its ~/.ssh/config alias and leave the rest to that file.
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host labstore\n"
+        f"  HostName {sshd.address}\n"
+        f"  Port {sshd.port}\n"
+        f"  User {sshd.user}\n"
+        f"  IdentityFile {sshd.client_key}\n"
+        f"  UserKnownHostsFile {sshd.known_hosts}\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    runner = SshHost(SshTarget("store", "labstore"), lambda e: None)
+    await runner.connect()
+    try:
+        result = await runner.run(["echo", "via ssh_config"])
+        assert result.ok and result.stdout == "via ssh_config\n"
+    finally:
+        await runner.close()
