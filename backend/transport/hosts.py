@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from backend.config import Host, LabConfig
 from backend.transport.base import HostRunner, Publish, TransportError
@@ -27,7 +27,14 @@ def ssh_target(host: Host) -> SshTarget:
     )
 
 
-class Hosts:
+class HostUnavailable(TransportError, KeyError):
+    """A host that is not open (unreachable, or never opened)."""
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.message}"
+
+
+class Hosts(Mapping[str, HostRunner]):
     """The runners of a lab, by host name. ``await hosts.open()`` connects them."""
 
     def __init__(self, lab: LabConfig, publish: Publish) -> None:
@@ -42,10 +49,13 @@ class Hosts:
         except KeyError:
             reason = self.errors.get(name)
             why = reason.message if reason else "not opened"
-            raise TransportError(name, f"not connected: {why}") from None
+            raise HostUnavailable(name, f"not connected: {why}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._runners)
+
+    def __len__(self) -> int:
+        return len(self._runners)
 
     async def open(self, names: Iterable[str] | None = None) -> dict[str, TransportError | None]:
         """Connect the named hosts (all by default) at once; a jump host before its users.
