@@ -1317,3 +1317,10 @@ def _unwrap(annotation: Any) -> Any:
             annotation = args[0]
         else:
             return annotation
+
+
+# The TOML error machinery, for other TOML files miglab reads (scenarios).
+KeyLines = _KeyLines
+toml_syntax_error = _syntax_error
+dotted_key = _dotted
+describe_error = _describe

@@ -175,7 +175,7 @@ def parse_event(data: dict[str, Any]) -> Event:
             return cls.model_validate(data)
         except ValidationError:
             log.debug("event of kind %s did not validate; kept as unknown", data.get("kind"))
-    return UnknownEvent.model_validate(data)
+    return UnknownEvent.model_validate(data)  # raises ValidationError if even that fails
 
 
 Subscriber = Callable[[Event], Awaitable[None] | None]

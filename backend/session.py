@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles
+from pydantic import ValidationError
 
 from backend import __version__
 from backend.events import (
@@ -195,5 +196,8 @@ def read_session(path: str | os.PathLike[str]) -> Session:
         elif data.get("kind") == END_KIND:
             session.end = data
         else:
-            session.events.append(parse_event(data))
+            try:
+                session.events.append(parse_event(data))
+            except ValidationError:  # not even a generic event (no kind, or a bad time)
+                session.bad_lines.append(number)
     return session

@@ -187,3 +187,11 @@ def test_sigkill_mid_write_leaves_a_log_whose_complete_lines_all_load(tmp_path: 
     assert session.cut_short and session.bad_lines == []
     seqs = [e.values["seq"] for e in session.events]  # type: ignore[attr-defined]
     assert len(seqs) > 10_000 and seqs == list(range(len(seqs)))  # complete, in order, no gaps
+
+
+def test_reader_counts_events_it_cannot_make_sense_of_as_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    header = json.dumps(make_header())
+    path.write_text(f'{header}\n{{"kind": "phase", "t": "noon"}}\n{{"t": 1}}\n')
+    session = read_session(path)
+    assert session.bad_lines == [2, 3] and session.events == []

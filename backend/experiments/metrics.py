@@ -1,0 +1,746 @@
+"""Metrics of a session: pure functions over its events (as :func:`read_session` gives them).
+
+What a session log holds for these metrics (the experiment runner emits exactly this):
+
+==========================  =================================================================
+``experiment.repetition``   :class:`RepetitionStarted` before each repetition (``number`` from
+                            1, ``of`` the planned count). Events before the first one (boot,
+                            storage set-up) belong to no repetition. A log with none is one
+                            repetition.
+``experiment.disk``         :class:`DiskStarted` before each arm of a disk comparison
+                            (``disk`` = "local" or "iscsi"), inside a repetition.
+``phase``                   :class:`~backend.events.Phase` at the start of each part of the
+                            timeline: ``warmup``, ``baseline``, ``migrating``, ``between``
+                            (between the legs of a round trip), ``after``. A part lasts until
+                            the next phase or the end of its repetition.
+``migration.progress``      while a migration runs (source, dest, iteration, bytes).
+``migration.finished``      when it ends (ok, the hypervisor's total time and downtime).
+``sample``                  probe readings from :mod:`backend.probes` parsers.
+``command.finished``        a failed command becomes a note in the report.
+==========================  =================================================================
+
+A migration's window runs from its ``migrating`` phase (or, without one, its first
+progress event) to its ``migration.finished``; a window never finished (a log cut
+short) runs to the end of its repetition. Samples inside a window are "during";
+elsewhere a sample takes the name of its phase.
+
+Per probe metric (see :data:`METRICS` for which values count and which way is
+worse): the means in the baseline, during the migrations and after; the change
+during vs baseline in %; and the worst 1-second window during a migration vs the
+baseline in % (the study's "at the lowest point"). Across repetitions: mean,
+standard deviation and a 95 % confidence interval (Student's t, n - 1 degrees of
+freedom). Unknown values are None, never guessed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import shlex
+import statistics
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from backend.events import (
+    CommandFinished,
+    Event,
+    MigrationFinished,
+    MigrationProgress,
+    Note,
+    Phase,
+    Sample,
+)
+from backend.probes import SUMMARY, Gap, unreachable_gaps
+
+__all__ = [
+    "METRICS",
+    "PHASES",
+    "Analysis",
+    "DiskRow",
+    "DiskStarted",
+    "MetricSpec",
+    "MigrationMetrics",
+    "ProbeMetrics",
+    "RepetitionMetrics",
+    "RepetitionStarted",
+    "Series",
+    "Stats",
+    "Window",
+    "analyze",
+    "change_pct",
+    "stats",
+    "t_quantile_975",
+]
+
+PHASES = ("warmup", "baseline", "migrating", "between", "after")
+"""The phase names the runner uses, in timeline order."""
+
+
+class RepetitionStarted(Event):
+    """A repetition of the scenario's timeline begins (``number`` counts from 1)."""
+
+    kind: Literal["experiment.repetition"] = "experiment.repetition"
+    number: int
+    of: int | None = None
+
+
+class DiskStarted(Event):
+    """From here on, the guest runs from ``disk`` ("local" or "iscsi"): a disk comparison arm."""
+
+    kind: Literal["experiment.disk"] = "experiment.disk"
+    disk: str
+
+
+# --------------------------------------------------------------------------- what counts
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One time series a probe gives, and which direction is worse."""
+
+    probe: str
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    # Network: a higher round trip is worse; lost replies have no rtt and are not points.
+    MetricSpec("ping", "rtt_ms", "network (ping rtt)", "ms", higher_is_better=False),
+    # CPU: fewer events per second is worse.
+    MetricSpec("sysbench-cpu", "eps", "cpu (sysbench)", "events/s", higher_is_better=True),
+    # Memory: a lower write rate is worse.
+    MetricSpec("sysbench-memory", "mib_per_s", "memory (sysbench)", "MiB/s", higher_is_better=True),
+    # Disk: dbench's per-second throughput (not its running average); execute phase only.
+    MetricSpec("dbench", "mb_per_s_1s", "disk throughput (dbench)", "MB/s", higher_is_better=True),
+    # Disk: the worst operation latency in each second; higher is worse.
+    MetricSpec("dbench", "latency_ms", "disk latency (dbench)", "ms", higher_is_better=False),
+    # Kernel compile (or stand-in): fewer files compiled per second is worse.
+    MetricSpec("build", "files_per_s", "compile (build)", "files/s", higher_is_better=True),
+    # RAM dirtier: a lower rewrite rate means the guest was slowed (throttled, paused).
+    MetricSpec("dirtier", "mib_per_s", "RAM dirtier", "MiB/s", higher_is_better=True),
+)
+_SPECS: dict[str, list[MetricSpec]] = defaultdict(list)
+for _spec in METRICS:
+    _SPECS[_spec.probe].append(_spec)
+
+_DBENCH_WARMUP = 0.0  # dbench's own warm-up lines (values["phase"] == 0) are not measurements
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric of one probe over time: ``name`` is "probe.key" (or "probe@host.key"
+    when the same probe ran on several hosts)."""
+
+    name: str
+    spec: MetricSpec
+    host: str
+    points: tuple[tuple[float, float], ...]
+    """(t, value), t in seconds since the epoch, in time order."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A migration's time span; ``end`` None: it never finished (the log was cut short)."""
+
+    start: float
+    end: float | None
+    repetition: int
+
+
+@dataclass(frozen=True)
+class MigrationMetrics:
+    number: int
+    """Which migration of its repetition (1, or 1 and 2 for a round trip)."""
+    repetition: int
+    source: str | None
+    dest: str | None
+    started_at: float
+    """Seconds since the epoch."""
+    finished: bool
+    ok: bool | None
+    total_s: float | None
+    """The hypervisor's total time, else the window measured from the log."""
+    downtime_ms: float | None
+    """The hypervisor-reported downtime (QEMU has one; xl does not)."""
+    unreachable_s: float | None
+    """The largest gap between ping replies overlapping the migration (at ping's interval);
+    0 when ping ran throughout and lost nothing; None without ping."""
+    lost_probes: int | None
+    bytes_sent: int | None
+    iterations: int | None
+    error: str | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeMetrics:
+    name: str
+    spec: MetricSpec
+    host: str
+    baseline: float | None
+    during: float | None
+    after: float | None
+    during_change_pct: float | None
+    worst_change_pct: float | None
+    worst_at: float | None
+    """Start (seconds since the epoch) of the worst 1-second window."""
+    counts: dict[str, int]
+    """Points per phase name."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A metric across repetitions (only the repetitions that have a value count)."""
+
+    values: tuple[float, ...]
+    mean: float | None
+    std: float | None
+    """Sample standard deviation (n - 1); None below 2 values."""
+    ci95: tuple[float, float] | None
+    """95 % confidence interval of the mean, Student's t; None below 2 values."""
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class RepetitionMetrics:
+    number: int
+    start: float
+    end: float
+    phases: tuple[tuple[str, float], ...]
+    """Its phase changes (name, start), in order."""
+    windows: tuple[Window, ...]
+    migrations: tuple[MigrationMetrics, ...]
+    probes: dict[str, ProbeMetrics]
+
+    def phase_at(self, t: float) -> tuple[str | None, Window | None]:
+        """The phase a reading at ``t`` belongs to, and its window when "migrating"."""
+        return _locate(self.phases, self.windows, self.end, t)
+
+
+@dataclass(frozen=True)
+class DiskRow:
+    """One row of the study's Figure 4.1: a metric's mean on each disk, and the change."""
+
+    name: str
+    spec: MetricSpec
+    means: dict[str, float | None]
+    change_pct: float | None
+    """Of the second disk vs the first (iSCSI vs local)."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    t0: float
+    """The session's start (seconds since the epoch): time 0 of reports and plots."""
+    end: float
+    series: dict[str, Series]
+    windows: tuple[Window, ...]
+    """Every migration's window, in order."""
+    migrations: tuple[MigrationMetrics, ...]
+    probes: dict[str, ProbeMetrics]
+    """Pooled over every repetition."""
+    repetitions: tuple[RepetitionMetrics, ...]
+    summary: dict[str, Stats]
+    """Across repetitions: "migration1.total_s", "ping.rtt_ms.during_change_pct", ..."""
+    disks: tuple[str, ...]
+    disk_rows: tuple[DiskRow, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def phase_at(self, t: float) -> str | None:
+        """The phase a reading at ``t`` belongs to ("migrating" inside a window)."""
+        starts = [r.start for r in self.repetitions]
+        k = bisect_right(starts, t) - 1
+        return self.repetitions[k].phase_at(t)[0] if k >= 0 else None
+
+
+# --------------------------------------------------------------------------- statistics
+
+# Student's t, two-sided 95 % (the 0.975 quantile), by degrees of freedom.
+_T975 = (
+    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
+    2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
+    2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
+    2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+)  # fmt: skip
+_T975_TAIL = ((30, 2.042272), (40, 2.021075), (60, 2.000298), (120, 1.979930))
+_Z975 = 1.959964
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom.
+
+    Exact (6 decimals) up to 30; beyond, interpolated linearly in 1/df between
+    40, 60, 120 and infinity (the normal's 1.959964), within 1e-4 of the true value.
+    """
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ValueError(f"degrees of freedom must be a positive integer, got {df!r}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    points = [*((1 / d, t) for d, t in _T975_TAIL), (0.0, _Z975)]
+    x = 1 / df
+    for (x0, t0), (x1, t1) in itertools.pairwise(points):
+        if x1 <= x <= x0:
+            return t1 + (t0 - t1) * (x - x1) / (x0 - x1)
+    return _Z975  # unreachable: x is within (0, 1/30)
+
+
+def stats(values: Iterable[float | None]) -> Stats:
+    """Mean, sample standard deviation and 95 % CI of the values that are known."""
+    known = tuple(float(v) for v in values if v is not None and math.isfinite(v))
+    if not known:
+        return Stats((), None, None, None)
+    mean = statistics.fmean(known)
+    if len(known) < 2:
+        return Stats(known, mean, None, None)
+    std = statistics.stdev(known)
+    half = t_quantile_975(len(known) - 1) * std / math.sqrt(len(known))
+    return Stats(known, mean, std, (mean - half, mean + half))
+
+
+def change_pct(value: float | None, reference: float | None) -> float | None:
+    """(value - reference) / |reference| in %; None when either is unknown or reference is 0."""
+    if value is None or reference is None or reference == 0:
+        return None
+    return (value - reference) / abs(reference) * 100.0
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+# --------------------------------------------------------------------------- the timeline
+
+
+@dataclass
+class _Segment:
+    """A repetition's events and what the timeline says about them."""
+
+    number: int
+    start: float
+    end: float
+    events: list[Event]
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    migrations: list[MigrationMetrics] = field(default_factory=list)
+
+
+def _segments(events: Sequence[Event], end: float) -> list[_Segment]:
+    """Split at each RepetitionStarted; without one, the whole log is repetition 1."""
+    starts = [i for i, e in enumerate(events) if isinstance(e, RepetitionStarted)]
+    if not starts:
+        # min, not the first: a parser may date a reading before the event logged ahead of it.
+        first = min((e.t for e in events), default=end)
+        return [_Segment(1, first, end, list(events))]
+    segments: list[_Segment] = []
+    for k, i in enumerate(starts):
+        stop = starts[k + 1] if k + 1 < len(starts) else len(events)
+        marker = events[i]
+        assert isinstance(marker, RepetitionStarted)
+        seg_end = events[stop].t if stop < len(events) else end
+        segments.append(_Segment(marker.number, marker.t, seg_end, list(events[i:stop])))
+    return segments
+
+
+def _locate(
+    phases: Sequence[tuple[str, float]], windows: Sequence[Window], end: float, t: float
+) -> tuple[str | None, Window | None]:
+    """(phase, window) of a reading at ``t`` in a repetition with these phases and windows."""
+    for window in windows:
+        if window.start <= t <= (window.end if window.end is not None else end):
+            return "migrating", window
+    return _phase_by_spans(phases, windows, t, end), None
+
+
+def _phase_by_spans(
+    phases: Sequence[tuple[str, float]], windows: Sequence[Window], t: float, end: float
+) -> str | None:
+    if phases:
+        starts = [start for _, start in phases]
+        i = bisect_right(starts, t) - 1
+        if i < 0:
+            return None  # before the timeline began: set-up
+        name = phases[i][0]
+        # A "migrating" phase outside any window: neither before nor during; not counted.
+        return None if name == "migrating" else name
+    # No phases (an imported log): everything but the windows is baseline / between / after.
+    if not windows:
+        return "baseline"
+    if t < windows[0].start:
+        return "baseline"
+    last_end = windows[-1].end if windows[-1].end is not None else end
+    return "after" if t > last_end else "between"
+
+
+class _Pending:
+    """A migration being read from the log."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.source: str | None = None
+        self.dest: str | None = None
+        self.iteration: int | None = None
+        self.transferred: int | None = None
+
+    def progress(self, event: MigrationProgress) -> None:
+        self.source, self.dest = event.source, event.dest
+        if event.iteration is not None:
+            self.iteration = max(self.iteration or 0, event.iteration)
+        if event.transferred_bytes is not None:
+            self.transferred = event.transferred_bytes
+
+
+def _read_timeline(segment: _Segment) -> list[tuple[_Pending, MigrationFinished | None]]:
+    """Fill in the segment's phases and windows; return its migrations' starts and ends."""
+    found: list[tuple[_Pending, MigrationFinished | None]] = []
+    pending: _Pending | None = None
+    for event in segment.events:
+        if isinstance(event, Phase):
+            segment.phases.append((event.name, event.t))
+            if event.name == "migrating" and pending is None:
+                pending = _Pending(event.t)
+        elif isinstance(event, MigrationProgress):
+            if pending is None:
+                pending = _Pending(event.t)
+            pending.progress(event)
+        elif isinstance(event, MigrationFinished):
+            if pending is None:  # no phase, no progress: the hypervisor's total says when
+                total = (event.total_time_ms or 0.0) / 1000
+                pending = _Pending(event.t - total)
+            found.append((pending, event))
+            pending = None
+    if pending is not None:
+        found.append((pending, None))
+    for pending, finished in found:
+        end = finished.t if finished is not None else None
+        segment.windows.append(Window(pending.start, end, segment.number))
+    return found
+
+
+def _migration(
+    number: int,
+    segment: _Segment,
+    pending: _Pending,
+    finished: MigrationFinished | None,
+    pings: dict[str, list[Sample]],
+    gaps: dict[str, list[Gap]],
+) -> MigrationMetrics:
+    window = segment.windows[number - 1]
+    notes: list[str] = []
+    total_s: float | None = None
+    if finished is not None:
+        if finished.total_time_ms is not None:
+            total_s = finished.total_time_ms / 1000
+        elif window.end is not None:
+            total_s = window.end - window.start
+    else:
+        notes.append("the migration did not finish in this log")
+    bytes_sent = pending.transferred
+    iterations = pending.iteration
+    if finished is not None:
+        if finished.transferred_bytes is not None:
+            bytes_sent = finished.transferred_bytes
+        if finished.iterations is not None:
+            iterations = finished.iterations
+    unreachable, lost, ping_notes = _unreachable(window, segment.end, pings, gaps)
+    notes.extend(ping_notes)
+    return MigrationMetrics(
+        number=number,
+        repetition=segment.number,
+        source=finished.source if finished is not None else pending.source,
+        dest=finished.dest if finished is not None else pending.dest,
+        started_at=window.start,
+        finished=finished is not None,
+        ok=finished.ok if finished is not None else None,
+        total_s=total_s,
+        downtime_ms=finished.downtime_ms if finished is not None else None,
+        unreachable_s=unreachable,
+        lost_probes=lost,
+        bytes_sent=bytes_sent,
+        iterations=iterations,
+        error=finished.error if finished is not None else None,
+        notes=tuple(notes),
+    )
+
+
+# --------------------------------------------------------------------------- ping
+
+
+def _ping_samples(events: Sequence[Event]) -> dict[str, list[Sample]]:
+    """Each ping's samples (by the host it ran on), in stream order, summaries left out."""
+    out: dict[str, list[Sample]] = defaultdict(list)
+    for event in events:
+        if isinstance(event, Sample) and event.probe == "ping" and SUMMARY not in event.values:
+            out[event.host].append(event)
+    return dict(out)
+
+
+def _resolution(samples: Sequence[Sample]) -> float:
+    """ping's interval, read from the replies: the median gap between consecutive ones."""
+    times = sorted(s.t for s in samples if s.values.get("rtt_ms") is not None)
+    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
+    return statistics.median(steps) if steps else 0.0
+
+
+def _unreachable(
+    window: Window, segment_end: float, pings: dict[str, list[Sample]], gaps: dict[str, list[Gap]]
+) -> tuple[float | None, int | None, list[str]]:
+    """(unreachable_s, lost_probes, notes) of one window, over every ping that covered it."""
+    best: tuple[float, int] | None = None
+    notes: list[str] = []
+    unknown = False
+    end = window.end if window.end is not None else segment_end
+    for host, samples in pings.items():
+        tolerance = _resolution(samples)
+        lo, hi = window.start - tolerance, end + tolerance
+        times = [s.t for s in samples]
+        if not times or min(times) > window.start + tolerance or max(times) < end - tolerance:
+            continue  # this ping did not run through the window: it cannot tell
+        longest, lost = 0.0, 0
+        for gap in gaps[host]:
+            gap_start = gap.start_t if gap.start_t is not None else -math.inf
+            gap_end = gap.end_t if gap.end_t is not None else math.inf
+            if gap_start > hi or gap_end < lo:
+                continue
+            lost += gap.lost_count
+            if gap.duration_s is None:
+                unknown = True
+                notes.append(
+                    f"ping from {host}: no reply after the last one before the loss "
+                    "until the end of the log"
+                    if gap.end_t is None
+                    else f"ping from {host}: no reply from its start until the migration"
+                )
+            else:
+                longest = max(longest, gap.duration_s)
+        if best is None or (longest, lost) > best:
+            best = (longest, lost)
+    if best is None:
+        return None, None, notes
+    return (None if unknown else best[0]), best[1], notes
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _series(events: Sequence[Event]) -> dict[str, Series]:
+    points: dict[tuple[MetricSpec, str], list[tuple[float, float]]] = defaultdict(list)
+    for event in events:
+        if not isinstance(event, Sample) or SUMMARY in event.values:
+            continue
+        specs = _SPECS.get(event.probe)
+        if not specs:
+            continue
+        if event.probe == "dbench" and event.values.get("phase") == _DBENCH_WARMUP:
+            continue
+        for spec in specs:
+            value = event.values.get(spec.key)
+            if value is not None and math.isfinite(value):
+                points[(spec, event.host)].append((event.t, float(value)))
+    hosts: dict[str, set[str]] = defaultdict(set)
+    for spec, host in points:
+        hosts[spec.probe].add(host)
+    out: dict[str, Series] = {}
+    for spec in METRICS:  # a stable order: the table's
+        for host in sorted(hosts.get(spec.probe, ())):
+            if (spec, host) not in points:
+                continue
+            probe = spec.probe if len(hosts[spec.probe]) == 1 else f"{spec.probe}@{host}"
+            name = f"{probe}.{spec.key}"
+            ordered = tuple(sorted(points[(spec, host)], key=lambda p: p[0]))
+            out[name] = Series(name, spec, host, ordered)
+    return out
+
+
+_Point = tuple[float, float, str | None, int | None]
+"""(t, value, phase, index of its migration window) of one reading."""
+
+
+def _probe_metrics(
+    series: Series, classified: Sequence[_Point], windows: Sequence[Window]
+) -> ProbeMetrics:
+    """``classified``: (t, value, phase, window index) of the points that count here."""
+    by_phase: dict[str, list[float]] = defaultdict(list)
+    buckets: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for t, value, phase, window in classified:
+        if phase is None:
+            continue
+        by_phase[phase].append(value)
+        if window is not None:
+            second = int((t - windows[window].start) // 1.0)
+            buckets[(window, second)].append(value)
+    baseline = _mean(by_phase.get("baseline", []))
+    during = _mean(by_phase.get("migrating", []))
+    worst: float | None = None
+    worst_at: float | None = None
+    for (window, second), values in sorted(buckets.items()):
+        mean = statistics.fmean(values)
+        if (
+            worst is None
+            or (series.spec.higher_is_better and mean < worst)
+            or (not series.spec.higher_is_better and mean > worst)
+        ):
+            worst, worst_at = mean, windows[window].start + second
+    return ProbeMetrics(
+        name=series.name,
+        spec=series.spec,
+        host=series.host,
+        baseline=baseline,
+        during=during,
+        after=_mean(by_phase.get("after", [])),
+        during_change_pct=change_pct(during, baseline),
+        worst_change_pct=change_pct(worst, baseline),
+        worst_at=worst_at,
+        counts={name: len(values) for name, values in by_phase.items()},
+    )
+
+
+# --------------------------------------------------------------------------- disks
+
+
+def _disk_rows(
+    events: Sequence[Event],
+    series: dict[str, Series],
+    phase_of: dict[str, list[str | None]],
+) -> tuple[tuple[str, ...], tuple[DiskRow, ...]]:
+    marks = [(e.t, e.disk) for e in events if isinstance(e, DiskStarted)]
+    if not marks:
+        return (), ()
+    seen = list(dict.fromkeys(disk for _, disk in marks))
+    # The study's order: the local disk is the reference the iSCSI disk is compared with.
+    order = ("local", "iscsi")
+    disks = tuple(sorted(seen, key=lambda d: order.index(d) if d in order else len(order)))
+    starts = [t for t, _ in marks]
+    rows: list[DiskRow] = []
+    for name, one in series.items():
+        values: dict[str, list[float]] = defaultdict(list)
+        for (t, value), phase in zip(one.points, phase_of[name], strict=True):
+            i = bisect_right(starts, t) - 1
+            if i >= 0 and phase == "baseline":
+                values[marks[i][1]].append(value)
+        means = {disk: _mean(values.get(disk, [])) for disk in disks}
+        change = change_pct(means[disks[1]], means[disks[0]]) if len(disks) >= 2 else None
+        rows.append(DiskRow(name, one.spec, means, change))
+    return disks, tuple(rows)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _notes(events: Sequence[Event]) -> list[str]:
+    notes: list[str] = []
+    for event in events:
+        if isinstance(event, CommandFinished):
+            if event.failure == "cancelled":
+                continue  # the runner stops probes that way at the end of a run
+            if event.failure is not None or event.exit_status not in (0, None):
+                why = event.failure or f"exit status {event.exit_status}"
+                command = shlex.join(event.argv)
+                if len(command) > 60:
+                    command = command[:57] + "..."
+                notes.append(f"{event.host}: {command}: {why}")
+        elif isinstance(event, Note) and event.level != "info":
+            notes.append(f"{event.level}: {event.text}")
+        elif isinstance(event, MigrationFinished) and not event.ok:
+            why = event.error or "no reason given"
+            notes.append(f"migration {event.source} -> {event.dest} failed: {why}")
+    return notes
+
+
+def analyze(events: Sequence[Event], *, t0: float | None = None) -> Analysis:
+    """Every metric of a session's events (in log order). ``t0``: the session's start."""
+    end = max((e.t for e in events), default=t0 or 0.0)
+    start = t0 if t0 is not None else min((e.t for e in events), default=0.0)
+    segments = _segments(events, end)
+    pings = _ping_samples(events)
+    gaps = {host: unreachable_gaps(samples) for host, samples in pings.items()}
+    for segment in segments:
+        found = _read_timeline(segment)
+        for number, (pending, finished) in enumerate(found, start=1):
+            segment.migrations.append(_migration(number, segment, pending, finished, pings, gaps))
+    windows = [w for segment in segments for w in segment.windows]
+    window_index = {id(w): i for i, w in enumerate(windows)}
+
+    # Each point of each series: its repetition, phase and window.
+    series = _series(events)
+    seg_starts = [s.start for s in segments]
+    located: dict[str, list[tuple[int, _Point]]] = {}
+    for name, one in series.items():
+        points: list[tuple[int, _Point]] = []
+        for t, value in one.points:
+            k = bisect_right(seg_starts, t) - 1
+            if k < 0:  # before the first repetition: set-up, part of no result
+                points.append((k, (t, value, None, None)))
+                continue
+            segment = segments[k]
+            phase, window = _locate(segment.phases, segment.windows, segment.end, t)
+            index = window_index[id(window)] if window is not None else None
+            points.append((k, (t, value, phase, index)))
+        located[name] = points
+
+    repetitions: list[RepetitionMetrics] = []
+    for k, segment in enumerate(segments):
+        probes: dict[str, ProbeMetrics] = {}
+        for name, points in located.items():
+            mine = [point for at, point in points if at == k]
+            if mine:
+                probes[name] = _probe_metrics(series[name], mine, windows)
+        repetitions.append(
+            RepetitionMetrics(
+                number=segment.number,
+                start=segment.start,
+                end=segment.end,
+                phases=tuple(segment.phases),
+                windows=tuple(segment.windows),
+                migrations=tuple(segment.migrations),
+                probes=probes,
+            )
+        )
+    pooled = {
+        name: _probe_metrics(series[name], [point for _, point in points], windows)
+        for name, points in located.items()
+    }
+    phase_of = {name: [point[2] for _, point in points] for name, points in located.items()}
+    disks, disk_rows = _disk_rows(events, series, phase_of)
+    return Analysis(
+        t0=start,
+        end=end,
+        series=series,
+        windows=tuple(windows),
+        migrations=tuple(m for segment in segments for m in segment.migrations),
+        probes=pooled,
+        repetitions=tuple(repetitions),
+        summary=_summary(repetitions),
+        disks=disks,
+        disk_rows=disk_rows,
+        notes=tuple(_notes(events)),
+    )
+
+
+MIGRATION_FIELDS = ("total_s", "downtime_ms", "unreachable_s", "lost_probes")
+PROBE_FIELDS = ("baseline", "during", "after", "during_change_pct", "worst_change_pct")
+
+
+def _summary(repetitions: Sequence[RepetitionMetrics]) -> dict[str, Stats]:
+    """Each metric across repetitions; a round trip's legs are kept apart (they may differ)."""
+    values: dict[str, list[float | None]] = defaultdict(list)
+    for repetition in repetitions:
+        for migration in repetition.migrations:
+            for name in MIGRATION_FIELDS:
+                value = getattr(migration, name)
+                values[f"migration{migration.number}.{name}"].append(value)
+        for probe in repetition.probes.values():
+            for name in PROBE_FIELDS:
+                values[f"{probe.name}.{name}"].append(getattr(probe, name))
+    out = {name: stats(known) for name, known in values.items()}
+    return {name: result for name, result in out.items() if result.n}

@@ -1,0 +1,568 @@
+"""``miglab report``: a session log's metrics as text, Markdown, CSV or JSON.
+
+- text: the tables and a plot of every probe metric over time, the migration
+  windows shaded; fits an 80-column terminal.
+- md: the same tables as GitHub Markdown, to paste into a paper or an issue.
+- csv: one row per reading value: ``t,phase,probe,metric,value,unit`` (t in seconds
+  since the session started; end-of-run summaries are left out: they are no time point).
+- json: ``{"scenario", "lab", "simulated", "cut_short", "migrations": [...],
+  "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null}``; every
+  unknown value is null. ``started_at`` is in seconds since the session started,
+  the clock of the csv's ``t``.
+
+A disk comparison (``disk-iscsi-vs-local``) reports the study's Figure 4.1 table:
+test, local disk, iSCSI storage, change. A log cut short (no end marker) is
+reported as far as it goes, and says so.
+
+Building a report is pure; only :func:`load_report` reads a file (blocking).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import textwrap
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from backend.events import Event, Sample
+from backend.experiments.metrics import (
+    Analysis,
+    MigrationMetrics,
+    ProbeMetrics,
+    Stats,
+    analyze,
+)
+from backend.experiments.plots import probe_plot
+from backend.experiments.scenarios import Scenario, builtin_scenarios
+from backend.probes import SUMMARY
+from backend.session import Session, read_session
+
+__all__ = [
+    "FORMATS",
+    "WIDTH",
+    "Format",
+    "Report",
+    "build_report",
+    "load_report",
+    "render",
+    "render_csv",
+    "render_json",
+    "render_markdown",
+    "render_text",
+    "report_json",
+]
+
+Format = Literal["text", "md", "csv", "json"]
+FORMATS: tuple[Format, ...] = ("text", "md", "csv", "json")
+WIDTH = 80
+PLOT_HEIGHT = 15
+CSV_HEADER = ("t", "phase", "probe", "metric", "value", "unit")
+CUT_SHORT = (
+    "cut short: the log has no end marker (the session crashed or was still running); "
+    "this report covers what it holds."
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    path: str
+    scenario_id: str | None
+    scenario: Scenario | None
+    """The built-in the log's scenario id names, if any (for its title and the study's result)."""
+    lab: str | None
+    simulated: bool
+    cut_short: bool
+    end_status: str | None
+    bad_lines: tuple[int, ...]
+    events: Sequence[Event]
+    analysis: Analysis
+
+
+def build_report(session: Session) -> Report:
+    header = session.header
+    scenario_id = header.get("scenario") if isinstance(header.get("scenario"), str) else None
+    t0 = header.get("t")
+    analysis = analyze(session.events, t0=float(t0) if isinstance(t0, int | float) else None)
+    return Report(
+        path=str(session.path),
+        scenario_id=scenario_id,
+        scenario=builtin_scenarios().get(scenario_id) if scenario_id else None,
+        lab=_lab_name(header.get("lab")),
+        simulated=bool(header.get("simulated")),
+        cut_short=session.cut_short,
+        end_status=(session.end or {}).get("status"),
+        bad_lines=tuple(session.bad_lines),
+        events=session.events,
+        analysis=analysis,
+    )
+
+
+def load_report(path: str | os.PathLike[str]) -> Report:
+    """Read a session log and build its report (blocking). Raises SessionLogError."""
+    return build_report(read_session(path))
+
+
+def _lab_name(lab: object) -> str | None:
+    if isinstance(lab, dict):
+        inner = lab.get("lab")
+        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+            return str(inner["name"])
+    return None
+
+
+def render(report: Report, fmt: Format, *, colors: bool = False) -> str:
+    renderers: dict[str, Callable[[Report], str]] = {
+        "text": lambda r: render_text(r, colors=colors),
+        "md": render_markdown,
+        "csv": render_csv,
+        "json": render_json,
+    }
+    try:
+        return renderers[fmt](report)
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}") from None
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _num(value: float | None) -> str:
+    """A reading in as many digits as it deserves: 234836, 12.5, 0.031."""
+    if value is None:
+        return "-"
+    size = abs(value)
+    if size >= 1000:
+        return f"{value:.0f}"
+    if size >= 100:
+        return f"{value:.1f}"
+    if size >= 1 or size == 0:
+        return f"{value:.2f}"
+    return f"{value:#.3g}"  # three significant digits, trailing zeros kept: 0.500, 0.0298
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}%"
+
+
+def _int(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def _rel(report: Report, t: float) -> float:
+    return t - report.analysis.t0
+
+
+# --------------------------------------------------------------------------- tables
+
+Align = Literal["<", ">"]
+
+
+@dataclass
+class _Table:
+    title: str
+    headers: list[str]
+    align: list[Align]
+    rows: list[list[str]]
+    shrink: tuple[int, ...] = ()
+    """Columns that may be cut (with '~') to fit the width, widest first."""
+
+    def text(self, width: int = WIDTH) -> str:
+        widths = [max(len(h), *(len(r[i]) for r in self.rows)) for i, h in enumerate(self.headers)]
+        # Two blanks between columns, one when that is what it takes to fit.
+        gap = 2 if sum(widths) + 2 * (len(widths) - 1) <= width else 1
+        while sum(widths) + gap * (len(widths) - 1) > width:
+            candidates = [i for i in self.shrink if widths[i] > 4]
+            if not candidates:
+                break
+            widest = max(candidates, key=lambda i: widths[i])
+            widths[widest] -= 1
+        lines = textwrap.wrap(self.title, width)
+        for cells in (self.headers, *self.rows):
+            parts = [
+                f"{_cut(cell, w):{a}{w}}"
+                for cell, w, a in zip(cells, widths, self.align, strict=True)
+            ]
+            lines.append((" " * gap).join(parts).rstrip())
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        def row(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        rule = ["---:" if a == ">" else "---" for a in self.align]
+        return "\n".join(
+            [f"## {self.title}", "", row(self.headers), row(rule), *map(row, self.rows)]
+        )
+
+
+def _cut(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[: width - 1] + "~"
+
+
+def _migration_table(report: Report) -> _Table | None:
+    migrations = report.analysis.migrations
+    if not migrations:
+        return None
+    several = len(report.analysis.repetitions) > 1
+    rows = [
+        [
+            f"{m.repetition}.{m.number}" if several else str(m.number),
+            m.source or "?",
+            m.dest or "?",
+            f"{_rel(report, m.started_at):.1f}",
+            _num(m.total_s),
+            _num(m.downtime_ms),
+            _num(m.unreachable_s),
+            _int(m.lost_probes),
+            _mib(m.bytes_sent),
+            _int(m.iterations),
+            _outcome(m),
+        ]
+        for m in migrations
+    ]
+    return _Table(
+        "Migrations (at: s since the start; down: hypervisor's downtime; unreach: ping's)",
+        [
+            "#",
+            "from",
+            "to",
+            "at s",
+            "total s",
+            "down ms",
+            "unreach s",
+            "lost",
+            "MiB",
+            "iter",
+            "result",
+        ],
+        ["<", "<", "<", ">", ">", ">", ">", ">", ">", ">", "<"],
+        rows,
+        shrink=(1, 2, 10),
+    )
+
+
+def _outcome(migration: MigrationMetrics) -> str:
+    if not migration.finished:
+        return "unfinished"
+    return "ok" if migration.ok else "FAILED"
+
+
+def _metric_label(report: Report, probe: ProbeMetrics) -> str:
+    hosts = {p.host for p in report.analysis.probes.values() if p.spec.probe == probe.spec.probe}
+    return probe.spec.label + (f" @{probe.host}" if len(hosts) > 1 else "")
+
+
+def _probe_table(report: Report) -> _Table | None:
+    probes = report.analysis.probes
+    if not probes:
+        return None
+    rows = [
+        [
+            _metric_label(report, p),
+            p.spec.unit,
+            _num(p.baseline),
+            _num(p.during),
+            _num(p.after),
+            _pct(p.during_change_pct),
+            _pct(p.worst_change_pct),
+        ]
+        for p in probes.values()
+    ]
+    return _Table(
+        "Probes (means; change during the migration vs the baseline)",
+        ["metric", "unit", "baseline", "during", "after", "during %", "worst 1s %"],
+        ["<", "<", ">", ">", ">", ">", ">"],
+        rows,
+        shrink=(0, 1),
+    )
+
+
+def _summary_table(report: Report) -> _Table | None:
+    analysis = report.analysis
+    if len(analysis.repetitions) < 2:
+        return None
+    shown: list[tuple[str, str, Stats]] = []
+    for name, result in analysis.summary.items():
+        metric, _, field_name = name.rpartition(".")
+        if name.startswith("migration"):
+            shown.append((name, "", result))
+        elif field_name in ("during_change_pct", "worst_change_pct"):
+            probe = analysis.probes.get(metric)
+            label = _metric_label(report, probe) if probe else metric
+            what = "during %" if field_name == "during_change_pct" else "worst 1 s %"
+            shown.append((f"{label}, {what}", "", result))
+    rows = [
+        [
+            label,
+            str(result.n),
+            _num(result.mean),
+            _num(result.std),
+            "-" if result.ci95 is None else f"{_num(result.ci95[0])} .. {_num(result.ci95[1])}",
+        ]
+        for label, _, result in shown
+    ]
+    return _Table(
+        f"Across {len(analysis.repetitions)} repetitions (95% CI: Student's t)",
+        ["metric", "n", "mean", "std", "95% CI"],
+        ["<", ">", ">", ">", ">"],
+        rows,
+        shrink=(0,),
+    )
+
+
+_RIGHT: Align = ">"
+_DISK_NAMES = {"local": "local disk", "iscsi": "iSCSI storage"}
+
+
+def _disk_table(report: Report) -> _Table | None:
+    analysis = report.analysis
+    if not analysis.disk_rows:
+        return None
+    disks = analysis.disks
+    rows = [
+        [
+            f"{_metric_label(report, analysis.probes[row.name])} {row.spec.unit}"
+            if row.name in analysis.probes
+            else row.name,
+            *(_num(row.means.get(disk)) for disk in disks),
+            _pct(row.change_pct),
+        ]
+        for row in analysis.disk_rows
+    ]
+    return _Table(
+        "Disk comparison (the study's Figure 4.1; baseline means)",
+        ["test", *(_DISK_NAMES.get(d, d) for d in disks), "change"],
+        ["<", *[_RIGHT for _ in disks], ">"],
+        rows,
+        shrink=(0,),
+    )
+
+
+def _tables(report: Report) -> list[_Table]:
+    makers: list[Callable[[Report], _Table | None]] = [_disk_table, _migration_table]
+    # With a disk comparison, before/during/after means nothing: there is no migration.
+    if not report.analysis.disk_rows:
+        makers.append(_probe_table)
+    makers.append(_summary_table)
+    return [table for make in makers if (table := make(report)) is not None]
+
+
+# --------------------------------------------------------------------------- text and md
+
+
+def _headline(report: Report) -> str:
+    name = report.scenario_id or "(no scenario)"
+    scenario = report.scenario
+    if scenario is not None:
+        study = f" ({scenario.study_test})" if scenario.study_test else ""
+        return f"{name}{study}: {scenario.title}"
+    return name
+
+
+def _facts(report: Report) -> list[str]:
+    analysis = report.analysis
+    reps = len(analysis.repetitions)
+    span = analysis.end - analysis.t0
+    facts = [
+        f"lab {report.lab or '?'}",
+        "simulated" if report.simulated else "real hosts",
+        f"{reps} repetition{'s' if reps != 1 else ''}",
+        f"{len(analysis.migrations)} migration{'s' if len(analysis.migrations) != 1 else ''}",
+        f"{span:.0f} s",
+    ]
+    if report.end_status and report.end_status != "ok":
+        facts.append(f"ended: {report.end_status}")
+    return facts
+
+
+def _remarks(report: Report) -> list[str]:
+    remarks = [*report.analysis.notes]
+    for migration in report.analysis.migrations:
+        remarks.extend(f"migration {migration.number}: {note}" for note in migration.notes)
+    if report.bad_lines:
+        lines = ", ".join(map(str, report.bad_lines[:10]))
+        remarks.append(f"unreadable log lines skipped: {lines}")
+    return remarks
+
+
+def render_text(report: Report, *, colors: bool = False, width: int = WIDTH) -> str:
+    wrap = textwrap.TextWrapper(width=width, subsequent_indent="  ")
+    out: list[str] = [*wrap.wrap(f"miglab report: {_headline(report)}")]
+    out.extend(wrap.wrap(f"log {report.path}"))
+    out.extend(wrap.wrap(", ".join(_facts(report))))
+    if report.cut_short:
+        out.extend(wrap.wrap(CUT_SHORT.capitalize()))
+    for table in _tables(report):
+        out += ["", table.text(width)]
+    if report.scenario is not None and report.scenario.study_result:
+        out += ["", f"The study ({report.scenario.study_test or report.scenario.id}) found:"]
+        out += textwrap.wrap(
+            report.scenario.study_result, width, initial_indent="  ", subsequent_indent="  "
+        )
+    remarks = _remarks(report)
+    if remarks:
+        out += ["", "Notes"]
+        for remark in remarks[:20]:
+            out += textwrap.wrap(remark, width, initial_indent="- ", subsequent_indent="  ")
+        if len(remarks) > 20:
+            out.append(f"- ... and {len(remarks) - 20} more")
+    out += _plots(report, colors=colors, width=width)
+    return "\n".join(out) + "\n"
+
+
+def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
+    analysis = report.analysis
+    windows = [
+        (_rel(report, w.start), _rel(report, w.end if w.end is not None else analysis.end))
+        for w in analysis.windows
+    ]
+    out: list[str] = []
+    for name, series in analysis.series.items():
+        probe = analysis.probes.get(name)
+        label = _metric_label(report, probe) if probe else name
+        points = [(_rel(report, t), v) for t, v in series.points]
+        plot = probe_plot(
+            points,
+            windows,
+            width - 2,
+            PLOT_HEIGHT,
+            colors,
+            title=f"{label}, {series.spec.unit}",
+            xlabel="seconds since the session started",
+        )
+        out += ["", plot]
+    return out
+
+
+def render_markdown(report: Report) -> str:
+    out = [f"# miglab report: {_headline(report)}", ""]
+    out.append(f"Log `{report.path}`: " + ", ".join(_facts(report)) + ".")
+    if report.cut_short:
+        out += ["", f"> **Cut short:** {CUT_SHORT.removeprefix('cut short: ')}"]
+    for table in _tables(report):
+        out += ["", table.markdown()]
+    if report.scenario is not None and report.scenario.study_result:
+        out += ["", f"## The study ({report.scenario.study_test or report.scenario.id})", ""]
+        out.append(f"> {report.scenario.study_result}")
+    remarks = _remarks(report)
+    if remarks:
+        out += ["", "## Notes", ""]
+        out += [f"- {remark}" for remark in remarks]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- csv
+
+
+def render_csv(report: Report) -> str:
+    analysis = report.analysis
+    hosts: dict[str, set[str]] = defaultdict(set)
+    samples = [e for e in report.events if isinstance(e, Sample) and e.values.get(SUMMARY) != 1.0]
+    for sample in samples:
+        hosts[sample.probe].add(sample.host)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for sample in sorted(samples, key=lambda s: s.t):
+        probe = sample.probe if len(hosts[sample.probe]) == 1 else f"{sample.probe}@{sample.host}"
+        phase = analysis.phase_at(sample.t) or ""
+        t = f"{sample.t - analysis.t0:.6f}"
+        for key, value in sample.values.items():
+            shown = "" if value is None else repr(float(value))
+            writer.writerow((t, phase, probe, key, shown, sample.unit.get(key, "")))
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- json
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _migration_json(report: Report, m: MigrationMetrics) -> dict[str, Any]:
+    return {
+        "from": m.source,
+        "to": m.dest,
+        "started_at": _round(_rel(report, m.started_at)),
+        "total_s": _round(m.total_s),
+        "downtime_ms": _round(m.downtime_ms),
+        "unreachable_s": _round(m.unreachable_s),
+        "lost_probes": m.lost_probes,
+        "bytes_sent": m.bytes_sent,
+        "iterations": m.iterations,
+    }
+
+
+def _probes_json(probes: dict[str, ProbeMetrics]) -> dict[str, Any]:
+    return {
+        name: {
+            "unit": p.spec.unit,
+            "baseline": _round(p.baseline),
+            "during": _round(p.during),
+            "after": _round(p.after),
+            "during_change_pct": _round(p.during_change_pct),
+            "worst_change_pct": _round(p.worst_change_pct),
+        }
+        for name, p in probes.items()
+    }
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    analysis = report.analysis
+    disk: dict[str, Any] | None = None
+    if analysis.disk_rows:
+        disk = {
+            "disks": list(analysis.disks),
+            "rows": [
+                {
+                    "metric": row.name,
+                    "unit": row.spec.unit,
+                    **{d: _round(row.means.get(d)) for d in analysis.disks},
+                    "change_pct": _round(row.change_pct),
+                }
+                for row in analysis.disk_rows
+            ],
+        }
+    return {
+        "scenario": report.scenario_id,
+        "lab": report.lab,
+        "simulated": report.simulated,
+        "cut_short": report.cut_short,
+        "migrations": [_migration_json(report, m) for m in analysis.migrations],
+        "probes": _probes_json(analysis.probes),
+        "repetitions": {
+            "count": len(analysis.repetitions),
+            "runs": [
+                {
+                    "number": r.number,
+                    "migrations": [_migration_json(report, m) for m in r.migrations],
+                    "probes": _probes_json(r.probes),
+                }
+                for r in analysis.repetitions
+            ],
+            "summary": {
+                name: {
+                    "n": s.n,
+                    "mean": _round(s.mean),
+                    "std": _round(s.std),
+                    "ci95": None if s.ci95 is None else [_round(s.ci95[0]), _round(s.ci95[1])],
+                }
+                for name, s in analysis.summary.items()
+            },
+        },
+        "disk_comparison": disk,
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_json(report), indent=2, allow_nan=False) + "\n"
