@@ -636,6 +636,12 @@ class Guest(_Model):
     via: str | None = None
     """Name of a host in [hosts] to jump through to reach the guest (like ssh -J)."""
 
+    host_key: Literal["strict", "accept-new"] = "strict"
+    """What to do with the guest's SSH host key when known_hosts does not have it yet."""
+
+    known_hosts: LocalPath | None = None
+    """known_hosts file for the guest. Default: ~/.ssh/config, else ~/.ssh/known_hosts."""
+
     vcpus: int = Field(ge=1)
     """Number of virtual CPUs."""
 

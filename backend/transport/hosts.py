@@ -27,6 +27,20 @@ def ssh_target(host: Host) -> SshTarget:
     )
 
 
+def guest_target(lab: LabConfig) -> SshTarget:
+    """How to reach the guest itself (benchmarks run in it over SSH)."""
+    guest = lab.guest
+    return SshTarget(
+        name=guest.name,
+        address=guest.address,
+        port=guest.port,
+        user=guest.user,
+        identity=str(guest.identity) if guest.identity is not None else None,
+        known_hosts=str(guest.known_hosts) if guest.known_hosts is not None else None,
+        host_key=guest.host_key,
+    )
+
+
 class HostUnavailable(TransportError, KeyError):
     """A host that is not open (unreachable, or never opened)."""
 
@@ -105,6 +119,18 @@ class Hosts(Mapping[str, HostRunner]):
                 self.errors[name] = wrapped
                 outcome[name] = wrapped
         return {name: outcome[name] for name in wanted}
+
+    async def open_guest(self) -> SshHost:
+        """Connect to the guest over SSH (through its jump host if it has one)."""
+        via = None
+        if self._lab.guest.via is not None:
+            jump = self[self._lab.guest.via]
+            if not isinstance(jump, SshHost):
+                raise TransportError(self._lab.guest.name, "the guest's jump host is not SSH")
+            via = jump
+        guest = SshHost(guest_target(self._lab), self._publish, via)
+        await guest.connect()
+        return guest
 
     async def close(self) -> None:
         # Users of a jump host first, so their tunnels close before it does.
