@@ -1,4 +1,4 @@
-"""The real lab on one Linux machine: guest images, and (later) namespaces and services."""
+"""The real lab on one Linux machine: guest images, namespaces, daemons (`miglab sandbox`)."""
 
 from backend.sandbox.guest_image import (
     DEFAULT_MODULES,
@@ -8,12 +8,21 @@ from backend.sandbox.guest_image import (
     GuestImageError,
     build_guest_image,
     default_cache_dir,
+    fetch_packages,
     kernel_cmdline,
     qemu_guest_argv,
     wait_for_console,
 )
 from backend.sandbox.initramfs import Initramfs, InitramfsError, shared_libraries
+from backend.sandbox.layout import SandboxLayout, default_sandbox_dir
 from backend.sandbox.local_qemu import LocalQemu
+from backend.sandbox.sandbox import (
+    PreflightFailed,
+    Sandbox,
+    SandboxBusy,
+    SandboxError,
+    SandboxStatus,
+)
 
 __all__ = [
     "DEFAULT_MODULES",
@@ -24,8 +33,16 @@ __all__ = [
     "Initramfs",
     "InitramfsError",
     "LocalQemu",
+    "PreflightFailed",
+    "Sandbox",
+    "SandboxBusy",
+    "SandboxError",
+    "SandboxLayout",
+    "SandboxStatus",
     "build_guest_image",
     "default_cache_dir",
+    "default_sandbox_dir",
+    "fetch_packages",
     "kernel_cmdline",
     "qemu_guest_argv",
     "shared_libraries",

@@ -15,7 +15,7 @@ import gzip
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,14 +45,22 @@ _LDD_INTERP = re.compile(r"^\s*(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 _LDD_MISSING = re.compile(r"^\s*(\S+)\s+=>\s+not found")
 
 
-async def shared_libraries(binary: Path) -> list[Path]:
-    """The libraries ``ldd`` resolves for ``binary`` (its loader included); [] if static."""
+async def shared_libraries(binary: Path, library_path: Sequence[Path] = ()) -> list[Path]:
+    """The libraries ``ldd`` resolves for ``binary`` (its loader included); [] if static.
+
+    ``library_path`` directories are searched first (``LD_LIBRARY_PATH``): libraries of a
+    package that is unpacked but not installed on this machine."""
+    env = {**os.environ, "LC_ALL": "C"}
+    if library_path:
+        env["LD_LIBRARY_PATH"] = ":".join(str(d) for d in library_path)
+    else:
+        env.pop("LD_LIBRARY_PATH", None)
     proc = await asyncio.create_subprocess_exec(
         "ldd",
         str(binary),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LC_ALL": "C"},
+        env=env,
     )
     out_b, err_b = await proc.communicate()
     out, err = out_b.decode(errors="replace"), err_b.decode(errors="replace")
@@ -67,6 +75,22 @@ async def shared_libraries(binary: Path) -> list[Path]:
         if match := _LDD_LIB.match(line) or _LDD_INTERP.match(line):
             libs.append(Path(match.group(1)))
     return libs
+
+
+def library_dirs(roots: Sequence[Path]) -> list[Path]:
+    """The library directories of unpacked packages (multiarch ones first), that exist."""
+    found: list[Path] = []
+    for root in roots:
+        for pattern in ("lib/*-linux-gnu", "usr/lib/*-linux-gnu", "lib", "usr/lib"):
+            found += sorted(d for d in root.glob(pattern) if d.is_dir())
+    return found
+
+
+def _path_in_roots(lib: Path, roots: Sequence[Path]) -> str | None:
+    for root in roots:
+        if lib.is_relative_to(root):
+            return "/" + lib.relative_to(root).as_posix()
+    return None
 
 
 class Initramfs:
@@ -104,19 +128,26 @@ class Initramfs:
     def add_char_device(self, path: str, major: int, minor: int, mode: int = 0o600) -> None:
         self._entries[_norm(path)] = _Entry(stat.S_IFCHR | mode, rdev=(major, minor))
 
-    async def add_binary(self, binary: Path, dest: str | None = None) -> list[str]:
+    async def add_binary(
+        self, binary: Path, dest: str | None = None, *, roots: Sequence[Path] = ()
+    ) -> list[str]:
         """Add an executable (at ``dest``, default ``/usr/bin/<name>``) and every library
         ``ldd`` lists for it, each at the path ``ldd`` printed, so the guest's dynamic loader
-        finds them without an ``ld.so.cache``. Returns the image paths added."""
+        finds them without an ``ld.so.cache``. ``roots`` are unpacked packages (``dpkg -x``)
+        whose library directories ``ldd`` searches first; a library found in one goes to its
+        path inside the package (``/usr/lib/x86_64-linux-gnu/...``), not to where it was
+        unpacked. Returns the image paths added."""
         if not await asyncio.to_thread(binary.is_file):
             raise InitramfsError(f"no such binary: {binary}")
         target = dest or f"/usr/bin/{binary.name}"
         self.add_file(target, source=binary, mode=0o755)
         added = [target]
-        for lib in await shared_libraries(binary):
+        search = await asyncio.to_thread(library_dirs, roots)
+        for lib in await shared_libraries(binary, search):
+            image_path = _path_in_roots(lib, roots) or str(lib)
             # Copy the file a symlink points to, under the name the loader asks for.
-            self.add_file(str(lib), source=await asyncio.to_thread(lib.resolve), mode=0o755)
-            added.append(str(lib))
+            self.add_file(image_path, source=await asyncio.to_thread(lib.resolve), mode=0o755)
+            added.append(image_path)
         return added
 
     def _with_parents(self) -> Iterator[tuple[str, _Entry]]:

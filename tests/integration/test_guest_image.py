@@ -26,6 +26,7 @@ from backend.sandbox.guest_image import (
     GuestImage,
     build_guest_image,
     default_cache_dir,
+    fetch_packages,
     qemu_guest_argv,
     wait_for_console,
 )
@@ -165,3 +166,28 @@ async def test_extra_binary_runs_in_the_guest_with_its_libraries(rundir: Path) -
             assert (await qmp.query_status()).running
             await qmp.quit()
         assert await vm.wait(10) == 0
+
+
+async def test_binary_from_an_unpacked_package_brings_its_libraries_at_packaged_paths() -> None:
+    # dropbear's libtomcrypt is not installed here: it comes from its own unpacked .deb,
+    # and must land where the guest's loader looks, not under this machine's cache path.
+    need_builder()
+    roots = await fetch_packages(
+        default_cache_dir(), ["dropbear-bin", "libtomcrypt1", "libtommath1"], progress=print
+    )
+    assert [r.name.split("_")[0] for r in roots] == ["dropbear-bin", "libtomcrypt1", "libtommath1"]
+    again = await fetch_packages(default_cache_dir(), ["libtomcrypt1"])
+    assert again == [roots[1]]  # cached: the same unpacked tree, no second download
+    image = await cached_image(
+        extra_binaries=[(roots[0] / "usr/sbin/dropbear", "/usr/sbin/dropbear")],
+        extra_files={"/etc/secret-key": (b"not really a key\n", 0o600)},
+        package_roots=roots,
+    )
+    tomcrypt = [p for p in image.extra_paths if "libtomcrypt.so" in p]
+    assert tomcrypt and all(p.startswith("/usr/lib/") for p in tomcrypt), image.extra_paths
+    assert not any(str(default_cache_dir()) in p for p in image.extra_paths), image.extra_paths
+    files = read_newc(await asyncio.to_thread(gzip.decompress, image.initrd.read_bytes()))
+    for path in tomcrypt:
+        assert files[path.lstrip("/")][1][:4] == b"\x7fELF"
+    mode, body, _ = files["etc/secret-key"]
+    assert stat.S_IMODE(mode) == 0o600 and body == b"not really a key\n"
