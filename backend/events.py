@@ -122,6 +122,10 @@ class MigrationProgress(Event):
     total_bytes: int | None = None
     mbps: float | None = None
     expected_downtime_ms: float | None = None
+    phase: str | None = None  # xl: started / precopy / stop-and-copy / done / failed
+    xl_event: str | None = None  # xl: which line of xl's output this update came from
+    status: str | None = None  # qemu: query-migrate's status (active, device, ...)
+    cpu_throttle_percentage: float | None = None  # qemu auto-converge's vCPU throttle
 
 
 class MigrationFinished(Event):
@@ -135,6 +139,9 @@ class MigrationFinished(Event):
     transferred_bytes: int | None = None
     iterations: int | None = None
     error: str | None = None
+    guest_host: str | None = None  # where the guest runs afterwards (None: unclear)
+    wall_time_ms: float | None = None  # measured by miglab around the whole operation
+    setup_time_ms: float | None = None  # qemu's setup-time
 
 
 class Note(Event):

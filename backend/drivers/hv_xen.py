@@ -1,0 +1,333 @@
+"""The Xen driver: ``xl`` on the two hypervisor hosts.
+
+What xl gives and what it does not:
+
+* ``xl list`` is the domains' state (``xl list -l`` has the configuration but no state);
+  during a migration the receiving copy is ``NAME--incoming`` and, just before the GO
+  handshake, the sender's copy ``NAME--migratedaway``.
+* ``xl migrate`` runs on the source and reaches the destination itself (``ssh HOST xl
+  migrate-receive``), so HOST is the destination's address in lab.toml. Everything it
+  says goes to stderr, the receiver's lines too (through ssh). Xen >= 4.6 reports the
+  phases of a migration but no per-iteration page counts (Xen <= 4.5 with ``-v`` did);
+  :class:`~backend.drivers.parse_xl.XlMigrateParser` reads both, and each of its
+  updates becomes a ``migration.progress`` event with the extra fields ``phase``
+  (started, precopy, stop-and-copy, done, failed) and ``xl_event``.
+* xl reports neither the migration's total time (we measure it around the command) nor
+  the downtime (``migration.finished`` has ``downtime_ms`` None; the ping probe measures
+  the guest's unreachable time instead).
+* xl cannot cancel a migration. :meth:`XenDriver.cancel` stops the ``xl migrate``
+  process: while memory is still being copied the receiver then destroys its copy and
+  the guest runs on at the source; once the guest is suspended it stays suspended, and
+  the driver says so.
+
+After a migration the driver looks at both hosts and tells where the guest is
+(``migration.finished`` carries it as ``guest_host``; None when no single running copy
+exists, e.g. after a failed final handshake, which leaves both copies stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+
+from backend.config import LOCAL, LabConfig
+from backend.drivers import ParseError
+from backend.drivers.base import (
+    DomainInfo,
+    DomainRunState,
+    DriverError,
+    HostCommand,
+    HostInfo,
+    MigrationOutcome,
+    OperationResult,
+    Planner,
+    Publish,
+    Refused,
+)
+from backend.drivers.hypervisor import ALIVE, HypervisorBase
+from backend.drivers.parse_xl import (
+    MigratePhase,
+    MigrateUpdate,
+    ShutdownReason,
+    XlDomainConfig,
+    XlMigrateParser,
+    XlState,
+    is_unknown_domain_error,
+    parse_xl_info,
+    parse_xl_list,
+    parse_xl_list_long,
+)
+from backend.events import MigrationFinished, MigrationProgress
+from backend.transport.base import CommandFailed, CommandResult, HostRunner, Stream
+
+__all__ = ["XenDriver", "run_state"]
+
+CREATE_TIMEOUT_S = 120.0
+# `xl shutdown -w` waits for the guest to power off: a busy guest takes a while.
+SHUTDOWN_TIMEOUT_S = 300.0
+# Updates that carry byte counts: frames sent (v1/v2 with progress), pages received
+# (v1 receiver), all pages sent (v1 summary).
+_COUNTED = {"frames", "restore-progress", "total-sent"}
+
+
+def run_state(state: XlState) -> DomainRunState:
+    """The state letters of ``xl list`` as a driver-neutral state."""
+    if state.dying:
+        return "dying"
+    if state.shutdown:
+        return "crashed" if state.shutdown_reason is ShutdownReason.CRASH else "shutdown"
+    if state.paused:
+        return "paused"
+    if state.blocked and not state.running:
+        return "blocked"
+    return "running"  # "r-----", or "------": runnable, waiting for a CPU
+
+
+class XenDriver(HypervisorBase):
+    """xl on both hosts; ``xl`` is the command prefix (e.g. ``("sudo", "-n", "xl")``)."""
+
+    def __init__(
+        self,
+        lab: LabConfig,
+        runners: Mapping[str, HostRunner],
+        publish: Publish,
+        *,
+        xl: Sequence[str] = ("xl",),
+    ) -> None:
+        super().__init__(lab, runners, publish)
+        if lab.guest.config is None:
+            raise DriverError('guest.config is required with driver = "xen": the xl config')
+        self.config = lab.guest.config
+        self.xl = tuple(xl)
+        self._migrations: dict[str, asyncio.Task[CommandResult]] = {}
+
+    async def _xl(self, host: str, *args: str, timeout: float = 60.0) -> CommandResult:
+        return await self.runner(host).run([*self.xl, *args], timeout=timeout)
+
+    # -- looking ---------------------------------------------------------------------------
+
+    async def domains(self, host: str) -> list[DomainInfo]:
+        """The guest domains on ``host`` (Domain-0 left out), from ``xl list``."""
+        result = (await self._xl(host, "list")).check()
+        try:
+            listed = parse_xl_list(result.stdout)
+        except ParseError as exc:
+            raise DriverError(f"{host}: cannot read `xl list`: {exc}") from None
+        domains = [
+            DomainInfo(d.name, run_state(d.state), d.mem_mib, d.vcpus, d.domid)
+            for d in listed
+            if d.domid != 0
+        ]
+        self.report(host, domains)
+        return domains
+
+    async def domain_config(self, host: str, name: str | None = None) -> XlDomainConfig | None:
+        """The running configuration of the guest (or ``name``): ``xl list -l``; None
+        when no such domain runs on ``host``."""
+        result = await self._xl(host, "list", "-l", name or self.guest)
+        if not result.ok:
+            if is_unknown_domain_error(result.stderr):
+                return None
+            raise CommandFailed(result)
+        try:
+            configs = parse_xl_list_long(result.stdout)
+        except ParseError as exc:
+            raise DriverError(f"{host}: cannot read `xl list -l`: {exc}") from None
+        return configs[0] if configs else None
+
+    async def info(self, host: str) -> HostInfo:
+        result = (await self._xl(host, "info")).check()
+        try:
+            info = parse_xl_info(result.stdout)
+        except ParseError as exc:
+            raise DriverError(f"{host}: cannot read `xl info`: {exc}") from None
+        return HostInfo(
+            host, info.free_memory_mib, info.total_memory_mib, f"Xen {info.xen_version}"
+        )
+
+    # -- changing --------------------------------------------------------------------------
+
+    async def create(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        if await self.check_boot(host):
+            return OperationResult(False, [], dry_run, f"{self.guest} already runs on {host}")
+        planner = Planner(dry_run)
+        await planner.mutate(
+            self.runner(host), [*self.xl, "create", self.config], timeout=CREATE_TIMEOUT_S
+        )
+        if not dry_run:
+            await self.domains(host)
+        return planner.result(f"boot {self.guest} on {host} from {self.config}")
+
+    async def shutdown(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        """``xl shutdown -w``: the guest powers itself off (it needs PV drivers)."""
+        if not any(d.name == self.guest for d in await self.copies(host)):
+            return OperationResult(False, [], dry_run, f"{self.guest} is not on {host}")
+        planner = Planner(dry_run)
+        await planner.mutate(
+            self.runner(host),
+            [*self.xl, "shutdown", "-w", self.guest],
+            timeout=SHUTDOWN_TIMEOUT_S,
+        )
+        if not dry_run:
+            await self.domains(host)
+        return planner.result(f"shut down {self.guest} on {host}")
+
+    async def destroy(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        """``xl destroy`` every copy of the guest on ``host``, migration leftovers too."""
+        copies = await self.copies(host)
+        if not copies:
+            return OperationResult(False, [], dry_run, f"{self.guest} is not on {host}")
+        planner = Planner(dry_run)
+        for domain in copies:
+            await planner.mutate(self.runner(host), [*self.xl, "destroy", domain.name])
+        if not dry_run:
+            await self.domains(host)
+        return planner.result(f"destroy {', '.join(d.name for d in copies)} on {host}")
+
+    # -- migrating -------------------------------------------------------------------------
+
+    def _migrate_argv(self, source: str, dest: str) -> list[str]:
+        if source == dest:
+            raise Refused(f"the guest cannot migrate from {source} to itself")
+        self.runner(source)
+        self.runner(dest)
+        address = self.lab.host(dest).address
+        if address == LOCAL:
+            raise DriverError(
+                f'{dest}\'s address is "local": xl on {source} needs an address it can '
+                f"reach {dest} at over ssh"
+            )
+        return [*self.xl, "-v", "migrate", self.guest, address]
+
+    async def migrate_plan(self, source: str, dest: str) -> list[HostCommand]:
+        return [HostCommand(source, tuple(self._migrate_argv(source, dest)))]
+
+    async def migrate(self, source: str, dest: str) -> MigrationOutcome:
+        argv = self._migrate_argv(source, dest)
+        here = [d for d in await self.copies(source) if d.name == self.guest]
+        if not here or here[0].state not in ALIVE:
+            raise Refused(f"{self.guest} is not running on {source}")
+        there = await self.copies(dest)
+        if there:
+            names = ", ".join(f"{d.name} ({d.state})" for d in there)
+            raise Refused(f"{dest} already has a copy of the guest: {names}")
+
+        parser = XlMigrateParser()
+
+        def on_line(stream: Stream, line: str) -> None:
+            try:
+                updates = parser.feed(line)
+            except ParseError as exc:  # a changed xl: say so, keep migrating
+                self.note(f"{source}: unexpected xl migrate output: {exc}", "warning")
+                return
+            for update in updates:
+                self._progress(source, dest, update)
+
+        started = time.monotonic()
+        task = asyncio.ensure_future(
+            self.runner(source).run(argv, timeout=None, on_line=on_line, long_running=True)
+        )
+        self._migrations[source] = task
+        try:
+            await asyncio.wait({task})  # returns, without raising, when cancel() stops it
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.wait({task})
+            raise
+        finally:
+            self._migrations.pop(source, None)
+        elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+
+        if task.cancelled():
+            final: MigrateUpdate | None = None
+            error: str | None = "cancelled: xl migrate was stopped"
+        else:
+            for update in parser.finish(task.result().exit_status):
+                self._progress(source, dest, update)
+            final = parser.result
+            error = final.error if final is not None else "xl migrate gave no result"
+        ok = final is not None and final.phase is MigratePhase.DONE
+        guest_host, placement = await self._placement(source, dest)
+        if ok and guest_host != dest:
+            self.note(f"xl reported success but {placement}", "warning")
+        if not ok:
+            error = f"{error} ({placement})"
+            self.note(f"migration of {self.guest} failed: {error}", "error")
+        iterations = [u for u in parser.history if u.event == "iteration-stats"]
+        sent = next((u.bytes for u in parser.history if u.event == "total-sent"), None)
+        outcome = MigrationOutcome(
+            ok=ok,
+            total_time_ms=elapsed_ms,
+            downtime_ms=None,  # xl does not report it
+            transferred_bytes=sent,
+            iterations=len(iterations) or None,
+            error=None if ok else error,
+        )
+        # guest_host is an extra field (events allow them) until MigrationFinished has it.
+        self._publish(
+            MigrationFinished.model_validate(
+                {
+                    "domain": self.guest,
+                    "source": source,
+                    "dest": dest,
+                    "ok": ok,
+                    "total_time_ms": elapsed_ms,
+                    "downtime_ms": None,
+                    "transferred_bytes": sent,
+                    "iterations": outcome.iterations,
+                    "error": outcome.error,
+                    "guest_host": guest_host,
+                }
+            )
+        )
+        return outcome
+
+    def _progress(self, source: str, dest: str, update: MigrateUpdate) -> None:
+        counted = update.event in _COUNTED
+        total = update.pages_total * 4096 if counted and update.pages_total else None
+        # phase and xl_event are extra fields (events allow them): xl has no byte counts
+        # in Xen >= 4.6, so the phase is what a console can show.
+        self._publish(
+            MigrationProgress.model_validate(
+                {
+                    "domain": self.guest,
+                    "source": source,
+                    "dest": dest,
+                    "iteration": update.iteration,
+                    "transferred_bytes": update.bytes if counted else None,
+                    "total_bytes": total,
+                    "phase": update.phase.value,
+                    "xl_event": update.event,
+                }
+            )
+        )
+
+    async def _placement(self, source: str, dest: str) -> tuple[str | None, str]:
+        """Where the guest runs after a migration, and a sentence saying so."""
+        found = {host: await self.copies(host) for host in (source, dest)}
+        running = [
+            host
+            for host, copies in found.items()
+            if any(d.name == self.guest and d.state in ALIVE for d in copies)
+        ]
+        if len(running) == 1:
+            return running[0], f"the guest runs on {running[0]}"
+        listing = "; ".join(
+            f"{host}: " + (", ".join(f"{d.name} ({d.state})" for d in copies) or "none")
+            for host, copies in found.items()
+        )
+        return None, f"no single running copy, check both hosts before resuming one: {listing}"
+
+    async def cancel(self, source: str) -> None:
+        """Stop the ``xl migrate`` this driver runs from ``source`` (xl has no cancel)."""
+        task = self._migrations.get(source)
+        if task is None or task.done():
+            self.note(f"no migration started here runs from {source}", "warning")
+            return
+        self.note(
+            f"stopping xl migrate on {source}: before the guest is suspended it keeps "
+            "running there; after, it stays suspended",
+            "warning",
+        )
+        task.cancel()

@@ -1,0 +1,106 @@
+"""Fakes of the storage tools that cannot run on this machine: targetcli, ietadm, iscsiadm.
+
+Each tool module offers the same two faces:
+
+* ``run(argv, state) -> (exit_code, stdout, stderr)``: a pure function. ``argv[0]`` is
+  the program name, as a shell passes it. ``state`` is one host's JSON-serialisable
+  state dict, changed in place; each tool keeps its data under its own key
+  (``state["lio"]``, ``state["iet"]``, ``state["iscsiadm"]``) and what several tools
+  share, the host's disks and files, lives in ``state["devices"]`` (:func:`add_device`).
+* ``main()``: the same as a program, ``python -m backend.sim.tools.NAME ARGS``, with the
+  state in the JSON file named by the environment variable ``MIGLAB_FAKE_STATE``. The
+  file is locked while a call runs, so concurrent calls queue as they would at the
+  real daemon. A test puts wrapper scripts named like the real tools on ``PATH`` and
+  drives a driver through ``LocalRunner`` exactly as on a real host.
+
+The outputs follow the real tools byte for byte where a capture exists
+(``tests/data``) and the tools' sources elsewhere; the drivers' own parsers read them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = [
+    "STATE_ENV",
+    "Result",
+    "Tool",
+    "add_device",
+    "device",
+    "load_state",
+    "run_main",
+    "save_state",
+]
+
+STATE_ENV = "MIGLAB_FAKE_STATE"
+
+Result = tuple[int, str, str]
+"""(exit code, stdout, stderr). Negative codes are C ``return -EINVAL`` style; a shell
+sees them modulo 256, which is what :func:`run_main` exits with."""
+
+Tool = Callable[[list[str], dict[str, Any]], Result]
+
+
+def add_device(state: dict[str, Any], path: str, size_bytes: int, *, block: bool) -> None:
+    """Make ``path`` exist on the simulated host: a block device or a regular file."""
+    state.setdefault("devices", {})[path] = {"size": int(size_bytes), "block": bool(block)}
+
+
+def device(state: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The simulated disk or file at ``path`` (``{"size": N, "block": bool}``), if any."""
+    found = state.get("devices", {}).get(path)
+    return found if isinstance(found, dict) else None
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a state file (a missing or empty file is an empty state)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return {}
+    data = json.loads(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the fake state must be a JSON object")
+    return data
+
+
+def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+def run_main(
+    program: str,
+    tool: Tool,
+    after: Callable[[dict[str, Any]], None] | None = None,
+) -> NoReturn:
+    """Run ``tool`` as the program ``program`` on the state file, print, exit.
+
+    ``after(state)`` runs with the lock still held (e.g. to write the ``/proc`` or
+    configfs files a tool's kernel side would show).
+    """
+    state_path = os.environ.get(STATE_ENV)
+    if not state_path:
+        print(f"{program}: fake tool: set {STATE_ENV} to a JSON state file", file=sys.stderr)
+        sys.exit(2)
+    with open(state_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        handle.seek(0)
+        text = handle.read()
+        state: dict[str, Any] = json.loads(text) if text.strip() else {}
+        code, out, err = tool([program, *sys.argv[1:]], state)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        handle.flush()
+        if after is not None:
+            after(state)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    sys.exit(code % 256)
