@@ -374,6 +374,11 @@ class Host(_Model):
     """Seconds between SSH keepalives, so that a dead link is noticed during a
     migration; 0 turns them off."""
 
+    transport: Literal["ssh", "plain-exec"] = "ssh"
+    """How commands travel: "ssh" (pooled shells, the default for real hosts) or
+    "plain-exec" (each command one exec request, for servers that are not a shell,
+    such as the simulated lab's hosts)."""
+
     _name: str = PrivateAttr(default="")
 
     @field_validator("address")
@@ -641,6 +646,9 @@ class Guest(_Model):
 
     known_hosts: LocalPath | None = None
     """known_hosts file for the guest. Default: ~/.ssh/config, else ~/.ssh/known_hosts."""
+
+    transport: Literal["ssh", "plain-exec"] = "ssh"
+    """How commands reach the guest; see hosts' transport."""
 
     vcpus: int = Field(ge=1)
     """Number of virtual CPUs."""

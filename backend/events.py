@@ -22,9 +22,22 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
+_clock: Callable[[], float] = time.time
+
+
 def now() -> float:
-    """Wall-clock time of an event (seconds since the epoch)."""
-    return time.time()
+    """Time of an event: wall-clock seconds since the epoch, or the simulated lab's clock."""
+    return _clock()
+
+
+def set_clock(clock: Callable[[], float] | None) -> None:
+    """Stamp events with ``clock`` (the simulated lab's), or wall time again with None.
+
+    A simulated session must use one clock for everything it records: the simulated
+    tools print simulated times (ping -D), so phases and results must too.
+    """
+    global _clock
+    _clock = time.time if clock is None else clock
 
 
 class Event(BaseModel):

@@ -27,6 +27,7 @@ from backend import __version__
 from backend.events import (
     SCHEMA_VERSION,
     Event,
+    now,
     EventBus,
     MigrationFinished,
     Phase,
@@ -51,10 +52,11 @@ def make_header(
     simulated: bool = False,
     scenario: str | None = None,
     hosts: dict[str, Any] | None = None,
+    simulation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "kind": HEADER_KIND,
-        "t": time.time(),
+        "t": now(),
         "schema": SCHEMA_VERSION,
         "miglab": __version__,
         "lab_file": lab_file,
@@ -63,6 +65,7 @@ def make_header(
         "simulated": simulated,
         "scenario": scenario,
         "hosts": hosts or {},
+        "simulation": simulation,  # speed, seed, epoch... when the lab is simulated
     }
 
 
@@ -123,7 +126,7 @@ class SessionLogWriter:
         self._queue.put_nowait(None)
         await self._task
         self._task = None
-        await self._file.write(_line({"kind": END_KIND, "t": time.time(), "status": status}))
+        await self._file.write(_line({"kind": END_KIND, "t": now(), "status": status}))
         await self._file.flush()
         with contextlib.suppress(OSError):
             await asyncio.to_thread(os.fsync, self._file.fileno())

@@ -24,6 +24,7 @@ def ssh_target(host: Host) -> SshTarget:
         host_key=host.host_key,
         connect_timeout_s=host.connect_timeout_s,
         keepalive_s=host.keepalive_s,
+        plain_exec=host.transport == "plain-exec",
     )
 
 
@@ -38,6 +39,7 @@ def guest_target(lab: LabConfig) -> SshTarget:
         identity=str(guest.identity) if guest.identity is not None else None,
         known_hosts=str(guest.known_hosts) if guest.known_hosts is not None else None,
         host_key=guest.host_key,
+        plain_exec=guest.transport == "plain-exec",
     )
 
 

@@ -23,7 +23,7 @@ import fcntl
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,6 +36,8 @@ __all__ = [
     "load_state",
     "run_main",
     "save_state",
+    "test_main",
+    "test_path",
 ]
 
 STATE_ENV = "MIGLAB_FAKE_STATE"
@@ -104,3 +106,47 @@ def run_main(
     sys.stdout.flush()
     sys.stderr.write(err)
     sys.exit(code % 256)
+
+
+def test_path(args: Sequence[str], state: dict[str, Any]) -> bool | None:
+    """``test -b|-f|-e PATH`` on the simulated host; None when the state does not know.
+
+    Block devices and files come from ``state["devices"]``; iSCSI disks (their
+    ``/dev/sdX`` and ``/dev/disk/by-path`` names) from the fake iscsiadm's sessions.
+    """
+    if len(args) != 2 or args[0] not in ("-b", "-f", "-e"):
+        return None
+    flag, path = args
+    found = device(state, path)
+    if found is not None:
+        return flag == "-e" or (flag == "-b") == bool(found["block"])
+    if path.startswith("/dev/"):
+        from backend.sim.tools.iscsiadm import test_block  # it imports this module
+
+        if test_block(path, state):
+            return flag != "-f"
+    if path.startswith(("/dev/disk/", "/dev/sd")):
+        return False  # the simulated host's disks are all in the state
+    return None
+
+
+def test_main() -> None:
+    """``test`` for a simulated host: what the state knows, anything else to the real test."""
+    args = sys.argv[1:]
+    state_path = os.environ.get(STATE_ENV)
+    if state_path:
+        # Locked like every tool: a look-up may advance udev's simulated delay.
+        with open(state_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            text = handle.read()
+            state: dict[str, Any] = json.loads(text) if text.strip() else {}
+            answer = test_path(args, state)
+            if answer is not None:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps(state, indent=1, sort_keys=True) + "\n")
+                handle.flush()
+        if answer is not None:
+            sys.exit(0 if answer else 1)
+    os.execv("/usr/bin/test", ["test", *args])

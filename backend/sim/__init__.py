@@ -1,0 +1,1 @@
+"""The simulated lab behind ``miglab demo``: fake hosts and the tools they answer with."""

@@ -1,0 +1,288 @@
+"""``sh -c SCRIPT NAME ARGS...``: miglab's own fixed scripts, and only those.
+
+The simulated hosts are not POSIX shells. miglab never pastes values into a shell
+string: where it needs a shell it runs a fixed script with the values as positional
+parameters, and names the script in ``$0`` (``miglab-check``, ``miglab-dirtier``,
+``miglab-build``, ``miglab-kill``). The simulator recognises a script by that name
+and does what it does; any other ``sh`` use is refused with exit 126 and a message
+saying why. More scripts can be added to :data:`SCRIPTS` (e.g. by a driver's tests).
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from collections.abc import Awaitable, Callable
+
+from backend.sim import workloads as wl
+from backend.sim.commands.base import Invocation
+from backend.sim.model import SimError
+
+Script = Callable[[Invocation, list[str]], Awaitable[int]]
+EXIT_CANNOT_RUN = 126
+
+
+async def sh(inv: Invocation) -> int:
+    args = inv.argv[1:]
+    if inv.name == "busybox":
+        if not args or args[0] not in ("sh", "ash"):
+            await inv.err("busybox: the simulated lab has busybox sh only\n")
+            return EXIT_CANNOT_RUN
+        args = args[1:]
+    if len(args) < 2 or args[0] != "-c":
+        await inv.err(
+            f"{inv.name}: the simulated lab is not a shell; it runs miglab's own scripts "
+            f"(sh -c SCRIPT NAME ...) and single commands\n"
+        )
+        return EXIT_CANNOT_RUN
+    name = args[2] if len(args) > 2 else ""
+    script = SCRIPTS.get(name)
+    if script is None:
+        known = ", ".join(sorted(SCRIPTS))
+        await inv.err(
+            f"{inv.name}: the simulated lab runs only miglab's own scripts ({known}), "
+            f"named by $0; {name or 'this one'!r} is not one of them\n"
+        )
+        return EXIT_CANNOT_RUN
+    return await script(inv, args[3:])
+
+
+# -- miglab-check: which lab tools a host has --------------------------------------------
+
+
+async def check_tools(inv: Invocation, tools: list[str]) -> int:
+    for tool in tools:
+        found = inv.world.which(inv.node, tool)
+        await inv.out(f"{tool} {found or '-'}\n")
+    return 0
+
+
+async def kill(inv: Invocation, args: list[str]) -> int:
+    return 0  # plain exec: cancelling closes the channel, which already stops the program
+
+
+# -- the storage drivers' scripts (backend/drivers/storage.py, target_iet.py) ------------------
+
+
+async def device_kind(inv: Invocation, args: list[str]) -> int:
+    """miglab-kind PATH: ``block``, ``file`` or ``missing``."""
+    path = args[0] if args else ""
+    if inv.world.is_block(inv.node, path):
+        kind = "block"
+    elif inv.node.is_file(path):
+        kind = "file"
+    else:
+        kind = "missing"
+    await inv.out(kind + "\n")
+    return 0
+
+
+_USER_LINE = re.compile(r"^[ \t]*(Incoming|Outgoing)User[ \t]", re.IGNORECASE | re.MULTILINE)
+
+
+async def count_users(inv: Invocation, args: list[str]) -> int:
+    """miglab-iet CONF: ``missing``, or how many Incoming/OutgoingUser lines it has."""
+    text = inv.node.read(args[0]) if args else None
+    await inv.out("missing\n" if text is None else f"{len(_USER_LINE.findall(text))}\n")
+    return 0
+
+
+async def write_file(inv: Invocation, args: list[str]) -> int:
+    """miglab-write PATH TEXT: replace the file (via PATH.miglab-new, as the script does)."""
+    path, text = [*args, "", ""][:2]
+    return await _replace(inv, path, text)
+
+
+async def install_file(inv: Invocation, args: list[str]) -> int:
+    """miglab-install STAGED PATH: copy a staged file over PATH."""
+    staged, path = [*args, "", ""][:2]
+    text = inv.node.read(staged)
+    if text is None:
+        await inv.err(f"miglab-install: 1: cannot open {staged}: No such file\n")
+        return 2
+    return await _replace(inv, path, text)
+
+
+async def _replace(inv: Invocation, path: str, text: str) -> int:
+    if not path.startswith("/") or not inv.node.is_dir(posixpath.dirname(path)):
+        await inv.err(f"sh: 1: cannot create {path}.miglab-new: Directory nonexistent\n")
+        return 2
+    inv.node.write(path, text)
+    return 0
+
+
+# -- miglab-dirtier: the RAM dirtier (backend/probes/dirtier.py) ---------------------------
+
+
+async def dirtier(inv: Invocation, args: list[str]) -> int:
+    size, rounds, path = [*args, "", "", ""][:3]
+    if not size.isdigit() or int(size) == 0:
+        await inv.err(f"miglab-dirtier: bad size_mib: {size}\n")
+        return 2
+    if not rounds.isdigit():
+        await inv.err(f"miglab-dirtier: bad rounds: {rounds}\n")
+        return 2
+    if not path.startswith("/"):
+        await inv.err(f"miglab-dirtier: path must be absolute: {path}\n")
+        return 2
+    if not inv.node.is_dir(posixpath.dirname(path) or "/"):
+        await inv.err(f"miglab-dirtier: no directory for {path}\n")
+        return 2
+    mib, limit = int(size), int(rounds)
+    await inv.out(f"miglab-dirtier start size_mib={mib} rounds={limit}\n")
+    model = inv.model
+    room = _room_mib(inv, path)
+    if mib > room:
+        written = room
+        await inv.out(
+            "miglab-dirtier error round=1\n"
+            f"dd: error writing '{path}': No space left on device\n"
+            f"{written + 1}+0 records in\n{written}+0 records out\n"
+            f"{written << 20} bytes ({(written << 20) / 1e6:.0f} MB, {written} MiB) copied\n"
+        )
+        return 1
+    try:
+        w = model.start(wl.Dirtier, size_mib=mib)
+    except SimError as exc:
+        await inv.err(f"{exc}\n")
+        return 1
+    inv.node.write(path, "")
+    try:
+        done = 0
+        began = model.t
+        while limit == 0 or done < limit:
+            while len(w.marks) <= done:
+                await inv.runtime.until(model.t + 0.1)
+            ended, _ = w.marks[done]
+            done += 1
+            up_start, up_end = _uptime(inv, began), _uptime(inv, ended)
+            cs = math.floor(up_end * 100) - math.floor(up_start * 100)
+            await inv.out(f"miglab-dirtier round={done} mib={mib} cs={cs} uptime={up_end:.2f}\n")
+            began = ended
+        await inv.out(f"miglab-dirtier done rounds={done}\n")
+        return 0
+    finally:
+        model.stop(w)
+        inv.node.remove(path)
+
+
+def _uptime(inv: Invocation, t: float) -> float:
+    return t - inv.model.guest.booted_at
+
+
+def _room_mib(inv: Invocation, path: str) -> int:
+    """Free MiB where ``path`` is: tmpfs gets half the RAM; the rest is the disk."""
+    if path.startswith("/dev/shm/"):
+        busy = sum(w.size_mib for w in inv.model.workloads.values() if isinstance(w, wl.Dirtier))
+        return int(inv.model.params.memory_mib * wl.TMPFS_SHARE) - busy
+    return 1 << 20
+
+
+# -- miglab-build: a kernel compile (backend/probes/build.py) ------------------------------
+
+
+def kernel_objects() -> list[str]:
+    """The objects of the simulated kernel tree, in build order (deterministic)."""
+    dirs = (
+        "init", "kernel", "kernel/time", "kernel/sched", "mm", "fs", "fs/ext3", "fs/proc",
+        "ipc", "security", "crypto", "block", "lib", "arch/x86/kernel", "arch/x86/mm",
+        "drivers/base", "drivers/block", "drivers/char", "drivers/net", "drivers/scsi",
+        "drivers/xen", "net/core", "net/ipv4", "net/ipv6", "net/sched", "sound/core",
+    )  # fmt: skip
+    stems = (
+        "main", "core", "sys", "fork", "exit", "signal", "timer", "irq", "page", "file",
+        "inode", "namei", "super", "buffer", "dev", "bus", "driver", "init", "util", "ops",
+        "cache", "queue", "map", "proc", "sysctl", "config", "table", "event", "hash", "list",
+    )  # fmt: skip
+    return [f"{d}/{s}.o" for d in dirs for s in stems]
+
+
+KERNEL_OBJECTS = kernel_objects()
+
+
+async def build(inv: Invocation, args: list[str]) -> int:
+    """miglab-build DIR ARGV...: ``make -jN`` in DIR, a kernel tree (kbuild's quiet lines);
+    or the runner's stand-in project rebuilt in a loop (``miglab-rebuild``)."""
+    directory, command = (args[0] if args else ""), args[1:]
+    if directory and not inv.node.is_dir(directory):
+        await inv.out(f"sh: 5: cd: can't cd to {directory}\n")  # stderr joins stdout
+        return 2
+    await inv.out("miglab-build start\n")
+    if not command:
+        await inv.out("miglab-build exit=0\n")
+        return 0
+    stand_in = command[:2] == ["sh", "-c"] and command[3:4] == ["miglab-rebuild"]
+    make = command[4:] if stand_in else command
+    if not make or make[0] != "make":
+        await inv.out(f"sh: 8: {(make or command)[0]}: not found\nmiglab-build exit=127\n")
+        return 127
+    jobs = 1
+    for arg in make[1:]:
+        if arg.startswith("-j") and arg[2:].isdigit():
+            jobs = int(arg[2:])
+    if stand_in:
+        sources = sorted(p for p in inv.node.files if p.startswith(directory + "/f"))
+        objects = [posixpath.basename(p)[:-2] for p in sources if p.endswith(".c")]
+        lines = [f"cc -O2 -c {o}.c -o {o}.o" for o in objects] or ["make: Nothing to be done"]
+    else:
+        lines = [f"  CC      {name}" for name in KERNEL_OBJECTS]
+    try:
+        w = inv.model.start(wl.Build, jobs=jobs)
+    except SimError as exc:
+        await inv.out(f"{exc}\nmiglab-build exit=2\n")
+        return 2
+    try:
+        done = 0
+        while stand_in or done < len(lines):
+            while len(w.marks) <= done:
+                await inv.runtime.until(inv.model.t + 0.1)
+            fresh = len(w.marks) if stand_in else min(len(w.marks), len(lines))
+            for k in range(done, fresh):
+                await inv.out(lines[k % len(lines)] + "\n")
+            done = fresh
+        await inv.out("  LD      vmlinux.o\n  LD      vmlinux\nmiglab-build exit=0\n")
+        return 0
+    finally:
+        inv.model.stop(w)
+
+
+# -- the experiment runner's scripts (backend/experiments/runner.py) -----------------------
+
+
+async def scratch(inv: Invocation, args: list[str]) -> int:
+    """miglab-scratch WHAT: a new directory ``~/miglab-WHAT.XXXXXX``, printed."""
+    what = args[0] if args else ""
+    inv.world.temp_counter += 1
+    path = f"/root/miglab-{what}.{inv.world.temp_counter:06d}"
+    inv.node.mkdir(path, parents=True)
+    await inv.out(path + "\n")
+    return 0
+
+
+async def stand_in(inv: Invocation, args: list[str]) -> int:
+    """miglab-stand-in DIR N: N small C files and a Makefile in DIR."""
+    directory, count = [*args, "", ""][:2]
+    if not inv.node.is_dir(directory) or not count.isdigit():
+        await inv.err(
+            f"miglab-stand-in: 4: cannot create {directory}/f1.c: Directory nonexistent\n"
+        )
+        return 1
+    for i in range(1, int(count) + 1):
+        inv.node.write(f"{directory}/f{i}.c", f"unsigned f{i}(unsigned x);\n")
+    inv.node.write(f"{directory}/Makefile", "SRCS := $(wildcard *.c)\n")
+    return 0
+
+
+SCRIPTS: dict[str, Script] = {
+    "miglab-check": check_tools,
+    "miglab-dirtier": dirtier,
+    "miglab-build": build,
+    "miglab-kill": kill,
+    "miglab-kind": device_kind,
+    "miglab-iet": count_users,
+    "miglab-write": write_file,
+    "miglab-install": install_file,
+    "miglab-scratch": scratch,
+    "miglab-stand-in": stand_in,
+}

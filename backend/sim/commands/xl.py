@@ -1,0 +1,467 @@
+"""``xl`` on the simulated Xen hosts: Xen 4.4's toolstack over the model's domains.
+
+Xen 4.4 is the last xl with migration stream v1 (libxc ``xc_domain_save``), whose stop
+rules are Xen 3.x's: the study's. Subcommands: ``list [-l] [DOM]``, ``info [FIELD]``,
+``create CFG``, ``shutdown [-w] DOM``, ``destroy DOM``, ``migrate [-v] DOM HOST``.
+Formats: xl_info.c, xl_cmdimpl.c, xl_migrate.c, libxc's DPRINTFs, as composed in
+``tests/data/xl`` (``xl-migrate-v1-4.4-verbose.txt``); everything but tables goes to
+stderr, as xl does. ``xl migrate``'s lines come out as the model's migration reaches
+them, on the simulated clock; ``xl -v migrate`` adds libxc's per-round statistics and
+the receiver's page counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from backend.sim.commands.base import Invocation
+from backend.sim.memory import PAGE_SIZE
+from backend.sim.model import TICK, DomainRow, SimError
+from backend.sim.precopy import PreCopy, Record
+
+LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
+XEN_VERSION = (4, 4, ".1")
+INVALID = "{dom} is an invalid domain identifier (rc=-6)"
+_NAME_RE = re.compile(r"^\s*name\s*=\s*[\"']([^\"']*)[\"']", re.M)
+_DISK_RE = re.compile(r"^\s*disk\s*=\s*\[\s*'(?:phy:)?([^,']+)", re.M)
+
+
+def list_row(row: DomainRow) -> str:
+    """xl_info.c ``list_domains``: ``"%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f"``."""
+    numbers = f"{row.domid:5d} {row.mem_mib:5d} {row.vcpus:5d}"
+    return f"{row.name:<40} {numbers}     {row.state}  {row.cpu_s:8.1f}"
+
+
+def guest_config(name: str, memory_mib: int, vcpus: int, disk: str, mac: str) -> str:
+    """The xl config file of the simulated guest (``/etc/xen/NAME.cfg`` on the Xen hosts)."""
+    return (
+        "# The simulated study's guest: Xen PV, its disk the iSCSI LUN on both hosts.\n"
+        f'name = "{name}"\n'
+        f"memory = {memory_mib}\n"
+        f"vcpus = {vcpus}\n"
+        'bootloader = "pygrub"\n'
+        f"disk = [ 'phy:{disk},xvda,w' ]\n"
+        f"vif = [ 'mac={mac},bridge=xenbr0' ]\n"
+        'on_poweroff = "destroy"\n'
+        'on_reboot = "restart"\n'
+        'on_crash = "restart"\n'
+    )
+
+
+def guest_mac(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).digest()
+    return "00:16:3e:" + ":".join(f"{b & 0x7F:02x}" for b in digest[:3])
+
+
+@dataclass
+class _Global:
+    verbose: int = 0
+
+
+async def xl(inv: Invocation) -> int:
+    args = inv.argv[1:]
+    opts = _Global()
+    while args and args[0].startswith("-"):
+        flag = args.pop(0)
+        if re.fullmatch(r"-v+", flag):
+            opts.verbose += len(flag) - 1
+        elif flag not in ("-N", "-f", "-t", "-T"):
+            await inv.err(f"xl: invalid option -- '{flag.lstrip('-')[:1]}'\n")
+            return 2
+    if not args:
+        await inv.err("Usage xl [-vfNtT] <subcommand> [args]\n")
+        return 1
+    sub, rest = args[0], args[1:]
+    handler = SUBCOMMANDS.get(sub)
+    if handler is None:
+        await inv.err("command not implemented\n")
+        return 1
+    try:
+        return await handler(inv, rest, opts)
+    except SimError as exc:
+        await inv.err(f"{exc}\n")
+        return 1
+
+
+# -- list, info ----------------------------------------------------------------------------
+
+
+def _find(rows: list[DomainRow], dom: str) -> DomainRow | None:
+    for row in rows:
+        if dom == row.name or (dom.isdigit() and int(dom) == row.domid):
+            return row
+    return None
+
+
+async def xl_list(inv: Invocation, args: list[str], opts: _Global) -> int:
+    long = "-l" in args or "--long" in args
+    names = [a for a in args if not a.startswith("-")]
+    rows = inv.model.domains(inv.node.name)
+    if names:
+        picked = []
+        for dom in names:
+            row = _find(rows, dom)
+            if row is None:
+                await inv.err(INVALID.format(dom=dom) + "\n")
+                return 1
+            picked.append(row)
+        rows = picked
+    if long:
+        await inv.out(json.dumps([_long(inv, r) for r in rows if r.domid != 0], indent=4) + "\n")
+        return 0
+    await inv.out("\n".join([LIST_HEADER, *(list_row(r) for r in rows)]) + "\n")
+    return 0
+
+
+def _long(inv: Invocation, row: DomainRow) -> dict[str, Any]:
+    cfg = inv.node.read(_config_path(inv)) or ""
+    disk = _DISK_RE.search(cfg)
+    name = row.name
+    return {
+        "domid": row.domid,
+        "config": {
+            "c_info": {"type": "pv", "name": name, "uuid": _uuid(name)},
+            "b_info": {
+                "max_vcpus": row.vcpus,
+                "max_memkb": row.mem_mib * 1024,
+                "target_memkb": row.mem_mib * 1024,
+                "type.pv": {"bootloader": "pygrub"},
+            },
+            "disks": [
+                {
+                    "pdev_path": disk[1] if disk else "",
+                    "vdev": "xvda",
+                    "backend": "phy",
+                    "format": "raw",
+                    "readwrite": 1,
+                }
+            ],
+            "nics": [{"devid": 0, "mac": guest_mac(name), "bridge": "xenbr0"}],
+            "on_reboot": "restart",
+        },
+    }
+
+
+def _uuid(name: str) -> str:
+    h = hashlib.sha256(("uuid:" + name).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def _config_path(inv: Invocation) -> str:
+    return inv.world.guest_config_path
+
+
+def info_fields(inv: Invocation) -> list[tuple[str, str]]:
+    model, host = inv.model, inv.node.name
+    major, minor, extra = XEN_VERSION
+    total = model.params.host_memory_mib
+    return [
+        ("host", host),
+        ("release", inv.node.kernel),
+        ("version", "#1 SMP Debian 3.16.43-2+deb8u2 (2017-06-26)"),
+        ("machine", "x86_64"),
+        ("nr_cpus", str(model.params.host_cpus)),
+        ("max_cpu_id", str(model.params.host_cpus - 1)),
+        ("nr_nodes", "1"),
+        ("cores_per_socket", str(model.params.host_cpus)),
+        ("threads_per_core", "1"),
+        ("cpu_mhz", "2400"),
+        ("hw_caps", "bfebfbff:20000800:00000000:00000940:0000e3bd:00000000:00000001:00000000"),
+        ("virt_caps", "hvm"),
+        ("total_memory", str(total)),
+        ("free_memory", str(model.free_memory_mib(host))),
+        ("sharing_freed_memory", "0"),
+        ("sharing_used_memory", "0"),
+        ("outstanding_claims", "0"),
+        ("free_cpus", "0"),
+        ("xen_major", str(major)),
+        ("xen_minor", str(minor)),
+        ("xen_extra", extra),
+        ("xen_version", f"{major}.{minor}{extra}"),
+        ("xen_caps", "xen-3.0-x86_64 xen-3.0-x86_32p hvm-3.0-x86_32 hvm-3.0-x86_64"),
+        ("xen_scheduler", "credit"),
+        ("xen_pagesize", "4096"),
+        ("platform_params", "virt_start=0xffff800000000000"),
+        ("xen_changeset", ""),
+        ("xen_commandline", "placeholder dom0_mem=512M"),
+        ("cc_compiler", "gcc (Debian 4.9.2-10) 4.9.2"),
+        ("cc_compile_by", "pkg-xen-devel"),
+        ("cc_compile_domain", "lists.alioth.debian.org"),
+        ("cc_compile_date", "Mon Jun 12 18:49:40 UTC 2017"),
+        ("xend_config_format", "4"),
+    ]
+
+
+async def xl_info(inv: Invocation, args: list[str], opts: _Global) -> int:
+    fields = info_fields(inv)
+    wanted = [a for a in args if not a.startswith("-")]
+    if wanted:
+        values = dict(fields)
+        if wanted[0] not in values:
+            return 1
+        await inv.out(values[wanted[0]] + "\n")
+        return 0
+    await inv.out("".join(f"{key:<23}: {value}\n" for key, value in fields))
+    return 0
+
+
+# -- create, shutdown, destroy -------------------------------------------------------------
+
+
+async def xl_create(inv: Invocation, args: list[str], opts: _Global) -> int:
+    files = [a for a in args if not a.startswith("-") and "=" not in a]
+    if not files:
+        await inv.err("Usage: xl [-vfNtT] create <ConfigFile> [options] [vars]\n")
+        return 2
+    path = files[0]
+    cfg = inv.node.read(path)
+    if cfg is None:
+        await inv.err(f"Failed to read config file: {path}: No such file or directory\n")
+        return 1
+    await inv.err(f"Parsing config from {path}\n")
+    name = _NAME_RE.search(cfg)
+    if name is None or name[1] != inv.model.params.guest:
+        await inv.err(
+            "libxl: error: the simulated lab has one guest, "
+            f"{inv.model.params.guest!r}; {path} describes another\n"
+        )
+        return 1
+    disk = _DISK_RE.search(cfg)
+    if disk is not None and not inv.world.disk_present(inv.node, disk[1]):
+        await inv.err(
+            "libxl: error: libxl_device.c:265:libxl__device_disk_set_backend: "
+            f"Disk vdev=xvda failed to stat: {disk[1]}: No such file or directory\n"
+            "libxl: error: libxl_create.c:1054:domcreate_launch_dm: "
+            "unable to add disk devices\n"
+        )
+        return 1
+    try:
+        inv.model.boot(inv.node.name)
+    except SimError as exc:
+        await inv.err(f"libxl: error: libxl_create.c:487:libxl__domain_make: {exc}\n")
+        return 1
+    return 0
+
+
+async def _domain(inv: Invocation, args: list[str]) -> DomainRow | None:
+    names = [a for a in args if not a.startswith("-")]
+    if not names:
+        return None
+    row = _find(inv.model.domains(inv.node.name), names[0])
+    if row is None or row.domid == 0:
+        await inv.err(INVALID.format(dom=names[0]) + "\n")
+        return None
+    return row
+
+
+async def xl_shutdown(inv: Invocation, args: list[str], opts: _Global) -> int:
+    row = await _domain(inv, args)
+    if row is None:
+        return 1
+    off_at = inv.model.shutdown(inv.node.name)
+    await inv.err(f"Shutting down domain {row.domid}\n")
+    if "-w" in args or "--wait" in args:
+        await inv.err("Waiting for 1 domains\n")
+        await inv.runtime.until(off_at)
+        await inv.err(f"Domain {row.domid} has been shut down, reason code 0\n")
+    return 0
+
+
+async def xl_destroy(inv: Invocation, args: list[str], opts: _Global) -> int:
+    row = await _domain(inv, args)
+    if row is None:
+        return 1
+    if row.name.endswith("--migratedaway"):
+        return 0  # xl migrate destroys it itself in a moment
+    if row.name.endswith("--incoming"):
+        # The receiver's copy gone: the migration fails; before the suspend the guest
+        # simply stays on the source.
+        if not inv.model.abort_migration():
+            await inv.err("destroy failed (rc=-3)\n")
+            return 1
+        return 0
+    inv.model.destroy(inv.node.name)
+    return 0
+
+
+# -- migrate -------------------------------------------------------------------------------
+
+_TRUNCATED = (
+    "libxl: error: libxl_utils.c:393:libxl_read_exactly: file/stream truncated reading "
+    "banner from migration receiver stream"
+)
+
+
+async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-C", "-s"):
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1  # -e -p -D -F --debug --live: accepted, nothing to simulate
+            continue
+        positional.append(arg)
+        i += 1
+    if len(positional) != 2:
+        await inv.err("Usage: xl [-vfNtT] migrate [options] <Domain> <host>\n")
+        return 2
+    dom, host = positional
+    if _find(inv.model.domains(inv.node.name), dom) is None:
+        await inv.err(INVALID.format(dom=dom) + "\n")
+        return 1
+    dest = inv.world.migration_peer(inv.node, host.rpartition("@")[2])
+    if dest is None:
+        await inv.err(
+            f"ssh: Could not resolve hostname {host}: Name or service not known\n"
+            f"{_TRUNCATED}\n"
+            "libxl: info: libxl_exec.c:118:libxl_report_child_exitstatus: migration "
+            "transport process [4242] exited with error status 255\n"
+        )
+        return 1
+    if dest.role != "hypervisor":
+        await inv.err(f"bash: line 1: xl: command not found\n{_TRUNCATED}\n")
+        return 1
+    disk = _DISK_RE.search(inv.node.read(_config_path(inv)) or "")
+    ready = disk is None or inv.world.disk_present(dest, disk[1])
+    mig = inv.model.migrate(inv.node.name, dest.name, dest_ready=ready)
+    try:
+        return await _stream(inv, mig, opts.verbose > 0, disk[1] if disk else "")
+    finally:
+        inv.model.abort_migration()  # only takes effect if xl stopped before the suspend
+
+
+async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> int:
+    renderer = _Renderer(mig.pages, verbose, inv.model.params.guest, disk)
+    done = 0
+    while True:
+        while done < len(mig.records):
+            record = mig.records[done]
+            await inv.runtime.until(record.t)
+            for line in renderer.lines(record):
+                await inv.err(line + "\n")
+            done += 1
+            if record.kind == "done":
+                return 0
+            if record.kind in ("aborted", "resumed-at-source"):
+                return 1
+        await inv.runtime.until(inv.model.t + TICK)
+
+
+class _Renderer:
+    """Turns the model's migration records into xl's and libxc's lines (v1, Xen 4.4)."""
+
+    def __init__(self, pages: int, verbose: bool, guest: str, disk: str) -> None:
+        self.pages = pages
+        self.disk = disk
+        self.verbose = verbose
+        self.percent = 0
+        self.optdata = 1071 + len(guest)
+
+    def lines(self, r: Record) -> list[str]:
+        v = self.verbose
+        if r.kind == "receiver-ready":
+            out = [
+                "migration target: Ready to receive domain.",
+                f"Saving to migration stream new xl format (info 0x0/0x0/{self.optdata})",
+                "Loading new save file <incoming migration stream> "
+                f"(new xl fmt info 0x0/0x0/{self.optdata})",
+                " Savefile contains xl domain config",
+            ]
+            if v:
+                out += _xc(f"xc_domain_restore start: p2m_size = {self.pages:x}")
+            return out
+        if r.kind == "creation-failed":
+            return [
+                "libxl: error: libxl_device.c:265:libxl__device_disk_set_backend: "
+                f"Disk vdev=xvda failed to stat: {self.disk}: No such file or directory",
+                "migration target: Domain creation failed (code -3).",
+                "libxl: error: libxl_utils.c:393:libxl_read_exactly: file/stream truncated "
+                "reading ready message from migration receiver stream",
+                "libxl: info: libxl_exec.c:118:libxl_report_child_exitstatus: migration "
+                "transport process [4242] exited with error status 3",
+            ]
+        if not v:
+            return _PLAIN.get(r.kind, [])
+        if r.kind == "stream-start":
+            return _xc("Had 0 unexplained entries in p2m table")
+        if r.kind == "batch":
+            return self._progress(r.received)
+        if r.kind == "round":
+            return _xc(print_stats(r))
+        if r.kind == "last-iteration":
+            return _xc("Start last iteration")
+        if r.kind == "suspended":
+            return _xc(f"SUSPEND shinfo {0x23F1A7:08x}")
+        if r.kind == "memory-saved":
+            factor = r.total_sent / self.pages
+            return [
+                *_xc(f"Total pages sent= {r.total_sent} ({factor:.2f}x)"),
+                *_xc("(of which 0 were fixups)"),
+                *_xc("All memory is saved"),
+                *_xc("Save exit rc=0"),
+            ]
+        return _PLAIN.get(r.kind, [])
+
+    def _progress(self, received: int) -> list[str]:
+        """xtl_progress of the receiver: a line when the percentage changes."""
+        percent = received * 100 // self.pages
+        if percent == self.percent:
+            return []
+        level = "detail" if self.percent < percent < self.percent + 5 else "progress"
+        self.percent = percent
+        body = f"Reloading memory pages: {received}/{self.pages}  {percent:3d}%"
+        return [f"xc: {level}: {body}"]
+
+
+def _xc(text: str) -> list[str]:
+    # v1 DPRINTF strings end in "\n" and the logger adds one: an empty line follows.
+    return [f"xc: detail: {text}", ""]
+
+
+def print_stats(r: Record) -> str:
+    """xc_domain_save.c ``print_stats``: rates in Mbit/s of 4 KiB pages."""
+    ms = max(1, int(r.duration_s * 1000))
+    per = ms * (1000 // 8)
+    return (
+        f"delta {ms}ms, dom0 {r.dom0_pct}%, target {r.guest_pct}%, "
+        f"sent {r.sent * PAGE_SIZE // per}Mb/s, dirtied {r.dirtied * PAGE_SIZE // per}Mb/s "
+        f"{r.dirtied} pages"
+    )
+
+
+_PLAIN: dict[str, list[str]] = {
+    "transfer-complete": [
+        "migration target: Transfer complete, requesting permission to start domain.",
+        "migration sender: Target has acknowledged transfer.",
+        "migration sender: Giving target permission to start.",
+        "migration target: Got permission, starting domain.",
+    ],
+    # "successsfully": the triple s is in xl_migrate.c itself.
+    "resumed": ["migration target: Domain started successsfully."],
+    "done": ["migration sender: Target reports successful startup.", "Migration successful."],
+    "resumed-at-source": ["Migration failed, resuming at sender."],
+    # The receiver went away mid-stream (its copy destroyed); the guest never stopped.
+    "aborted": [
+        "xc: error: Error when writing to state file (4) (errno 32) (32 = Broken pipe): "
+        "Internal error",
+        "migration sender: libxl_domain_suspend failed (rc=-3)",
+        "Migration failed, resuming at sender.",
+    ],
+}
+
+
+SUBCOMMANDS = {
+    "list": xl_list,
+    "info": xl_info,
+    "create": xl_create,
+    "shutdown": xl_shutdown,
+    "destroy": xl_destroy,
+    "migrate": xl_migrate,
+}

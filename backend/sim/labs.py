@@ -1,0 +1,239 @@
+"""Which lab is simulated, and its machines: the built-in study lab, or one from lab.toml.
+
+:func:`study_lab` is the 2009 study's lab (REFERENCE.md): iSCSIserver running IET,
+xenserver1 and xenserver2, a 2-vCPU 1 GiB guest, all on 100 Mbit/s. :func:`build_world`
+turns any lab into simulated machines with the model's parameters taken from it (link
+speed, guest memory and vCPUs, host and guest names), so a person can predict a
+migration before running it for real.
+
+What the simulated machines run (``uname -r``): the storage node a 2009 Gentoo kernel,
+the Xen hosts and the guest Debian 8 (Xen 4.4, the last xl with Xen 3.x's migration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from backend.config import LabConfig, parse_lab
+from backend.sim.clock import Runtime
+from backend.sim.commands import command_table, storage
+from backend.sim.commands.dbench import DEFAULT_LOADFILE, LOCAL_DISK_DIR
+from backend.sim.commands.xl import guest_config, guest_mac
+from backend.sim.model import LabParams, Model
+from backend.sim.tools import add_device
+from backend.sim.world import Node, World
+
+STUDY_LAB_TOML = """\
+# The 2009 UFLA study's lab (REFERENCE.md), as miglab simulates it.
+[lab]
+name = "ufla-2009"
+link_mbit = 100
+description = "Simulated: the 2009 study's lab (Xen + IET iSCSI, 100 Mbit/s, one switch)"
+
+[hosts.iSCSIserver]
+address = "192.168.0.1"
+user = "root"
+
+[hosts.xenserver1]
+address = "192.168.0.2"
+user = "root"
+
+[hosts.xenserver2]
+address = "192.168.0.3"
+user = "root"
+
+[storage]
+host = "iSCSIserver"
+driver = "iet"
+iqn = "iqn.2009-06.br.ufla.lab:guest-disk"
+device = "/dev/sdb1"
+portal = "192.168.0.1:3260"
+
+[hypervisor]
+driver = "xen"
+hosts = ["xenserver1", "xenserver2"]
+
+[guest]
+name = "guest"
+address = "192.168.0.50"
+user = "root"
+vcpus = 2
+memory_mb = 1024
+config = "/etc/xen/guest.cfg"
+"""
+
+KERNELS = {"storage": "2.6.29-gentoo-r5", "hypervisor": "3.16.0-4-amd64", "guest": "3.16.0-4-amd64"}
+DISK_BYTES = 10 * 1024**3
+"""The exported partition (the study does not say its size)."""
+DEFAULT_GUEST_CONFIG = "/etc/xen/guest.cfg"
+SIMULATED_DRIVERS = ("iet", "lio")
+"""Target software the simulated storage node can play (the fakes that exist)."""
+
+
+def study_lab() -> LabConfig:
+    """The study's lab, as a LabConfig (addresses as in lab.toml: not reachable)."""
+    return parse_lab(STUDY_LAB_TOML, file="<the study's lab>")
+
+
+def storage_driver(lab: LabConfig) -> str:
+    """The target software the simulation plays: lab.toml's when a fake exists, else IET."""
+    return lab.storage.driver if lab.storage.driver in SIMULATED_DRIVERS else "iet"
+
+
+def initiator_name(host: str) -> str:
+    return "iqn.1993-08.org.debian:01:" + hashlib.sha256(host.encode()).hexdigest()[:12]
+
+
+def check_simulatable(lab: LabConfig) -> None:
+    """Raise ValueError if the simulation cannot play ``lab`` (it needs three machines)."""
+    if lab.storage.host in lab.hypervisor.hosts:
+        raise ValueError(
+            f"the simulated lab needs the storage node apart from the hypervisor hosts; "
+            f"{lab.storage.host} is both"
+        )
+
+
+def build_world(
+    lab: LabConfig,
+    runtime: Runtime,
+    *,
+    host_address: str = "127.0.0.1",
+    guest_address: str = "127.0.0.2",
+) -> World:
+    """The simulated machines of ``lab``, on ``runtime`` (whose model must match the lab)."""
+    check_simulatable(lab)
+    driver = storage_driver(lab)
+    nodes: list[Node] = []
+    storage_node = Node(
+        lab.storage.host,
+        "storage",
+        host_address,
+        KERNELS["storage"],
+        aliases=frozenset({lab.storage_host.address, lab.storage.portal.address}),
+    )
+    _common(storage_node)
+    add_device(storage_node.state, lab.storage.device, DISK_BYTES, block=True)
+    if driver == "iet":
+        storage_node.add_dirs(["/proc/net/iet", "/etc/iet"])
+        storage_node.add_files(
+            {
+                "/proc/net/iet/volume": storage.proc_file(storage_node, "volume"),
+                "/proc/net/iet/session": storage.proc_file(storage_node, "session"),
+                "/etc/ietd.conf": "",
+                "/etc/iet/ietd.conf": "",
+            }
+        )
+    nodes.append(storage_node)
+    portal = str(lab.storage.portal)
+    disk = f"/dev/disk/by-path/ip-{portal}-iscsi-{lab.storage.iqn}-lun-{lab.storage.lun}"
+    config_path = lab.guest.config or DEFAULT_GUEST_CONFIG
+    cfg = guest_config(
+        lab.guest.name, lab.guest.memory_mb, lab.guest.vcpus, disk, guest_mac(lab.guest.name)
+    )
+    for name in lab.hypervisor.hosts:
+        node = Node(
+            name,
+            "hypervisor",
+            host_address,
+            KERNELS["hypervisor"],
+            aliases=frozenset({lab.host(name).address}),
+        )
+        _common(node)
+        iqn = initiator_name(name)
+        node.state["iscsiadm"] = _iscsiadm_state(iqn, host_address)
+        node.add_dirs(["/var/lib/iscsi", "/var/log/xen", lab.hypervisor.run_dir])
+        node.add_files(
+            {config_path: cfg, "/etc/iscsi/initiatorname.iscsi": f"InitiatorName={iqn}\n"}
+        )
+        nodes.append(node)
+    guest = Node(
+        lab.guest.name,
+        "guest",
+        guest_address,
+        KERNELS["guest"],
+        aliases=frozenset({lab.guest.address}),
+    )
+    _common(guest)
+    guest.add_dirs([LOCAL_DISK_DIR, "/srv/dbench", "/usr/src/linux", "/mnt/iscsi"])
+    guest.add_files(
+        {
+            DEFAULT_LOADFILE: "# dbench client.txt (simulated: the load is modelled)\n",
+            "/proc/uptime": lambda: _uptime(runtime.model),
+        }
+    )
+    nodes.append(guest)
+    world = World(runtime.model, runtime, nodes, command_table(driver))
+    world.portal = portal
+    world.guest_config_path = config_path
+    if storage.load_tool("iscsiadm") is not None:
+        world.block_devices = storage.is_block  # else the disks are simply there
+    world.after_command.append(storage.sync)
+    storage.sync(world, storage_node, [])
+    return world
+
+
+def model_for(lab: LabConfig, seed: int = 0) -> Model:
+    return Model(LabParams.from_lab(lab), seed)
+
+
+def _common(node: Node) -> None:
+    node.add_dirs(["/tmp", "/root", "/etc", "/dev/shm", "/proc", "/var/log", "/run", "/srv"])
+    node.add_files({"/etc/hostname": node.name + "\n"})
+
+
+def _iscsiadm_state(iqn: str, ip: str) -> dict[str, Any]:
+    tool = storage.load_tool("iscsiadm")
+    if tool is None:
+        return {"initiator_name": iqn}
+    state: dict[str, Any] = tool.new_state(initiator_name=iqn, ip=ip)
+    return state
+
+
+def _uptime(model: Model) -> str:
+    up = max(0.0, model.t - model.guest.booted_at) if model.guest.status != "off" else 0.0
+    return f"{up:.2f} {up * 1.9:.2f}\n"
+
+
+def preparation(lab: LabConfig) -> list[tuple[str, list[str]]]:
+    """The commands that make the simulated lab ready: export, log in, boot the guest.
+
+    What a person would type (and what the drivers do): for a quick look at a lab that
+    is already set up, ``miglab sim serve --ready``.
+    """
+    s = lab.storage
+    portal = str(s.portal)
+    steps: list[tuple[str, list[str]]] = []
+    if storage_driver(lab) == "iet":
+        steps += [
+            (s.host, ["ietadm", "--op", "new", "--tid=1", "--params", f"Name={s.iqn}"]),
+            (
+                s.host,
+                ["ietadm", "--op", "new", "--tid=1", f"--lun={s.lun}", "--params",
+                 f"Path={s.device},Type=blockio"],
+            ),
+        ]  # fmt: skip
+    else:
+        tpg = f"/iscsi/{s.iqn}/tpg1"
+        steps += [
+            (s.host, ["targetcli", "/backstores/block", "create", "name=disk", f"dev={s.device}"]),
+            (s.host, ["targetcli", "/iscsi", "create", s.iqn]),
+            (
+                s.host,
+                ["targetcli", f"{tpg}/luns", "create", "/backstores/block/disk", f"lun={s.lun}"],
+            ),
+            (
+                s.host,
+                ["targetcli", tpg, "set", "attribute", "generate_node_acls=1",
+                 "demo_mode_write_protect=0", "authentication=0"],
+            ),
+        ]  # fmt: skip
+    for host in lab.hypervisor.hosts:
+        steps += [
+            (host, ["iscsiadm", "-m", "discovery", "-t", "st", "-p", portal]),
+            (host, ["iscsiadm", "-m", "node", "-T", s.iqn, "-p", portal, "--login"]),
+        ]
+    steps.append(
+        (lab.hypervisor.hosts[0], ["xl", "create", lab.guest.config or DEFAULT_GUEST_CONFIG])
+    )
+    return steps

@@ -1,0 +1,340 @@
+"""Xen 3.x pre-copy live migration (libxc ``xc_domain_save``, migration stream v1).
+
+What a migration does, in the order libxc does it:
+
+1. set-up: xl starts ``ssh DEST xl migrate-receive``, the receiver creates the paused
+   ``NAME--incoming`` domain and the stream header goes across (``SETUP_S``);
+2. live rounds: round 1 sends every page; each later round sends the pages the guest
+   dirtied during the round before (the dirty log is read and cleaned at each round's
+   end). After each round libxc checks its stop rules (``xc_domain_save.c``)::
+
+       if (iter >= max_iters ||                     /* 29 rounds            */
+           sent_this_iter + skip_this_iter < 50 ||  /* almost nothing left  */
+           total_sent > max_factor * p2m_size)      /* 3x memory sent       */
+           -> last iteration
+
+3. stop-and-copy: the guest is suspended (``SUSPEND_S``), the pages dirtied in the last
+   live round are sent with the guest stopped, the receiver rebuilds the domain and,
+   after xl's GO handshake, unpauses it on the destination (``RESTORE_S``). The
+   downtime is suspend + last round + restore;
+4. the source copy is destroyed and xl reports success (``FINISH_S``).
+
+Not modelled: libxc's *skip* optimisation (a page dirtied again before its batch goes
+out waits for the next round). With it a RAM dirtier's pages would be skipped round
+after round and the live rounds would end in seconds; the study's test 7 (5 min 56 s,
+70 s unreachable) is what resending the whole working set every round gives.
+Xen 3.1+ also has no rate limit (``RATE_IS_MAX()`` is 0), so that rule is out too.
+
+The stream carries each page with its frame number in batches of up to 1024 pages
+(``MAX_BATCH_SIZE``); the receiver reports progress per batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from backend.sim.memory import PAGE_SIZE, GuestMemory
+
+MAX_ITERS = 29
+MAX_FACTOR = 3
+MIN_SENT = 50
+BATCH_PAGES = 1024
+STREAM_BYTES_PER_PAGE = PAGE_SIZE + 8
+"""A page plus its share of the batch headers (pfn types, batch count)."""
+
+SETUP_S = 1.5
+"""ssh to the destination, ``xl migrate-receive`` creating the incoming domain (its
+memory allocated and scrubbed), the stream and config header."""
+SUSPEND_S = 0.010
+"""PV suspend through xenstore: the guest acknowledges and parks its vCPUs."""
+RESTORE_S = 0.030
+"""Receiver: page-table fix-ups, device re-creation, GO handshake, unpause."""
+FINISH_S = 0.25
+"""Sender: destroying the source copy, the last handshake messages."""
+
+
+class Stage(enum.Enum):
+    SETUP = "setup"
+    LIVE = "live"
+    SUSPENDING = "suspending"
+    LAST = "last"
+    RESTORING = "restoring"
+    FINISHING = "finishing"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+class Action(enum.Enum):
+    """What the rest of the model must do after a step."""
+
+    RECEIVER_READY = "receiver-ready"  # the --incoming domain exists on the destination
+    SUSPEND = "suspend"  # the guest stops here
+    RESUME = "resume"  # the guest runs again, on the destination
+    RESUME_AT_SOURCE = "resume-at-source"  # the destination failed: back where it was
+    DONE = "done"  # the source copy is gone
+
+
+@dataclass(frozen=True)
+class Record:
+    """One thing that happened during the migration, at simulated time ``t``.
+
+    ``kind`` is one of: ``receiver-ready``, ``stream-start``, ``batch`` (``received``
+    pages so far), ``round`` (a round's ``iteration``, ``sent``, ``dirtied``,
+    ``duration_s``, ``dom0_pct``, ``guest_pct``), ``last-iteration``, ``suspended``,
+    ``memory-saved`` (``total_sent``), ``transfer-complete``, ``resumed``, ``done``,
+    ``aborted``; when the destination cannot attach the disk: ``creation-failed``, then
+    ``resumed-at-source``.
+    """
+
+    t: float
+    kind: str
+    received: int = 0
+    iteration: int = 0
+    sent: int = 0
+    dirtied: int = 0
+    duration_s: float = 0.0
+    dom0_pct: int = 0
+    guest_pct: int = 0
+    total_sent: int = 0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A finished migration, as the model saw it (xl itself reports none of this)."""
+
+    source: str
+    dest: str
+    started: float
+    ended: float
+    downtime_s: float | None
+    suspended_at: float | None
+    resumed_at: float | None
+    rounds: int
+    pages_sent: int
+    ok: bool
+
+    @property
+    def total_s(self) -> float:
+        return self.ended - self.started
+
+
+class PreCopy:
+    """One migration of the guest from ``source`` to ``dest``."""
+
+    def __init__(
+        self, source: str, dest: str, pages: int, start: float, dest_ready: bool = True
+    ) -> None:
+        self.source = source
+        self.dest_ready = dest_ready
+        """Whether the destination can attach the guest's disk (is logged in to it)."""
+        self.dest = dest
+        self.pages = pages
+        self.started = start
+        self.stage = Stage.SETUP
+        self.records: list[Record] = []
+        self.iteration = 0
+        self.to_send = 0
+        self.sent = 0.0  # pages sent in the current round
+        self.total_sent = 0
+        self.received = 0
+        self.suspended_at: float | None = None
+        self.resumed_at: float | None = None
+        self.ended: float | None = None
+        self._timer = SETUP_S
+        self._round_start = start
+        self._busy = (0.0, 0.0)  # dom0 and guest core-seconds in the current round
+        self._pending_stats: Record | None = None
+        self._ready_announced = False
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def sending(self) -> bool:
+        """Whether the stream is moving pages now (a live round or the last one)."""
+        return self.stage in (Stage.LIVE, Stage.LAST)
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in (Stage.DONE, Stage.ABORTED)
+
+    @property
+    def guest_stopped(self) -> bool:
+        return self.stage in (Stage.SUSPENDING, Stage.LAST, Stage.RESTORING)
+
+    def time_to_boundary(self, rate_pages: float) -> float:
+        """Seconds until the next change of stage or round at ``rate_pages`` pages/s."""
+        if self.finished:
+            return float("inf")
+        if self.sending:
+            left = self.to_send - self.sent
+            return left / rate_pages if rate_pages > 0 else float("inf")
+        if self.stage is Stage.SETUP and not self._ready_announced:
+            return max(0.0, self._timer - SETUP_S * 0.7)
+        return self._timer
+
+    def summary(self) -> Summary:
+        downtime = None
+        if self.suspended_at is not None and self.resumed_at is not None:
+            downtime = self.resumed_at - self.suspended_at
+        end = self.ended if self.ended is not None else self.started
+        return Summary(
+            source=self.source,
+            dest=self.dest,
+            started=self.started,
+            ended=end,
+            downtime_s=downtime,
+            suspended_at=self.suspended_at,
+            resumed_at=self.resumed_at,
+            rounds=self.iteration,
+            pages_sent=self.total_sent,
+            ok=self.stage is Stage.DONE,
+        )
+
+    # -- stepping -----------------------------------------------------------------------
+
+    def advance(
+        self,
+        t: float,
+        dt: float,
+        rate_pages: float,
+        memory: GuestMemory,
+        load: tuple[float, float] = (0.0, 0.0),
+    ) -> list[Action]:
+        """Let ``dt`` seconds pass from ``t`` (never past :meth:`time_to_boundary`).
+
+        ``rate_pages`` is the stream's share of the network in pages/s; ``load`` how busy
+        dom0's and the guest's first vCPU are on the source (0..1, for libxc's per-round
+        statistics).
+        """
+        if self.finished:
+            return []
+        self._busy = (self._busy[0] + load[0] * dt, self._busy[1] + load[1] * dt)
+        if self.sending:
+            return self._send(t, dt, rate_pages, memory)
+        self._timer -= dt
+        end = t + dt
+        if self.stage is Stage.SETUP and not self._ready_announced:
+            if self._timer <= SETUP_S * 0.7 + 1e-9:
+                self._ready_announced = True
+                self.records.append(Record(end, "receiver-ready"))
+                return [Action.RECEIVER_READY]
+            return []
+        if self._timer > 1e-9:
+            return []
+        return self._timer_expired(end, memory)
+
+    def _timer_expired(self, t: float, memory: GuestMemory) -> list[Action]:
+        if self.stage is Stage.SETUP:
+            self.records.append(Record(t, "stream-start"))
+            memory.clean()  # log-dirty mode starts now: only later writes count
+            self._start_round(t, self.pages)
+            return []
+        if self.stage is Stage.SUSPENDING:
+            self.records.append(Record(t, "suspended"))
+            if self._pending_stats is not None:
+                self.records.append(replace(self._pending_stats, t=t))
+                self._pending_stats = None
+            self.stage = Stage.LAST
+            self._start_round(t, memory.clean(), stage=Stage.LAST)
+            return []
+        if self.stage is Stage.RESTORING and not self.dest_ready:
+            # The receiver could not create the domain; xl resumes it where it was.
+            self.resumed_at = self.ended = t
+            self.stage = Stage.ABORTED
+            self.records.append(Record(t, "resumed-at-source"))
+            return [Action.RESUME_AT_SOURCE]
+        if self.stage is Stage.RESTORING:
+            self.resumed_at = t
+            self.records.append(Record(t, "resumed"))
+            self.stage = Stage.FINISHING
+            self._timer = FINISH_S
+            return [Action.RESUME]
+        if self.stage is Stage.FINISHING:
+            self.stage = Stage.DONE
+            self.ended = t
+            self.records.append(Record(t, "done"))
+            return [Action.DONE]
+        return []
+
+    def _start_round(self, t: float, pages: int, stage: Stage = Stage.LIVE) -> None:
+        self.stage = stage
+        self.iteration += 1
+        self.to_send = pages
+        self.sent = 0.0
+        self._round_start = t
+        self._busy = (0.0, 0.0)
+
+    def _send(self, t: float, dt: float, rate_pages: float, memory: GuestMemory) -> list[Action]:
+        before = self.sent
+        self.sent = min(self.to_send, self.sent + rate_pages * dt)
+        # One record per full batch crossed, at the moment its last page left.
+        first = int(before // BATCH_PAGES) + 1
+        last = int(self.sent // BATCH_PAGES)
+        for k in range(first, last + 1):
+            at = t + (k * BATCH_PAGES - before) / rate_pages if rate_pages > 0 else t + dt
+            self.received += BATCH_PAGES
+            self.records.append(Record(min(at, t + dt), "batch", received=self.received))
+        if self.sent < self.to_send - 1e-9:
+            return []
+        end = t + dt
+        tail = round(self.to_send) % BATCH_PAGES
+        if tail:
+            self.received += tail
+            self.records.append(Record(end, "batch", received=self.received))
+        self.total_sent += round(self.to_send)
+        if self.stage is Stage.LAST:
+            return self._last_round_done(end)
+        return self._round_done(end, memory)
+
+    def _round_stats(self, end: float, dirtied: int) -> Record:
+        span = max(end - self._round_start, 1e-6)
+        return Record(
+            end,
+            "round",
+            iteration=self.iteration,
+            sent=round(self.to_send),
+            dirtied=dirtied,
+            duration_s=span,
+            dom0_pct=round(self._busy[0] / span * 100),
+            guest_pct=round(self._busy[1] / span * 100),
+            total_sent=self.total_sent,
+        )
+
+    def _round_done(self, end: float, memory: GuestMemory) -> list[Action]:
+        dirtied = memory.dirty()
+        stats = self._round_stats(end, dirtied)
+        stop = (
+            self.iteration >= MAX_ITERS
+            or self.to_send < MIN_SENT
+            or self.total_sent > MAX_FACTOR * self.pages
+        )
+        if not stop:
+            self.records.append(stats)
+            self._start_round(end, memory.clean())
+            return []
+        # libxc prints the round's statistics after it has suspended the guest.
+        self._pending_stats = stats
+        self.records.append(Record(end, "last-iteration"))
+        self.stage = Stage.SUSPENDING
+        self._timer = SUSPEND_S
+        self.suspended_at = end
+        return [Action.SUSPEND]
+
+    def _last_round_done(self, end: float) -> list[Action]:
+        self.records.append(self._round_stats(end, 0))
+        self.records.append(Record(end, "memory-saved", total_sent=self.total_sent))
+        kind = "transfer-complete" if self.dest_ready else "creation-failed"
+        self.records.append(Record(end + RESTORE_S * 0.8, kind))
+        self.stage = Stage.RESTORING
+        self._timer = RESTORE_S
+        return []
+
+    def abort(self, t: float) -> bool:
+        """Stop the migration (xl killed) if the guest has not been suspended yet."""
+        if self.stage not in (Stage.SETUP, Stage.LIVE):
+            return False
+        self.stage = Stage.ABORTED
+        self.ended = t
+        self.records.append(Record(t, "aborted"))
+        return True
