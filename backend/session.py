@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from backend import __version__
 from backend.events import (
     SCHEMA_VERSION,
     Event,
-    now,
     EventBus,
     MigrationFinished,
     Phase,
+    now,
     parse_event,
 )
 
