@@ -504,7 +504,7 @@ class Storage(_Model):
     """CHAP credentials, e.g. { user = "miglab", secret = { env = "MIGLAB_CHAP" } }.
     Default: no authentication."""
 
-    tgt_control_port: int | None = Field(default=None, ge=0, le=65535)
+    tgt_control_port: int | None = Field(default=None, ge=0, le=32767)
     """For driver = "tgt" only: the tgtd instance to talk to (tgtd -C N, tgtadm -C N),
     when several tgtd run on one host. Default: tgtd's own default (0)."""
 

@@ -17,7 +17,7 @@ from backend import __version__
 from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
 # Subcommands, in the order `miglab --help` lists them.
-COMMANDS = ("check", "sandbox", "sim", "report", "scenarios")
+COMMANDS = ("check", "run", "report", "scenarios", "sandbox", "sim")
 
 
 def _parser() -> argparse.ArgumentParser:

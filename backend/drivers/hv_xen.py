@@ -28,7 +28,6 @@ exists, e.g. after a failed final handshake, which leaves both copies stopped).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 
 from backend.config import LOCAL, LabConfig
@@ -58,7 +57,7 @@ from backend.drivers.parse_xl import (
     parse_xl_list,
     parse_xl_list_long,
 )
-from backend.events import MigrationFinished, MigrationProgress
+from backend.events import MigrationFinished, MigrationProgress, now
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, Stream
 
 __all__ = ["XenDriver", "run_state"]
@@ -224,7 +223,7 @@ class XenDriver(HypervisorBase):
             for update in updates:
                 self._progress(source, dest, update)
 
-        started = time.monotonic()
+        started = now()  # the event clock: simulated time in the simulated lab
         task = asyncio.ensure_future(
             self.runner(source).run(argv, timeout=None, on_line=on_line, long_running=True)
         )
@@ -237,7 +236,7 @@ class XenDriver(HypervisorBase):
             raise
         finally:
             self._migrations.pop(source, None)
-        elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        elapsed_ms = round((now() - started) * 1000, 3)
 
         if task.cancelled():
             final: MigrateUpdate | None = None

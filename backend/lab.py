@@ -1,0 +1,206 @@
+"""LabController: the study's steps as safe, idempotent operations on a whole lab.
+
+prepare (export the disk, log both hypervisor hosts in), boot, migrate, shutdown,
+where. Each checks before it acts:
+
+- the destination is reachable and has enough free memory for the guest;
+- the shared disk's session is present on the host that will run the guest;
+- the guest is NOT running on any other host: two running copies on one shared
+  disk corrupt its filesystem, so that is refused with a clear message.
+
+Every operation has a dry run that returns the exact commands per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from backend.config import LabConfig
+from backend.drivers.base import (
+    DomainInfo,
+    DriverError,
+    HostCommand,
+    HypervisorDriver,
+    InitiatorDriver,
+    MigrationOutcome,
+    OperationResult,
+    Publish,
+    Refused,
+    TargetDriver,
+)
+from backend.events import Note
+from backend.transport.base import HostRunner, TransportError
+
+# Domain states in which the guest occupies its disk (it may write to it).
+_ACTIVE = {"running", "paused", "blocked", "other"}
+
+
+@dataclass
+class Placement:
+    """Where the guest is, as both hypervisor hosts answered."""
+
+    running_on: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str | None:
+        return self.running_on[0] if len(self.running_on) == 1 else None
+
+
+class LabController:
+    """High-level operations on one lab; every result lists the commands it ran."""
+
+    def __init__(
+        self,
+        lab: LabConfig,
+        runners: Mapping[str, HostRunner],
+        publish: Publish,
+        *,
+        target: TargetDriver | None = None,
+        initiator: InitiatorDriver | None = None,
+        hypervisor: HypervisorDriver | None = None,
+    ) -> None:
+        # Imported here so a lab with a driver that needs nothing extra stays light.
+        from backend.drivers.hypervisor import hypervisor_driver
+        from backend.drivers.storage import initiator_driver, target_driver
+
+        self.lab = lab
+        self._runners = runners
+        self._publish = publish
+        self.hv_hosts: tuple[str, str] = (lab.hypervisor.hosts[0], lab.hypervisor.hosts[1])
+        self.target = target or target_driver(lab, runners[lab.storage.host], publish)
+        self.initiator = initiator or initiator_driver(lab, runners, publish)
+        self.hypervisor = hypervisor or hypervisor_driver(lab, runners, publish)
+
+    def other(self, host: str) -> str:
+        first, second = self.hv_hosts
+        return second if host == first else first
+
+    def _note(self, text: str, level: str = "info") -> None:
+        self._publish(Note(text=text, level=level))  # type: ignore[arg-type]
+
+    # -- looking ---------------------------------------------------------------------------
+
+    async def _guest_on(self, host: str) -> DomainInfo | None:
+        name = self.lab.guest.name
+        domains = await self.hypervisor.domains(host)
+        return next((d for d in domains if d.name == name and d.state in _ACTIVE), None)
+
+    async def where(self) -> Placement:
+        """Ask both hypervisor hosts (at once) whether they run the guest."""
+        placement = Placement()
+
+        async def ask(host: str) -> None:
+            try:
+                if await self._guest_on(host) is not None:
+                    placement.running_on.append(host)
+            except (TransportError, DriverError) as exc:
+                placement.unreachable[host] = str(exc)
+
+        await asyncio.gather(*(ask(host) for host in self.hv_hosts))
+        placement.running_on.sort(key=self.hv_hosts.index)
+        if len(placement.running_on) > 1:
+            self._note(
+                f"the guest {self.lab.guest.name} runs on BOTH {' and '.join(self.hv_hosts)}: "
+                "two copies are writing to one shared disk; destroy one now",
+                "error",
+            )
+        return placement
+
+    # -- pre-checks ------------------------------------------------------------------------
+
+    async def _check_can_run_on(self, host: str) -> None:
+        """Refuse unless ``host`` can take the guest (reachable, memory, disk session)."""
+        if host not in self.hv_hosts:
+            raise Refused(
+                f"{host} is not a hypervisor host of this lab ({', '.join(self.hv_hosts)})"
+            )
+        try:
+            info = await self.hypervisor.info(host)
+        except (TransportError, DriverError) as exc:
+            raise Refused(f"{host} is not reachable: {exc}") from exc
+        need = self.lab.guest.memory_mb
+        if info.free_memory_mb is not None and info.free_memory_mb < need:
+            raise Refused(f"{host} has {info.free_memory_mb} MB free, the guest needs {need} MB")
+        sessions = await self.initiator.sessions(host)
+        if not any(s.iqn == self.lab.storage.iqn for s in sessions):
+            raise Refused(
+                f"{host} has no session to the shared disk {self.lab.storage.iqn}; "
+                "prepare the storage first (export and log in)"
+            )
+
+    async def _check_not_running_elsewhere(self, host: str) -> Placement:
+        placement = await self.where()
+        others = [h for h in placement.running_on if h != host]
+        if others:
+            raise Refused(
+                f"the guest {self.lab.guest.name} is already running on {others[0]}; "
+                f"starting it on {host} too would put two running copies on one shared disk "
+                "and corrupt its filesystem"
+            )
+        if placement.unreachable:
+            host_down, why = next(iter(placement.unreachable.items()))
+            raise Refused(
+                f"cannot tell whether the guest runs on {host_down} ({why}); refusing to start "
+                f"a possible second copy on {host}"
+            )
+        return placement
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def prepare(self, *, dry_run: bool = False) -> OperationResult:
+        """Export the disk and log both hypervisor hosts in; nothing if already so."""
+        exported = await self.target.export(dry_run=dry_run)
+        logins = await asyncio.gather(
+            *(self.initiator.login(host, dry_run=dry_run) for host in self.hv_hosts)
+        )
+        commands = exported.commands + [c for r in logins for c in r.commands]
+        changed = exported.changed or any(r.changed for r in logins)
+        return OperationResult(changed, commands, dry_run)
+
+    async def boot(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        """Start the guest on ``host`` after the pre-checks; nothing if it runs there already."""
+        placement = await self._check_not_running_elsewhere(host)
+        if placement.running_on == [host]:
+            return OperationResult(False, [], dry_run, f"already running on {host}")
+        await self._check_can_run_on(host)
+        return await self.hypervisor.create(host, dry_run=dry_run)
+
+    async def migrate(self, dest: str | None = None) -> MigrationOutcome:
+        """Live-migrate the guest to ``dest`` (default: the other host)."""
+        source, dest = await self._migration_ends(dest)
+        await self._check_can_run_on(dest)
+        self._note(f"migrating {self.lab.guest.name} from {source} to {dest}")
+        return await self.hypervisor.migrate(source, dest)
+
+    async def migrate_plan(self, dest: str | None = None) -> list[HostCommand]:
+        source, dest = await self._migration_ends(dest)
+        return await self.hypervisor.migrate_plan(source, dest)
+
+    async def _migration_ends(self, dest: str | None) -> tuple[str, str]:
+        placement = await self.where()
+        if len(placement.running_on) > 1:
+            raise Refused("the guest runs on both hosts; resolve that before migrating")
+        if not placement.running_on:
+            if placement.unreachable:
+                raise Refused(f"cannot find the guest: {placement.unreachable}")
+            raise Refused(f"the guest {self.lab.guest.name} is not running; boot it first")
+        source = placement.running_on[0]
+        dest = dest or self.other(source)
+        if dest == source:
+            raise Refused(f"the guest already runs on {dest}")
+        return source, dest
+
+    async def cancel_migration(self) -> None:
+        placement = await self.where()
+        for host in placement.running_on:
+            await self.hypervisor.cancel(host)
+
+    async def shutdown(self, *, dry_run: bool = False) -> OperationResult:
+        """Shut the guest down wherever it runs; nothing if it runs nowhere."""
+        placement = await self.where()
+        results = [await self.hypervisor.shutdown(h, dry_run=dry_run) for h in placement.running_on]
+        commands = [c for r in results for c in r.commands]
+        return OperationResult(bool(commands), commands, dry_run)
