@@ -123,9 +123,11 @@ class CommandRecorder:
         channel: Literal["pool", "exec", "local"],
         on_line: LineCallback | None = None,
         log_output: bool = True,
+        redact: Sequence[str] = (),
     ) -> None:
         self.host = host
         self.argv = list(argv)
+        self._redact = [secret for secret in redact if secret]
         self.cmd_id = next(_command_ids)
         self._publish = publish
         self._on_line = on_line
@@ -133,7 +135,19 @@ class CommandRecorder:
         self._logged = 0
         self._streams: dict[Stream, _Capture] = {"stdout": _Capture(), "stderr": _Capture()}
         self._started = time.monotonic()
-        publish(CommandStarted(host=host, cmd_id=self.cmd_id, argv=self.argv, channel=channel))
+        publish(
+            CommandStarted(
+                host=host, cmd_id=self.cmd_id, argv=self._hide_all(self.argv), channel=channel
+            )
+        )
+
+    def _hide(self, text: str) -> str:
+        for secret in self._redact:
+            text = text.replace(secret, "***")
+        return text
+
+    def _hide_all(self, texts: Sequence[str]) -> list[str]:
+        return [self._hide(text) for text in texts] if self._redact else list(texts)
 
     def feed(self, stream: Stream, text: str) -> None:
         self._emit(stream, self._streams[stream].feed(text))
@@ -145,7 +159,9 @@ class CommandRecorder:
             if self._log_output and self._logged < MAX_LOGGED_LINES:
                 self._logged += 1
                 self._publish(
-                    CommandOutput(host=self.host, cmd_id=self.cmd_id, stream=stream, line=line)
+                    CommandOutput(
+                        host=self.host, cmd_id=self.cmd_id, stream=stream, line=self._hide(line)
+                    )
                 )
 
     def finish(self, exit_status: int | None, failure: str | None = None) -> CommandResult:
@@ -157,12 +173,13 @@ class CommandRecorder:
             CommandFinished(
                 host=self.host,
                 cmd_id=self.cmd_id,
-                argv=self.argv,
+                argv=self._hide_all(self.argv),
                 exit_status=exit_status,
                 duration_s=round(duration, 6),
                 failure=failure,
-                stdout_tail=list(out.tail),
-                stderr_tail=list(err.tail),
+                # Without log_output the output stays out of the log entirely.
+                stdout_tail=self._hide_all(out.tail) if self._log_output else [],
+                stderr_tail=self._hide_all(err.tail) if self._log_output else [],
             )
         )
         return CommandResult(
@@ -207,6 +224,7 @@ class HostRunner(abc.ABC):
         on_line: LineCallback | None = None,
         log_output: bool = True,
         long_running: bool = False,
+        redact: Sequence[str] = (),
     ) -> CommandResult:
         """Run ``argv`` and return its result; never raises for a non-zero exit.
 
@@ -216,6 +234,9 @@ class HostRunner(abc.ABC):
         ``on_line(stream, line)`` sees every line as it arrives.
         ``long_running`` asks for a dedicated channel (probes, migrations)
         instead of a pooled shell, so short commands never wait behind it.
+        ``redact`` lists values (secrets) shown as ``***`` in every event; the
+        result itself keeps the real text. ``log_output=False`` keeps the output
+        out of the events altogether.
         """
 
     @abc.abstractmethod

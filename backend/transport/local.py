@@ -56,8 +56,11 @@ class LocalRunner(HostRunner):
         on_line: LineCallback | None = None,
         log_output: bool = True,
         long_running: bool = False,
+        redact: Sequence[str] = (),
     ) -> CommandResult:
-        recorder = CommandRecorder(self.name, argv, self._publish, "local", on_line, log_output)
+        recorder = CommandRecorder(
+            self.name, argv, self._publish, "local", on_line, log_output, redact
+        )
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,

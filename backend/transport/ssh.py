@@ -317,10 +317,13 @@ class SshHost(HostRunner):
         on_line: LineCallback | None = None,
         log_output: bool = True,
         long_running: bool = False,
+        redact: Sequence[str] = (),
     ) -> CommandResult:
         plain = self.target.plain_exec
         channel: Literal["pool", "exec"] = "exec" if long_running or plain else "pool"
-        recorder = CommandRecorder(self.name, argv, self._publish, channel, on_line, log_output)
+        recorder = CommandRecorder(
+            self.name, argv, self._publish, channel, on_line, log_output, redact
+        )
         try:
             if plain:
                 return await self._run_plain(argv, recorder, timeout)

@@ -299,3 +299,18 @@ async def test_ssh_config_alias_is_honoured(
         assert result.ok and result.stdout == "via ssh_config\n"
     finally:
         await runner.close()
+
+
+async def test_redacted_values_never_reach_events(host: tuple[SshHost, list[Event]]) -> None:
+    runner, events = host
+    secret = "s3cr3t-chap-password"
+    result = await runner.run(
+        ["sh", "-c", 'echo "using $1"; echo "bad $1" >&2', "x", secret], redact=[secret]
+    )
+    assert result.stdout == f"using {secret}\n"  # the caller still gets the real output
+    mine = [e for e in events if getattr(e, "host", None) == "h1"]
+    dumped = "".join(e.model_dump_json() for e in mine)
+    assert secret not in dumped and "using ***" in dumped and "bad ***" in dumped
+    quiet = await runner.run(["echo", "private"], log_output=False)
+    finished = [e for e in events if isinstance(e, CommandFinished)][-1]
+    assert quiet.stdout == "private\n" and finished.stdout_tail == []
