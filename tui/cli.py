@@ -17,7 +17,7 @@ from backend import __version__
 from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
 # Subcommands, in the order `miglab --help` lists them.
-COMMANDS = ("check", "run", "report", "scenarios", "sandbox", "sim")
+COMMANDS = ("check", "run", "report", "import", "scenarios", "sandbox", "sim")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"tui.commands.{name}").register(commands)
+        module = "importer" if name == "import" else name  # `import` is a Python keyword
+        importlib.import_module(f"tui.commands.{module}").register(commands)
     return parser
 
 

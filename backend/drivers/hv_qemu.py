@@ -131,6 +131,29 @@ def run_state(status: str) -> DomainRunState:
     return "other"
 
 
+def progress_event(
+    domain: str, source: str, dest: str, status: MigrationStatus
+) -> MigrationProgress:
+    """One ``query-migrate`` answer as a progress event (also used by ``miglab import``)."""
+    ram = status.ram
+    # status and cpu_throttle_percentage are extra fields (events allow them).
+    return MigrationProgress.model_validate(
+        {
+            "domain": domain,
+            "source": source,
+            "dest": dest,
+            "iteration": ram.dirty_sync_count if ram else None,
+            "transferred_bytes": ram.transferred if ram else None,
+            "remaining_bytes": ram.remaining if ram else None,
+            "total_bytes": ram.total if ram else None,
+            "mbps": ram.mbps if ram else None,
+            "expected_downtime_ms": status.expected_downtime_ms,
+            "status": status.status,
+            "cpu_throttle_percentage": status.cpu_throttle_percentage,
+        }
+    )
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """The files of the guest's QEMU on one host (paths on that host)."""
@@ -554,25 +577,7 @@ class QemuDriver(HypervisorBase):
             await asyncio.sleep(self.poll_interval_s)
 
     def _progress(self, source: str, dest: str, status: MigrationStatus) -> None:
-        ram = status.ram
-        # status and cpu_throttle_percentage are extra fields (events allow them).
-        self._publish(
-            MigrationProgress.model_validate(
-                {
-                    "domain": self.guest,
-                    "source": source,
-                    "dest": dest,
-                    "iteration": ram.dirty_sync_count if ram else None,
-                    "transferred_bytes": ram.transferred if ram else None,
-                    "remaining_bytes": ram.remaining if ram else None,
-                    "total_bytes": ram.total if ram else None,
-                    "mbps": ram.mbps if ram else None,
-                    "expected_downtime_ms": status.expected_downtime_ms,
-                    "status": status.status,
-                    "cpu_throttle_percentage": status.cpu_throttle_percentage,
-                }
-            )
-        )
+        self._publish(progress_event(self.guest, source, dest, status))
 
     async def _complete(self, source: str, dest: str, src_pid: int) -> None:
         """After success: the guest must run on ``dest``; the source QEMU goes."""

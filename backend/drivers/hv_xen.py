@@ -83,6 +83,26 @@ def run_state(state: XlState) -> DomainRunState:
     return "running"  # "r-----", or "------": runnable, waiting for a CPU
 
 
+def progress_event(domain: str, source: str, dest: str, update: MigrateUpdate) -> MigrationProgress:
+    """One update of ``xl -v migrate``'s output as a progress event (and for ``miglab import``)."""
+    counted = update.event in _COUNTED
+    total = update.pages_total * 4096 if counted and update.pages_total else None
+    # phase and xl_event: xl has no byte counts in Xen >= 4.6, so the phase is what a
+    # console can show.
+    return MigrationProgress.model_validate(
+        {
+            "domain": domain,
+            "source": source,
+            "dest": dest,
+            "iteration": update.iteration,
+            "transferred_bytes": update.bytes if counted else None,
+            "total_bytes": total,
+            "phase": update.phase.value,
+            "xl_event": update.event,
+        }
+    )
+
+
 class XenDriver(HypervisorBase):
     """xl on both hosts; ``xl`` is the command prefix (e.g. ``("sudo", "-n", "xl")``)."""
 
@@ -283,24 +303,7 @@ class XenDriver(HypervisorBase):
         return outcome
 
     def _progress(self, source: str, dest: str, update: MigrateUpdate) -> None:
-        counted = update.event in _COUNTED
-        total = update.pages_total * 4096 if counted and update.pages_total else None
-        # phase and xl_event are extra fields (events allow them): xl has no byte counts
-        # in Xen >= 4.6, so the phase is what a console can show.
-        self._publish(
-            MigrationProgress.model_validate(
-                {
-                    "domain": self.guest,
-                    "source": source,
-                    "dest": dest,
-                    "iteration": update.iteration,
-                    "transferred_bytes": update.bytes if counted else None,
-                    "total_bytes": total,
-                    "phase": update.phase.value,
-                    "xl_event": update.event,
-                }
-            )
-        )
+        self._publish(progress_event(self.guest, source, dest, update))
 
     async def _placement(self, source: str, dest: str) -> tuple[str | None, str]:
         """Where the guest runs after a migration, and a sentence saying so."""

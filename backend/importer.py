@@ -1,0 +1,136 @@
+"""`miglab import`: a raw tool output someone captured by hand, as a session log.
+
+People who ran ping, sysbench, dbench, ``xl migrate`` or a loop of QMP
+``query-migrate`` by hand can have miglab's reports too. Each kind goes through
+exactly the parser the live probes and drivers use, so an imported log and a
+recorded one are the same kind of data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from backend.drivers import ParseError
+from backend.drivers.hv_qemu import progress_event as qemu_progress
+from backend.drivers.hv_xen import progress_event as xl_progress
+from backend.drivers.parse_xl import MigratePhase, XlMigrateParser
+from backend.drivers.qmp import MigrationStatus
+from backend.events import Event, MigrationFinished, MigrationProgress, Note
+from backend.probes import PROBES, new_parser
+
+# What `miglab import` accepts: the probe kinds, "sysbench" (cpu or memory, told apart
+# by the output itself), and the two migration logs.
+KINDS = (*PROBES, "sysbench", "xl", "qemu")
+
+
+class ImportError_(ValueError):
+    """The file is not what its kind says; the message names the line."""
+
+
+def _sysbench_kind(lines: list[str]) -> str:
+    text = "\n".join(lines[:40])
+    if "Prime numbers limit" in text or "CPU speed" in text:
+        return "sysbench-cpu"
+    if "memory" in text.lower():
+        return "sysbench-memory"
+    raise ImportError_("not sysbench cpu or memory output (no 'Prime numbers limit' or memory)")
+
+
+def import_probe(kind: str, lines: list[str], host: str, start: float) -> list[Event]:
+    """A probe's raw output as its samples (tools without timestamps start at ``start``)."""
+    if kind == "sysbench":
+        kind = _sysbench_kind(lines)
+    parser = new_parser(kind, host, clock=lambda: start)
+    events: list[Event] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            events.extend(parser.feed(line))
+        except (ParseError, ValueError) as exc:
+            raise ImportError_(f"line {number}: {exc}") from exc
+    events.extend(parser.finish())
+    if not events:
+        raise ImportError_(f"no {kind} readings found")
+    return events
+
+
+def import_xl(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:
+    """``xl -v migrate`` output as progress events and a result (no timestamps in it)."""
+    parser = XlMigrateParser()
+    events: list[Event] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            updates = parser.feed(line)
+        except ParseError as exc:
+            raise ImportError_(f"line {number}: {exc}") from exc
+        events.extend(xl_progress(domain, source, dest, u).model_copy(update={"t": start})
+                      for u in updates)  # fmt: skip
+    parser.finish(None)
+    if not events:
+        raise ImportError_("no xl migrate output found")
+    ok = parser.phase is MigratePhase.DONE
+    events.append(
+        MigrationFinished(
+            t=start, domain=domain, source=source, dest=dest, ok=ok,
+            iterations=max((e.iteration or 0 for e in events
+                            if isinstance(e, MigrationProgress)), default=None) or None,
+            error=None if ok else "; ".join(parser.causes) or "xl did not report success",
+        )
+    )  # fmt: skip
+    events.append(Note(t=start, text="imported from xl output: it has no timestamps"))
+    return events
+
+
+def _query_migrate_answers(lines: Iterable[str]) -> Iterable[tuple[float | None, dict[str, Any]]]:
+    """(time, query-migrate answer) from QMP replies, bare answers or miglab's QMP captures."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ImportError_(f"line {number}: not JSON: {exc.msg}") from exc
+        t = None
+        if isinstance(data, dict) and "line" in data and "dir" in data:  # a capture record
+            t = data.get("t")
+            try:
+                data = json.loads(data["line"])
+            except (TypeError, json.JSONDecodeError):
+                continue
+        if isinstance(data, dict) and isinstance(data.get("return"), dict):
+            data = data["return"]
+        if isinstance(data, dict) and "status" in data and ("ram" in data or "total-time" in data):
+            yield (float(t) if isinstance(t, int | float) else None), data
+
+
+def import_qemu(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:
+    """A dump of ``query-migrate`` answers as progress events and QEMU's own result."""
+    events: list[Event] = []
+    last: MigrationStatus | None = None
+    for t, answer in _query_migrate_answers(lines):
+        try:
+            status = MigrationStatus.model_validate(answer)
+        except ValidationError as exc:
+            raise ImportError_(f"a query-migrate answer that does not validate: {exc}") from exc
+        # Without a capture time, QEMU's own total-time places the answer.
+        offset = t if t is not None else (status.total_time_ms or 0) / 1000
+        events.append(qemu_progress(domain, source, dest, status).model_copy(
+            update={"t": start + offset}))  # fmt: skip
+        last = status
+    if last is None:
+        raise ImportError_("no query-migrate answers found")
+    ram = last.ram
+    events.append(
+        MigrationFinished(
+            t=events[-1].t, domain=domain, source=source, dest=dest,
+            ok=last.status == "completed",
+            total_time_ms=last.total_time_ms, downtime_ms=last.downtime_ms,
+            transferred_bytes=ram.transferred if ram else None,
+            iterations=ram.dirty_sync_count if ram else None,
+            error=None if last.status == "completed" else last.error_desc or last.status,
+        )
+    )  # fmt: skip
+    return events
