@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_command_plane.py
+	$(BIN)/python tests/bench/bench_console.py
 
 demo: $(STAMP)
 	@echo "miglab: the console on the simulated lab is not built yet; checking the reference lab instead."

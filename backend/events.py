@@ -84,6 +84,16 @@ class HostState(Event):
     rtt_ms: float | None = None
 
 
+class HostResources(Event):
+    """What a hypervisor host has for a guest (after the driver's info())."""
+
+    kind: Literal["host.resources"] = "host.resources"
+    host: str
+    free_memory_mb: int | None = None
+    total_memory_mb: int | None = None
+    hypervisor_version: str | None = None
+
+
 class Phase(Event):
     kind: Literal["phase"] = "phase"
     name: str  # warmup | baseline | migrating | after | ...

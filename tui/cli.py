@@ -14,10 +14,21 @@ import sys
 from collections.abc import Sequence
 
 from backend import __version__
+from tui.commands import console
 from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
 # Subcommands, in the order `miglab --help` lists them.
-COMMANDS = ("check", "run", "report", "import", "scenarios", "sandbox", "sim")
+COMMANDS = (
+    "console",
+    "check",
+    "run",
+    "report",
+    "replay",
+    "import",
+    "scenarios",
+    "sandbox",
+    "sim",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A console for live-migration experiments on a Xen/QEMU + iSCSI lab.",
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
+    console.add_arguments(parser)  # a bare `miglab [--lab F]` opens the console
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = "importer" if name == "import" else name  # `import` is a Python keyword
@@ -38,11 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("asyncssh").setLevel(logging.ERROR)
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        sys.exit(EXIT_BAD_INPUT)
+    handler = args.handler if args.command is not None else console.run
     try:
-        code = args.handler(args)
+        code = handler(args)
     except BadInput as exc:
         print(f"miglab: {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT

@@ -5,6 +5,13 @@ migration as they happen, then the report of the saved log. Exit 0 when the run
 completed, 1 when it failed (a migration failed, a host was lost or said no), 2 for
 bad input, 130 when interrupted (Ctrl-C: everything the run started is stopped first
 and the log is closed with status "interrupted").
+
+``--sim`` runs it on the simulated lab (:mod:`backend.sim`): the study's, or with
+``--lab F`` the lab F describes (its link speed, guest memory and vCPUs, host names),
+to predict a migration before running it for real. Everything it records is on the
+simulated clock, and a run is the same for the same ``--seed`` (the simulated lab
+runs on a :class:`~backend.sim.loop.SimEventLoop`); the log's header says
+``simulated: true`` and how (speed, seed, epoch, the lab simulated).
 """
 
 from __future__ import annotations
@@ -21,17 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import ConfigError, LabConfig
-from backend.events import EventBus
+from backend.events import EventBus, set_clock
 from backend.experiments.headless import HeadlessPrinter
 from backend.experiments.report import load_report, render_text
-from backend.experiments.runner import ExperimentRunner, RunAborted, RunResult
+from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted, RunResult
 from backend.experiments.scenarios import Scenario, find_scenario
 from backend.session import SessionLogError
+from backend.sim import loop as sim_loop
+from backend.sim.lab import SimulatedLab
+from backend.sim.labs import check_simulatable
 from backend.transport.hosts import Hosts
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 
 EXIT_INTERRUPTED = 130
-SIM_UNAVAILABLE = "the simulated lab is not available yet (use --lab with a lab file)"
+DEFAULT_SIM_SPEED = 50.0
+MAX_SIM_SPEED = 1000.0
 
 
 def _positive(text: str) -> int:
@@ -41,6 +52,18 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_SIM_SPEED:
+        raise argparse.ArgumentTypeError(
+            f"speed must be above 0 and at most {MAX_SIM_SPEED:g}, got {text}"
+        )
     return value
 
 
@@ -56,9 +79,32 @@ def register(commands: Any) -> None:
         "Exit 1 if a migration failed or a host was lost.",
     )
     run.add_argument("scenario", metavar="SCENARIO", help="a built-in scenario id or a file")
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--lab", default=None, help=f"the lab file (default: {DEFAULT_LAB})")
-    where.add_argument("--sim", action="store_true", help="run on the built-in simulated lab")
+    run.add_argument(
+        "--lab",
+        default=None,
+        help=f"the lab file (default: {DEFAULT_LAB}); with --sim, the lab to simulate",
+    )
+    run.add_argument(
+        "--sim",
+        action="store_true",
+        help="run on the simulated lab: the study's, or the one --lab describes (its link "
+        "speed, guest memory and vCPUs, host names), to predict a migration",
+    )
+    run.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="N",
+        help=f"with --sim: simulated seconds per real second, at most (default: "
+        f"{DEFAULT_SIM_SPEED:g})",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --sim: the model's random seed, 0 by default (the same seed, the same run)",
+    )
     run.add_argument(
         "--log",
         type=Path,
@@ -106,33 +152,113 @@ def default_log_path(scenario: Scenario, now: float | None = None) -> Path:
 def handle(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     if args.sim:
-        raise BadInput(SIM_UNAVAILABLE)
+        return _handle_sim(args, scenario)
+    if args.speed is not None or args.seed is not None:
+        raise BadInput("--speed and --seed are for the simulated lab: add --sim")
     lab = load(args.lab or DEFAULT_LAB)
-    problems = scenario.lab_problems(lab)
-    if problems:
-        raise BadInput(f"scenario {scenario.id} does not fit this lab: " + "; ".join(problems))
-    log = args.log if args.log is not None else default_log_path(scenario)
-    if not args.dry_run and os.path.lexists(log):
-        raise BadInput(f"{log} exists; a session log is never overwritten (choose --log)")
+    _check_fits(scenario, lab)
+    log = _log_path(args, scenario)
     if args.dry_run:
         return asyncio.run(_dry_run(lab, scenario, args.repeat))
     return asyncio.run(_run(lab, scenario, args.repeat, log))
 
 
+def _check_fits(scenario: Scenario, lab: LabConfig) -> None:
+    problems = scenario.lab_problems(lab)
+    if problems:
+        raise BadInput(f"scenario {scenario.id} does not fit this lab: " + "; ".join(problems))
+
+
+def _log_path(args: argparse.Namespace, scenario: Scenario) -> Path:
+    log: Path = args.log if args.log is not None else default_log_path(scenario)
+    if not args.dry_run and os.path.lexists(log):
+        raise BadInput(f"{log} exists; a session log is never overwritten (choose --log)")
+    return log
+
+
+def _handle_sim(args: argparse.Namespace, scenario: Scenario) -> int:
+    source = load(args.lab) if args.lab else None
+    if source is not None:
+        try:
+            check_simulatable(source)
+        except ValueError as exc:
+            raise BadInput(f"{args.lab}: {exc}") from None
+        _check_fits(scenario, source)
+    on_console = [
+        e.kind for e in scenario.entries if e.place == CONSOLE
+    ]  # this machine is no simulated host: its ping would reach nothing simulated
+    if on_console:
+        raise BadInput(
+            f"scenario {scenario.id} runs {', '.join(on_console)} on the console (this "
+            'machine); the simulated lab runs probes on its hosts: use where = "storage" '
+            "or a host name"
+        )
+    log = _log_path(args, scenario)
+    speed = args.speed if args.speed is not None else DEFAULT_SIM_SPEED
+    seed = args.seed if args.seed is not None else 0
+    main = _simulated(source, scenario, args.repeat, None if args.dry_run else log, speed, seed)
+    return sim_loop.run(main)
+
+
+async def _simulated(
+    source: LabConfig | None,
+    scenario: Scenario,
+    repeat: int | None,
+    log: Path | None,
+    speed: float,
+    seed: int,
+) -> int:
+    """Start the simulated lab, run (or plan) on it with its clock as the event clock."""
+    try:
+        sim = await SimulatedLab.open(source, speed=speed, seed=seed)
+    except OSError as exc:
+        print(f"miglab: cannot start the simulated lab: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    set_clock(sim.clock)  # one clock: everything recorded is on simulated time
+    try:
+        if log is None:
+            return await _dry_run(sim.lab_config, scenario, repeat, sim)
+        return await _run(sim.lab_config, scenario, repeat, log, sim)
+    finally:
+        set_clock(None)
+        await sim.close()
+
+
 def _runner(
-    lab: LabConfig, scenario: Scenario, repeat: int | None, log: Path | None
+    lab: LabConfig,
+    scenario: Scenario,
+    repeat: int | None,
+    log: Path | None,
+    sim: SimulatedLab | None = None,
 ) -> tuple[ExperimentRunner, Hosts, EventBus]:
     bus = EventBus()
     hosts = Hosts(lab, bus.publish)
-    runner = ExperimentRunner(lab, hosts, bus, scenario, repetitions=repeat, log_path=log)
+    if sim is None:
+        runner = ExperimentRunner(lab, hosts, bus, scenario, repetitions=repeat, log_path=log)
+    else:
+        runner = ExperimentRunner(
+            lab,
+            hosts,
+            bus,
+            scenario,
+            repetitions=repeat,
+            log_path=log,
+            simulated=True,
+            switch_disk=sim.switch_disk,
+            clock=sim.clock,
+            sleep=sim.runtime.sleep,
+            simulation=sim.header()["simulation"],
+        )
     problem = runner.unsupported()
     if problem is not None:
         raise BadInput(problem)
     return runner, hosts, bus
 
 
-async def _dry_run(lab: LabConfig, scenario: Scenario, repeat: int | None) -> int:
-    runner, hosts, bus = _runner(lab, scenario, repeat, None)
+async def _dry_run(
+    lab: LabConfig, scenario: Scenario, repeat: int | None, sim: SimulatedLab | None = None
+) -> int:
+    runner, hosts, bus = _runner(lab, scenario, repeat, None, sim)
     try:
         plan = await runner.plan()
     except RunAborted as exc:
@@ -145,8 +271,14 @@ async def _dry_run(lab: LabConfig, scenario: Scenario, repeat: int | None) -> in
     return EXIT_OK
 
 
-async def _run(lab: LabConfig, scenario: Scenario, repeat: int | None, log: Path) -> int:
-    runner, hosts, bus = _runner(lab, scenario, repeat, log)
+async def _run(
+    lab: LabConfig,
+    scenario: Scenario,
+    repeat: int | None,
+    log: Path,
+    sim: SimulatedLab | None = None,
+) -> int:
+    runner, hosts, bus = _runner(lab, scenario, repeat, log, sim)
     bus.subscribe(HeadlessPrinter(sys.stdout))
     task = asyncio.ensure_future(runner.run())
     try:

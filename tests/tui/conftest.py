@@ -1,0 +1,74 @@
+"""Fixtures for the console's tests: a recorded session, replays of it, a running console."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.session_fixture import write_session
+from tui.app import MiglabApp
+from tui.backend_api import ConsoleBackend
+from tui.replay import ReplayBackend
+from tui.screens.main import MainScreen
+from tui.widgets.plot import TraceGrid
+
+
+@pytest.fixture
+async def session_log(tmp_path: Path) -> Path:
+    """The migrate-ping session, written by the project's session log writer."""
+    return await write_session(tmp_path / "session.jsonl")
+
+
+@pytest.fixture
+def replay(session_log: Path) -> Callable[..., ReplayBackend]:
+    def make(speed: float = 0.0) -> ReplayBackend:
+        return ReplayBackend.open(session_log, speed=speed)
+
+    return make
+
+
+@asynccontextmanager
+async def running(
+    backend: ConsoleBackend, size: tuple[int, int] = (120, 40), theme: str | None = None
+) -> AsyncIterator[tuple[MiglabApp, Pilot[int]]]:
+    """The console on ``backend``, headless, at ``size``."""
+    app = MiglabApp(backend, theme=theme)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        yield app, pilot
+
+
+def main_screen(app: MiglabApp) -> MainScreen:
+    screen = app.screen
+    assert isinstance(screen, MainScreen), f"expected the main screen, got {screen!r}"
+    return screen
+
+
+async def drained(app: MiglabApp, timeout: float = 10.0) -> None:
+    """Wait until every event published so far is drawn: no batch waiting, no plot frame
+    half done (polls state, so a loaded CI machine only makes it slower, not flaky)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        screens = app.main_screens()
+        grids = [s.query_one(TraceGrid) for s in screens if s.is_mounted]
+        busy = any(s._pending or s._flush_scheduled for s in screens) or any(
+            g._frame or any(p.dirty for p in g.plots.values()) for g in grids
+        )
+        if not busy:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)
+
+
+async def settle(pilot: Pilot[int], replay: ReplayBackend | None = None) -> None:
+    """Let the replay finish, the event batches land and the plots redraw."""
+    if replay is not None:
+        await replay.wait_finished()
+    await drained(pilot.app)  # type: ignore[arg-type]
+    await pilot.pause()

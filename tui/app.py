@@ -1,0 +1,179 @@
+"""The miglab console: a Textual app around one :class:`~tui.backend_api.ConsoleBackend`.
+
+The app owns what is not one screen's: the themes (``themes/*.toml`` palettes and
+``themes/*.tcss`` styles, ``t`` cycles them, ``NO_COLOR`` starts the high-contrast
+one and Textual reduces it to grey), the command palette (the key registry), and
+quitting: if an action is running, ``q`` asks first, then cancels it, waits for its
+cleanup and closes every backend (which saves the session log) before exiting.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.theme import Theme
+
+from tui import keys
+from tui.backend_api import ConsoleBackend
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.main import MainScreen
+from tui.screens.palette import KeysProvider
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
+THEME_ORDER = ("miglab-dark", "miglab-light", "miglab-high-contrast")
+DEFAULT_THEME = "miglab-dark"
+MONOCHROME_THEME = "miglab-high-contrast"
+
+_THEME_FIELDS = {
+    "name": str,
+    "primary": str,
+    "secondary": str,
+    "warning": str,
+    "error": str,
+    "success": str,
+    "accent": str,
+    "foreground": str,
+    "background": str,
+    "surface": str,
+    "panel": str,
+    "boost": str,
+    "dark": bool,
+    "luminosity_spread": float,
+    "text_alpha": float,
+    "variables": dict,
+}
+
+
+class ThemeFileError(Exception):
+    """A theme file that cannot be used; the message names the file and the key."""
+
+
+def load_theme(path: Path) -> Theme:
+    """A Textual Theme from a ``themes/NAME.toml`` file."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ThemeFileError(f"{path}: {error}") from None
+    for key, value in data.items():
+        expected = _THEME_FIELDS.get(key)
+        if expected is None:
+            known = ", ".join(_THEME_FIELDS)
+            raise ThemeFileError(f"{path}: unknown key {key!r} (known: {known})")
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = data[key] = float(value)
+        if not isinstance(value, expected):
+            raise ThemeFileError(f"{path}: {key} must be a {expected.__name__}")
+    if "name" not in data or "primary" not in data:
+        raise ThemeFileError(f"{path}: a theme needs at least name and primary")
+    variables = data.get("variables", {})
+    if not all(isinstance(v, str) for v in variables.values()):
+        raise ThemeFileError(f"{path}: every value in [variables] must be a string")
+    return Theme(**data)
+
+
+def load_themes(directory: Path = THEMES_DIR) -> list[Theme]:
+    """Every theme in ``directory``, miglab's own first in their cycling order."""
+    themes = [load_theme(path) for path in sorted(directory.glob("*.toml"))]
+    rank = {name: index for index, name in enumerate(THEME_ORDER)}
+    return sorted(themes, key=lambda t: (rank.get(t.name, len(rank)), t.name))
+
+
+def stylesheets(directory: Path = THEMES_DIR) -> list[Path]:
+    """The shared console.tcss first, then each theme's own."""
+    shared = directory / "console.tcss"
+    return [shared, *sorted(p for p in directory.glob("*.tcss") if p != shared)]
+
+
+class MiglabApp(App[int]):
+    """The console."""
+
+    TITLE = "miglab"
+    CSS_PATH = stylesheets()  # type: ignore[assignment]
+    COMMANDS: ClassVar = {KeysProvider}
+    # With the palette's key bound here, Textual adds no second (hidden) one.
+    BINDINGS: ClassVar = [*App.BINDINGS, *keys.app_bindings()]
+
+    def __init__(self, backend: ConsoleBackend, *, theme: str | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.theme_names: list[str] = []
+        for loaded in load_themes():
+            self.register_theme(loaded)
+            self.theme_names.append(loaded.name)
+        wanted = theme or (MONOCHROME_THEME if self.no_color else DEFAULT_THEME)
+        if wanted not in self.available_themes:
+            raise ThemeFileError(f"no theme {wanted!r}; themes: {', '.join(self.theme_names)}")
+        self.theme = wanted
+        self._quitting = False
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """miglab's variables for a theme that does not set them (Textual's own themes)."""
+        theme = self.current_theme
+        fallback = theme.foreground or theme.primary
+        return {
+            "trace-ping": theme.primary,
+            "trace-cpu": theme.success or fallback,
+            "trace-memory": theme.secondary or fallback,
+            "trace-disk": theme.warning or fallback,
+            "trace-build": theme.accent or fallback,
+            "trace-dirtier": theme.error or fallback,
+            "trace-other": fallback,
+            "trace-loss": theme.error or fallback,
+            "trace-window": theme.accent or fallback,
+            "trace-axes": fallback,
+        }
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen(self.backend))
+
+    def action_next_theme(self) -> None:
+        names = self.theme_names or [self.theme]
+        index = names.index(self.theme) if self.theme in names else -1
+        # No notification: the whole screen changing is feedback enough (and a toast
+        # costs a layout pass of its own).
+        self.theme = names[(index + 1) % len(names)]
+
+    def main_screens(self) -> list[MainScreen]:
+        return [screen for screen in self.screen_stack if isinstance(screen, MainScreen)]
+
+    async def action_quit(self) -> None:
+        if not self._quitting:
+            self._quit_flow()
+
+    @work(group="quit", exclusive=True, exit_on_error=False)
+    async def _quit_flow(self) -> None:
+        busy = [s for s in self.main_screens() if s.running is not None and not s.backend.readonly]
+        if busy:
+            screen = busy[0]
+            try:
+                commands = await screen.backend.plan_cancel()
+            except Exception:  # the question still stands without the exact commands
+                commands = []
+            question = (
+                f"{screen.running} is running. Quitting stops it first: its cleanup runs, "
+                "then the session log is saved."
+            )
+            if not await self.push_screen_wait(ConfirmScreen("Quit miglab?", question, commands)):
+                return
+        self._quitting = True
+        if busy:
+            self.notify("stopping, then saving the session log…", timeout=30)
+        for screen in reversed(self.main_screens()):
+            await screen.close_backend()
+        self.exit(0)
+
+
+def run_console(backend: ConsoleBackend, *, theme: str | None = None) -> int:
+    """Run the console until the user quits; the exit code."""
+    app = MiglabApp(backend, theme=theme)
+    app.run()
+    return app.return_code or 0

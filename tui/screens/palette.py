@@ -1,0 +1,43 @@
+"""The command palette: the same registry as the footer and the help screen."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui.keys import KEYS, Key
+
+
+class KeysProvider(Provider):
+    """Offers every command of :data:`tui.keys.KEYS` that can run from the palette."""
+
+    def _commands(self) -> list[Key]:
+        # Keys a widget handles itself (enter, end) are no use from the palette.
+        return [key for key in KEYS if key.binding and key.action != "app.command_palette"]
+
+    async def _run(self, key: Key) -> None:
+        # The palette calls this after it closed, on the screen it was opened from.
+        await self.app.run_action(key.action, self.screen)
+
+    def _help(self, key: Key) -> str:
+        shown = f" ({key.shown_key})" if key.key else ""
+        return key.help + shown
+
+    async def discover(self) -> Hits:
+        for key in self._commands():
+            yield DiscoveryHit(key.label, partial(self._run, key), help=self._help(key))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for key in self._commands():
+            text = f"{key.label}: {key.help}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(text),
+                    partial(self._run, key),
+                    text=key.label,
+                    help=key.shown_key or None,
+                )

@@ -1,0 +1,183 @@
+"""The command log: every command the console ran, with host, exit status and duration.
+
+It follows the newest command while the cursor is on the last row. Moving the
+cursor up (or scrolling up with the mouse) pauses following; new commands then
+only count, shown as "N new" in the border, until the cursor is back on the last
+row (``end``). ``enter`` on a row opens the command's full output.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.events import MouseScrollUp
+from textual.message import Message
+from textual.widgets import DataTable
+
+from tui.widgets import fmt
+from tui.widgets.lab_state import CommandView
+
+# A row shows this much of a command; the output dialog shows all of it.
+COMMAND_WIDTH = 160
+
+
+def command_text(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+class _Table(DataTable[Text]):
+    BINDINGS: ClassVar = [Binding("end", "follow", "follow", show=False)]
+
+    class Paused(Message):
+        """The user scrolled up: stop following."""
+
+    class Follow(Message):
+        """The user asked to follow the newest command again."""
+
+    def _on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
+        self.post_message(self.Paused())
+
+    def action_follow(self) -> None:
+        self.post_message(self.Follow())
+
+
+class CommandLog(Vertical):
+    """A table of commands that follows the tail."""
+
+    DEFAULT_CSS = """
+    CommandLog {
+        height: 8;
+    }
+    CommandLog > DataTable {
+        height: 1fr;
+        overflow-x: hidden;  /* a long command is cut; enter shows all of it */
+    }
+    """
+
+    class ShowOutput(Message):
+        """The user asked for the full output of one command."""
+
+        def __init__(self, cmd_id: int) -> None:
+            super().__init__()
+            self.cmd_id = cmd_id
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "commands"
+        self.following = True
+        self.waiting = 0
+        self._t0 = 0.0
+        self._rows: set[int] = set()
+
+    def compose(self) -> ComposeResult:
+        table: _Table = _Table(cursor_type="row", zebra_stripes=False)
+        table.add_column("time", key="time")
+        table.add_column("host", key="host")
+        table.add_column("status", key="status")
+        table.add_column("took", key="took")
+        table.add_column("command", key="command")
+        yield table
+
+    @property
+    def table(self) -> DataTable[Text]:
+        return self.query_one(_Table)
+
+    @property
+    def row_count(self) -> int:
+        return self.table.row_count
+
+    def set_origin(self, t0: float) -> None:
+        self._t0 = t0
+
+    def show(self, commands: list[CommandView]) -> None:
+        """Add new commands and update finished ones (in the order they happened)."""
+        table = self.table
+        added = 0
+        for command in commands:
+            key = str(command.cmd_id)
+            if command.cmd_id in self._rows:
+                table.update_cell(key, "status", self._status(command))
+                table.update_cell(key, "took", self._took(command))
+                continue
+            self._rows.add(command.cmd_id)
+            table.add_row(
+                Text(fmt.offset(command.started - self._t0), style="dim"),
+                Text(command.host),
+                self._status(command),
+                self._took(command),
+                Text(fmt.ellipsize(command_text(command.argv), COMMAND_WIDTH)),
+                key=key,
+            )
+            added += 1
+        if not added:
+            return
+        if self.following:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+        else:
+            self.waiting += added
+            self._update_subtitle()
+
+    def forget(self, cmd_ids: list[int]) -> None:
+        """Drop rows of commands the state no longer keeps."""
+        for cmd_id in cmd_ids:
+            if cmd_id in self._rows:
+                self._rows.discard(cmd_id)
+                self.table.remove_row(str(cmd_id))
+
+    @staticmethod
+    def _status(command: CommandView) -> Text:
+        # Styles without colours: they follow every theme and read on monochrome screens.
+        text = command.status_text()
+        if not command.finished:
+            return Text(text, style="italic")
+        if command.failure is not None:
+            return Text(text, style="bold reverse")
+        return Text(text, style="" if command.ok else "bold")
+
+    @staticmethod
+    def _took(command: CommandView) -> Text:
+        if command.duration_s is None:
+            return Text("")
+        return Text(fmt.duration(command.duration_s), justify="right")
+
+    def _update_subtitle(self) -> None:
+        if self.following or not self.waiting:
+            self.border_subtitle = ""
+        else:
+            self.border_subtitle = f"paused · {self.waiting} new · end follows"
+
+    def _set_following(self, following: bool) -> None:
+        self.following = following
+        if following:
+            self.waiting = 0
+        self._update_subtitle()
+
+    def follow(self) -> None:
+        table = self.table
+        self._set_following(True)
+        if table.row_count:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+
+    def on__table_paused(self, event: _Table.Paused) -> None:
+        event.stop()
+        self._set_following(False)
+
+    def on__table_follow(self, event: _Table.Follow) -> None:
+        event.stop()
+        self.follow()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        last = event.cursor_row == self.table.row_count - 1
+        if last != self.following:
+            self._set_following(last)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.ShowOutput(int(event.row_key.value)))
