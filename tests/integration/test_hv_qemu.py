@@ -110,14 +110,14 @@ async def check_migrated(
     assert qemu_pids(driver.files(source).qmp) == []
     [finished] = [e for e in events.of(MigrationFinished) if e.source == source]
     assert finished.ok and finished.dest == dest and finished.error is None
-    assert finished.model_extra["guest_host"] == dest
+    assert finished.guest_host == dest
     # QEMU's own figures: the stop-and-copy pause is part of the whole migration.
     assert finished.downtime_ms is not None and finished.total_time_ms is not None
     assert 0 <= finished.downtime_ms < finished.total_time_ms
     print(
         f"\n{source} -> {dest}: total-time {finished.total_time_ms} ms, downtime "
         f"{finished.downtime_ms} ms, {finished.transferred_bytes / 1e6:.1f} MB in "
-        f"{finished.iterations} passes, {finished.model_extra['wall_time_ms']:.0f} ms here"
+        f"{finished.iterations} passes, {finished.wall_time_ms:.0f} ms here"
     )
     states = [(e.host, e.domain, e.state) for e in events.of(DomainState)]
     assert (dest, "guest--incoming", "paused") in states  # the destination while it waits
@@ -192,7 +192,7 @@ async def test_boot_migrate_and_cancel_between_local_hosts(tgtd: Tgtd, run_dir: 
         assert await slow.domains("h2") == [DomainInfo("guest", "running", 128, 1)]
         assert await slow.domains("h1") == [] and not qemu_pids(slow.files("h1").qmp)
         last = events.of(MigrationFinished)[-1]
-        assert (last.source, last.ok, last.model_extra["guest_host"]) == ("h2", False, "h2")
+        assert (last.source, last.ok, last.guest_host) == ("h2", False, "h2")
         now = max(uptimes(dest_log))
         assert await next_heartbeat(dest_log, now) > now  # still running after the cancel
 
@@ -290,7 +290,7 @@ async def test_convergence_policies_with_a_dirtying_guest(tgtd: Tgtd, run_dir: P
 
         def throttle() -> list[int]:
             return [
-                p.model_extra.get("cpu_throttle_percentage") or 0
+                p.cpu_throttle_percentage or 0
                 for p in events.of(MigrationProgress)
                 if p.source == "h2"
             ]

@@ -438,7 +438,7 @@ async def test_migrate_reports_phases_time_and_where_the_guest_is(xen: XenLab) -
     outcome = await driver.migrate("xen1", "xen2")
     assert outcome.ok and outcome.error is None and outcome.downtime_ms is None
     assert outcome.total_time_ms and outcome.total_time_ms > 0
-    phases = [p.model_extra["phase"] for p in xen.of(MigrationProgress)]
+    phases = [p.phase for p in xen.of(MigrationProgress)]
     assert phases[0] == "started" and phases[-1] == "done"
     assert {"precopy", "stop-and-copy"} <= set(phases) and phases == sorted(
         phases, key=[p.value for p in MigratePhase].index
@@ -451,7 +451,7 @@ async def test_migrate_reports_phases_time_and_where_the_guest_is(xen: XenLab) -
         None,
     )
     assert finished.total_time_ms == outcome.total_time_ms
-    assert finished.model_extra["guest_host"] == "xen2"
+    assert finished.guest_host == "xen2"
     assert await driver.domains("xen2") == [DomainInfo("guest", "blocked", 1024, 2, 1)]
     assert await driver.domains("xen1") == []
     states = [(e.host, e.domain, e.state) for e in xen.of(DomainState)]
@@ -468,7 +468,7 @@ async def test_failed_migrations_say_where_the_guest_is(xen: XenLab) -> None:
     assert not outcome.ok and outcome.error is not None
     assert outcome.error.startswith("ssh: connect to host 198.18.0.3 port 22: Connection refused")
     assert outcome.error.endswith("(the guest runs on xen1)")
-    assert xen.of(MigrationFinished)[-1].model_extra["guest_host"] == "xen1"
+    assert xen.of(MigrationFinished)[-1].guest_host == "xen1"
 
     xen.set("xen1", fail_migrate="handshake")
     outcome = await driver.migrate("xen1", "xen2")
@@ -477,7 +477,7 @@ async def test_failed_migrations_say_where_the_guest_is(xen: XenLab) -> None:
     )
     assert "no single running copy" in (outcome.error or "")
     assert "xen1: guest--migratedaway (shutdown)" in (outcome.error or "")
-    assert xen.of(MigrationFinished)[-1].model_extra["guest_host"] is None
+    assert xen.of(MigrationFinished)[-1].guest_host is None
     assert any(n.level == "error" for n in xen.of(Note))
     with pytest.raises(Refused):
         await driver.create("xen1")  # leftovers of the guest on both hosts
@@ -494,7 +494,7 @@ async def test_cancel_stops_xl_while_memory_is_copied(xen: XenLab) -> None:
     xen.set("xen1", migrate_stage_delay_s=30.0)  # the fake pauses after its first stage
     migration = asyncio.create_task(driver.migrate("xen1", "xen2"))
     for _ in range(100):
-        if any(p.model_extra["phase"] == "precopy" for p in xen.of(MigrationProgress)):
+        if any(p.phase == "precopy" for p in xen.of(MigrationProgress)):
             break
         await asyncio.sleep(0.05)
     assert any(d.name == "guest--incoming" for d in await driver.domains("xen2"))
