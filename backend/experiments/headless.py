@@ -11,7 +11,9 @@ records, as it happens::
      14.5 s  finished: ok
 
 Times are seconds since the run started. The summary at the end is the report's
-text (:func:`backend.experiments.report.render_text`) of the saved log.
+text (:func:`backend.experiments.report.render_text`) of the saved log. A host that
+fails or drops is printed once it had been connected: a guest that is still booting
+refuses a few connections, and a host that never answers ends the run with its reason.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class HeadlessPrinter:
         self._out = out if out is not None else sys.stdout
         self._t0: float | None = None
         self._repetition = ""
+        self._connected: set[str] = set()
         self.lines = 0
 
     def __call__(self, event: Event) -> None:
@@ -60,8 +63,12 @@ class HeadlessPrinter:
             return f"{self._repetition}{_migration(event)}"
         if isinstance(event, Note) and event.level != "info":
             return f"{event.level}: {event.text}"
-        if isinstance(event, HostState) and event.state in ("disconnected", "failed"):
-            return f"{event.host} {event.state}: {event.reason or 'no reason given'}"
+        if isinstance(event, HostState):
+            if event.state == "connected":
+                self._connected.add(event.host)
+            elif event.state in ("disconnected", "failed") and event.host in self._connected:
+                return f"{event.host} {event.state}: {event.reason or 'no reason given'}"
+            return None
         if isinstance(event, ExperimentFinished):
             return f"finished: {event.status}" + (f" ({event.error})" if event.error else "")
         return None

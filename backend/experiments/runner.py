@@ -61,6 +61,7 @@ from backend.experiments.metrics import Analysis, DiskStarted, RepetitionStarted
 from backend.experiments.scenarios import (
     BuildEntry,
     DbenchEntry,
+    DirtierEntry,
     Entry,
     PingEntry,
     Scenario,
@@ -85,12 +86,15 @@ __all__ = [
     "RunPlan",
     "RunResult",
     "RunStatus",
+    "Sleep",
     "SwitchDisk",
 ]
 
 RunStatus = Literal["ok", "failed", "interrupted"]
 SwitchDisk = Callable[[str], Awaitable[None]]
 """Puts the guest on disk "local" or "iscsi" (a disk comparison's arms); the lab's own."""
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits that many seconds on the lab's clock (a simulated lab has a clock of its own)."""
 
 CONSOLE = "console"
 """The runner name of probes that run on this machine (``where = "console"``)."""
@@ -255,7 +259,9 @@ class ExperimentRunner:
     (without, the caller's log subscribes to the bus). ``controller`` defaults to a
     :class:`LabController` on ``hosts``; ``switch_disk`` is needed only by a disk
     comparison. ``clock`` dates the runner's own events and the samples of tools that
-    print relative times (a simulated lab has a clock of its own).
+    print relative times, and ``sleep`` waits on that clock: the timeline's parts and
+    the waits for a freshly booted guest (a simulated lab has a clock of its own, and
+    ``simulation`` says what the session log's header tells about it).
     """
 
     def __init__(
@@ -272,6 +278,8 @@ class ExperimentRunner:
         guest: HostRunner | None = None,
         switch_disk: SwitchDisk | None = None,
         clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        simulation: dict[str, Any] | None = None,
     ) -> None:
         if repetitions is not None and repetitions < 1:
             raise ValueError(f"repetitions must be at least 1, got {repetitions}")
@@ -287,6 +295,8 @@ class ExperimentRunner:
         self._own_guest = guest is None
         self._switch_disk = switch_disk
         self._clock = clock
+        self._sleep = sleep
+        self._simulation = simulation
         self.result: RunResult | None = None
         """Set when :meth:`run` ends, also when it ends by a cancel."""
 
@@ -472,6 +482,7 @@ class ExperimentRunner:
             simulated=self.simulated,
             scenario=self.scenario.id,
             hosts=hosts,
+            simulation=self._simulation,
         )
         writer = await SessionLogWriter.create(self.log_path, header)
         for event in self._events:
@@ -509,14 +520,14 @@ class ExperimentRunner:
 
     async def _open_guest(self) -> HostRunner:
         """SSH into the guest; a guest booted just now gets time to come up."""
-        deadline = time.monotonic() + (GUEST_WAIT_S if self._booted else 0.0)
+        deadline = self._clock() + (GUEST_WAIT_S if self._booted else 0.0)
         while True:
             try:
                 return await self.hosts.open_guest()
             except TransportError as exc:
-                if time.monotonic() >= deadline:
+                if self._clock() >= deadline:
                     raise RunAborted(f"cannot reach the guest over SSH: {exc}") from None
-            await asyncio.sleep(GUEST_RETRY_S)
+            await self._sleep(GUEST_RETRY_S)
 
     async def _wait_for_ping(self) -> None:
         """A freshly booted guest measured only by ping: wait until it answers one."""
@@ -525,14 +536,14 @@ class ExperimentRunner:
             return
         runner, _ = self._runner_of(pings[0])
         argv = ping_command(self.lab.guest.address, count=1, reply_timeout_s=1)
-        deadline = time.monotonic() + GUEST_WAIT_S
+        deadline = self._clock() + GUEST_WAIT_S
         while not (await runner.run(argv, timeout=10)).ok:
-            if time.monotonic() >= deadline:
+            if self._clock() >= deadline:
                 raise RunAborted(
                     f"the guest {self.lab.guest.name} ({self.lab.guest.address}) does not "
                     f"answer ping from {runner.name} {GUEST_WAIT_S:g} s after it was booted"
                 )
-            await asyncio.sleep(GUEST_RETRY_S)
+            await self._sleep(GUEST_RETRY_S)
 
     # -- the timeline ------------------------------------------------------------------------
 
@@ -549,10 +560,19 @@ class ExperimentRunner:
         """Let the timeline run ``seconds``; a probe that ends early meanwhile aborts."""
         if seconds <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._early_end.wait(), seconds)
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        ended = asyncio.ensure_future(self._early_end.wait())
+        try:
+            await asyncio.wait({sleeping, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (sleeping, ended):
+                waiting.cancel()
+            await asyncio.wait({sleeping, ended})
         if self._early_end.is_set():
             raise RunAborted(self._early_reason)
+        if sleeping.cancelled():  # not by us: the lab's clock itself stopped
+            raise RunAborted("the lab's clock stopped during the run")
+        sleeping.result()
 
     async def _stage(self, entries: list[Entry]) -> None:
         timeline = self.scenario.timeline
@@ -683,7 +703,9 @@ class ExperimentRunner:
             directory = entry.options.directory or scratch
             options = entry.options.model_copy(update={"directory": directory})
             return options.argv(self._dbench_time_s())
-        return entry.options.argv()  # the build and the dirtier
+        if isinstance(entry, DirtierEntry):
+            return entry.options.argv(self.lab.guest.memory_mb)
+        return entry.options.argv()  # the build
 
     async def _launch(self, entry: Entry) -> _Launch:
         """Ready ``entry`` to start: its runner, argv, parser and scratch directory."""

@@ -135,6 +135,7 @@ _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 # Stand-ins for what only a run knows, so that loading can try the builders.
 _PLACEHOLDER_ADDRESS = "198.18.0.2"
 _PLACEHOLDER_TIME_S = 60
+_PLACEHOLDER_MEMORY_MB = 1024
 
 
 def _error(kind: str, message: str) -> PydanticCustomError:
@@ -289,20 +290,46 @@ class BuildOptions(_Options):
         return self.argv()
 
 
+DIRTIER_DEFAULT_MIB = 256
+TMPFS_SHARE = 0.45
+"""The most of the guest's memory (lab.toml's memory_mb) the dirtier's file may take:
+/dev/shm holds half the RAM the guest's kernel sees, which is a few percent less than
+the memory it was given (a 256 MB guest sees ~230 MB: its /dev/shm holds ~115 MiB)."""
+
+
 class DirtierOptions(_Options):
     """The RAM dirtier: rewrite a tmpfs file round after round until stopped."""
 
-    size_mib: int = Field(default=256, ge=1)
-    """MiB of guest RAM rewritten each round."""
+    size_mib: int | None = Field(default=None, ge=1)
+    """MiB of guest RAM rewritten each round (256 when neither this nor size_pct is given)."""
+
+    size_pct: float | None = Field(default=None, gt=0, le=100)
+    """Instead of size_mib: this percentage of the guest's memory (lab.toml's memory_mb),
+    at most what its /dev/shm holds; so the same scenario fits a 1 GB and a 256 MB guest."""
 
     path: str = DIRTIER_PATH
     """The file on a RAM file system (tmpfs) in the guest."""
 
-    def argv(self, *, shell: str | Sequence[str] = "sh") -> list[str]:
-        return dirtier_command(self.size_mib, rounds=0, path=self.path, shell=shell)
+    @model_validator(mode="before")
+    @classmethod
+    def _one_size(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and {"size_mib", "size_pct"} <= data.keys():
+            raise _error("option", "give size_mib or size_pct, not both")
+        return data
+
+    def mib(self, memory_mb: int) -> int:
+        """MiB rewritten each round in a guest of ``memory_mb``."""
+        if self.size_pct is None:
+            return self.size_mib if self.size_mib is not None else DIRTIER_DEFAULT_MIB
+        wanted = int(memory_mb * self.size_pct / 100)
+        return max(1, min(wanted, int(memory_mb * TMPFS_SHARE)))
+
+    def argv(self, memory_mb: int, *, shell: str | Sequence[str] = "sh") -> list[str]:
+        """The dirtier's argv for a guest of ``memory_mb`` (lab.toml's guest.memory_mb)."""
+        return dirtier_command(self.mib(memory_mb), rounds=0, path=self.path, shell=shell)
 
     def _try_argv(self) -> list[str]:
-        return self.argv()
+        return self.argv(_PLACEHOLDER_MEMORY_MB)
 
 
 # --------------------------------------------------------------------------- entries

@@ -3,17 +3,29 @@
 Pre-copy migration resends every page dirtied since the last pass; a guest that
 rewrites ``size_mib`` of RAM faster than the link carries it never converges,
 which is what test 7 measures. The dirtier is a POSIX sh loop (dash, busybox
-ash) around ``dd if=/dev/zero of=PATH bs=1M count=SIZE conv=notrunc``:
-``notrunc`` keeps the same tmpfs pages, so each round dirties them again
-instead of freeing and reallocating them.
+ash) around ``dd``.
 
-Each round prints ``miglab-dirtier round=N mib=SIZE cs=CENTISECONDS uptime=U``:
-the round's length comes from /proc/uptime (centiseconds; busybox ``date`` has
-no ``%N`` and busybox ``dd`` may print no rate), and the rate is computed here
-(sh has only integers). Samples: ``round``, ``mib``, ``elapsed_s``, ``mib_per_s``,
-timed at the round's end (uptime, anchored on the clock at the first round).
-The end sample (``summary: 1.0``): ``rounds``, ``total_mib``,
-``total_elapsed_s``, ``avg_mib_per_s``, ``failed`` (1.0 if dd failed).
+The data must not be zeros: QEMU sends a zero page as a flag of a few bytes, not
+its 4 KiB, so a file of zeros costs the migration almost nothing however often it
+is rewritten (Xen sends every dirty page in full; QEMU does not). So the file is
+filled once with random data: 1 MiB from ``/dev/urandom``, then doubled by copying
+the file's start onto its end (a few ``dd`` runs; /dev/urandom alone is ~10x slower
+in a TCG guest). Each round then copies the file onto itself in place,
+``dd if=PATH of=PATH bs=1M count=SIZE conv=notrunc``: every page is written again
+(dirty for the hypervisor, though its bytes are the same) and no second copy of the
+file takes guest RAM. ``notrunc`` keeps the same tmpfs pages.
+
+Output: ``miglab-dirtier start size_mib=N rounds=R``, then ``miglab-dirtier filled
+mib=SIZE cs=CENTISECONDS`` once the file is filled, then per round
+``miglab-dirtier round=N mib=SIZE cs=CENTISECONDS uptime=U``, and ``miglab-dirtier
+done rounds=N`` after the last of a fixed count. A failed ``dd`` prints
+``miglab-dirtier error fill`` or ``miglab-dirtier error round=N``, then dd's message.
+Times come from /proc/uptime (centiseconds; busybox ``date`` has no ``%N`` and
+busybox ``dd`` may print no rate), and the rate is computed here (sh has only
+integers). Samples: ``round``, ``mib``, ``elapsed_s``, ``mib_per_s``, timed at the
+round's end (uptime, anchored on the clock at the first round); the fill makes no
+sample (it is set-up, not load). The end sample (``summary: 1.0``): ``rounds``,
+``total_mib``, ``total_elapsed_s``, ``avg_mib_per_s``, ``failed`` (1.0 if dd failed).
 """
 
 from __future__ import annotations
@@ -61,13 +73,31 @@ now() {
   c=${c#"${c%%[!0]*}"}
   c=${c:-0}
 }
+fill_failed() {
+  printf 'miglab-dirtier error fill\\n%s\\n' "$err"
+  exit 1
+}
 echo "miglab-dirtier start size_mib=$size rounds=$rounds"
+now
+a=$c
+# Random, not zeros (QEMU sends a zero page as a flag): 1 MiB, doubled up to size.
+err=$(dd if=/dev/urandom of="$path" bs=1M count=1 2>&1) || fill_failed
+n=1
+while [ "$n" -lt "$size" ]; do
+  k=$n
+  if [ $((size - n)) -lt "$k" ]; then k=$((size - n)); fi
+  err=$(dd if="$path" of="$path" bs=1M count="$k" seek="$n" conv=notrunc 2>&1) || fill_failed
+  n=$((n + k))
+done
+now
+printf 'miglab-dirtier filled mib=%d cs=%d\\n' "$size" "$((c - a))"
 i=0
 while [ "$rounds" -eq 0 ] || [ "$i" -lt "$rounds" ]; do
   i=$((i + 1))
   now
   a=$c
-  if ! err=$(dd if=/dev/zero of="$path" bs=1M count="$size" conv=notrunc 2>&1); then
+  # In place: every page written again (dirty), no second copy in RAM.
+  if ! err=$(dd if="$path" of="$path" bs=1M count="$size" conv=notrunc 2>&1); then
     printf 'miglab-dirtier error round=%d\\n%s\\n' "$i" "$err"
     exit 1
   fi
@@ -82,7 +112,7 @@ _ROUND = re.compile(
     r"uptime=(?P<up>\d+(?:\.\d+)?)\s*$"
 )
 _DONE = re.compile(r"miglab-dirtier done rounds=\d+\s*$")
-_ERROR = re.compile(r"miglab-dirtier error round=\d+")
+_ERROR = re.compile(r"miglab-dirtier error (?:round=\d+|fill)\s*$")
 
 
 def dirtier_command(

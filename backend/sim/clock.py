@@ -5,7 +5,10 @@ Every simulated host and every program running on one waits on the same model ti
 programs whose moment has come:
 
 * :class:`WallRuntime` follows the wall clock, ``speed`` simulated seconds per real
-  second (the demo, ``miglab sim serve``, ``miglab run --sim``);
+  second (the demo, ``miglab sim serve``);
+* :class:`IdleRuntime` follows the wall clock too, but moves only while everything in
+  this process waits (:mod:`backend.sim.loop`): ``miglab run --sim``, whose runs are
+  then the same for the same seed, however fast the machine;
 * :class:`VirtualRuntime` jumps straight to the next moment any program waits for, as
   a discrete-event simulator does: a six-minute migration takes a fraction of a second
   (the fidelity tests).
@@ -20,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from backend.sim.loop import SimEventLoop
 from backend.sim.model import TICK, Model
 
 T = TypeVar("T")
@@ -33,6 +38,8 @@ TickListener = Callable[[Model], None]
 MAX_TICKS_PER_WAKE = 2000
 """A wall runtime that fell behind catches up at most this many ticks at a time, so the
 event loop keeps serving the SSH channels."""
+MAX_LAG_S = 2.0
+"""An idle runtime that fell behind the wall clock by more than this forgets the rest."""
 MIN_WAKE_S = 0.01
 """Wall seconds between wake-ups at least: at speed 50 a wake-up runs ~5 ticks."""
 
@@ -135,6 +142,65 @@ class WallRuntime(Runtime):
                 done += 1
             next_tick = start_wall + (self.model.t + TICK - start_t) / self.speed
             await asyncio.sleep(max(MIN_WAKE_S, next_tick - loop.time()))
+
+
+class IdleRuntime(Runtime):
+    """Simulated time that moves one tick at a time, only while this process is idle.
+
+    It runs on a :class:`~backend.sim.loop.SimEventLoop`: a tick happens when the loop
+    has nothing to run (every simulated program waits on the clock, no command or
+    output is on its way over SSH, the caller waits too), and at most ``speed``
+    simulated seconds pass per wall second. A busy moment delays the clock instead of
+    letting it run ahead, so what happens at which tick depends on the seed and on
+    what the caller does, never on how fast this machine is.
+    """
+
+    def __init__(self, model: Model, speed: float = 1.0, epoch: float | None = None) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed!r}")
+        # A whole second: times printed with a fixed number of decimals (ping -D) then
+        # read the same after the epoch in every run.
+        super().__init__(model, float(math.floor(time.time())) if epoch is None else epoch)
+        self.speed = float(speed)
+        self._loop: SimEventLoop | None = None
+        self._due = 0.0
+        self._ticking = False
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, SimEventLoop):
+            raise RuntimeError("IdleRuntime runs on a SimEventLoop (backend.sim.loop.run)")
+        if self._loop is None:
+            self._loop = loop
+            self._due = loop.time() + TICK / self.speed
+            loop.set_idle_hook(self._idle)
+
+    async def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.set_idle_hook(None)
+        for _, _, future in self._waiters:
+            future.cancel()
+        self._waiters.clear()
+
+    def _idle(self, may_wait_s: float | None) -> float | None:
+        loop = self._loop
+        if loop is None or self._ticking:
+            return may_wait_s
+        now = loop.time()
+        if now < self._due:
+            wait = self._due - now
+            return wait if may_wait_s is None else min(may_wait_s, wait)
+        # Fell far behind (a long busy stretch): resume the pace from now, no burst.
+        self._due = max(self._due, now - MAX_LAG_S) + TICK / self.speed
+        self._ticking = True
+        loop.call_soon(self._step)
+        return 0.0
+
+    def _step(self) -> None:
+        self._ticking = False
+        if self._loop is not None:  # not stopped meanwhile
+            self._tick()
 
 
 class VirtualRuntime(Runtime):

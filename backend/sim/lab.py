@@ -9,7 +9,10 @@
         sim.model           # the model, for what xl does not report (true downtime)
 
 The servers run in this process on loopback ports; keys and known_hosts are written to
-a private temporary directory (removed on exit). The guest listens on 127.0.0.2 where
+a private temporary directory (removed on exit). Its clock follows the wall clock
+(``speed`` times as fast); on a :class:`~backend.sim.loop.SimEventLoop` it also waits
+whenever this process is busy (:class:`~backend.sim.clock.IdleRuntime`), which makes a
+run the same for the same seed (``miglab run --sim``). The guest listens on 127.0.0.2 where
 the system allows it (Linux routes all of 127/8 to lo), else on 127.0.0.1.
 """
 
@@ -29,9 +32,10 @@ from typing import Any
 import asyncssh
 
 from backend.config import LabConfig
-from backend.sim.clock import WallRuntime
+from backend.sim.clock import IdleRuntime, WallRuntime
 from backend.sim.commands.base import Captured
 from backend.sim.labs import build_world, model_for, preparation, storage_driver, study_lab
+from backend.sim.loop import SimEventLoop
 from backend.sim.model import Model
 from backend.sim.server import USER, SimSshServer
 from backend.sim.world import World
@@ -58,7 +62,7 @@ class SimulatedLab:
         self,
         source: LabConfig,
         world: World,
-        runtime: WallRuntime,
+        runtime: WallRuntime | IdleRuntime,
         servers: dict[str, SimSshServer],
         directory: Path,
         owns_directory: bool,
@@ -105,7 +109,12 @@ class SimulatedLab:
         ports: Mapping[str, int] | None = None,
     ) -> SimulatedLab:
         source = lab if lab is not None else study_lab()
-        runtime = WallRuntime(model_for(source, seed), speed)
+        model = model_for(source, seed)
+        runtime: WallRuntime | IdleRuntime
+        if isinstance(asyncio.get_running_loop(), SimEventLoop):
+            runtime = IdleRuntime(model, speed)
+        else:
+            runtime = WallRuntime(model, speed)
         world = build_world(
             source, runtime, host_address=HOST_ADDRESS, guest_address=_guest_address()
         )

@@ -396,8 +396,8 @@ def test_cli_run_exit_codes(
 def test_cli_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="unknown scenario 'nope'; built-in: disk-iscsi-vs-local"):
         cli("nope", "--lab", str(tmp_path / "lab.toml"))
-    with pytest.raises(BadInput, match="simulated lab is not available yet"):
-        cli("migrate-ping", "--sim")
+    with pytest.raises(BadInput, match="--speed and --seed are for the simulated lab"):
+        cli("migrate-ping", "--lab", str(tmp_path / "lab.toml"), "--speed", "5")
 
 
 def test_headless_printer_lines() -> None:

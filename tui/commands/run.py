@@ -184,9 +184,8 @@ def _handle_sim(args: argparse.Namespace, scenario: Scenario) -> int:
         except ValueError as exc:
             raise BadInput(f"{args.lab}: {exc}") from None
         _check_fits(scenario, source)
-    on_console = [
-        e.kind for e in scenario.entries if e.place == CONSOLE
-    ]  # this machine is no simulated host: its ping would reach nothing simulated
+    # This machine is no simulated host: a ping from here would reach nothing simulated.
+    on_console = [e.kind for e in scenario.entries if e.place == CONSOLE]
     if on_console:
         raise BadInput(
             f"scenario {scenario.id} runs {', '.join(on_console)} on the console (this "

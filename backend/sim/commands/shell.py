@@ -3,9 +3,10 @@
 The simulated hosts are not POSIX shells. miglab never pastes values into a shell
 string: where it needs a shell it runs a fixed script with the values as positional
 parameters, and names the script in ``$0`` (``miglab-check``, ``miglab-dirtier``,
-``miglab-build``, ``miglab-kill``). The simulator recognises a script by that name
-and does what it does; any other ``sh`` use is refused with exit 126 and a message
-saying why. More scripts can be added to :data:`SCRIPTS` (e.g. by a driver's tests).
+``miglab-build``, ``miglab-kill``, the storage drivers' and the experiment runner's).
+The simulator recognises a script by that name and does what it does; any other
+``sh`` use is refused with exit 126 and a message saying why. More scripts can be
+added to :data:`SCRIPTS` (e.g. by a driver's tests).
 """
 
 from __future__ import annotations
@@ -133,10 +134,10 @@ async def dirtier(inv: Invocation, args: list[str]) -> int:
     await inv.out(f"miglab-dirtier start size_mib={mib} rounds={limit}\n")
     model = inv.model
     room = _room_mib(inv, path)
-    if mib > room:
+    if mib > room:  # the fill, doubling the file, runs out of room
         written = room
         await inv.out(
-            "miglab-dirtier error round=1\n"
+            "miglab-dirtier error fill\n"
             f"dd: error writing '{path}': No space left on device\n"
             f"{written + 1}+0 records in\n{written}+0 records out\n"
             f"{written << 20} bytes ({(written << 20) / 1e6:.0f} MB, {written} MiB) copied\n"
@@ -149,22 +150,35 @@ async def dirtier(inv: Invocation, args: list[str]) -> int:
         return 1
     inv.node.write(path, "")
     try:
-        done = 0
+        # The fill (random data, doubled up to the size) writes the file once: the
+        # workload's first pass. Each round after it is one more.
         began = model.t
+        filled = await _pass(inv, w, 0)
+        await inv.out(f"miglab-dirtier filled mib={mib} cs={_cs(inv, began, filled)}\n")
+        done, began = 0, filled
         while limit == 0 or done < limit:
-            while len(w.marks) <= done:
-                await inv.runtime.until(model.t + 0.1)
-            ended, _ = w.marks[done]
+            ended = await _pass(inv, w, done + 1)
             done += 1
-            up_start, up_end = _uptime(inv, began), _uptime(inv, ended)
-            cs = math.floor(up_end * 100) - math.floor(up_start * 100)
-            await inv.out(f"miglab-dirtier round={done} mib={mib} cs={cs} uptime={up_end:.2f}\n")
+            cs, up = _cs(inv, began, ended), _uptime(inv, ended)
+            await inv.out(f"miglab-dirtier round={done} mib={mib} cs={cs} uptime={up:.2f}\n")
             began = ended
         await inv.out(f"miglab-dirtier done rounds={done}\n")
         return 0
     finally:
         model.stop(w)
         inv.node.remove(path)
+
+
+async def _pass(inv: Invocation, w: wl.Workload, index: int) -> float:
+    """When the dirtier's pass ``index`` (0: the fill) ended, once it has."""
+    while len(w.marks) <= index:
+        await inv.runtime.until(inv.model.t + 0.1)
+    return w.marks[index][0]
+
+
+def _cs(inv: Invocation, start: float, end: float) -> int:
+    """Centiseconds from ``start`` to ``end`` as /proc/uptime shows them."""
+    return math.floor(_uptime(inv, end) * 100) - math.floor(_uptime(inv, start) * 100)
 
 
 def _uptime(inv: Invocation, t: float) -> float:
@@ -260,6 +274,13 @@ async def scratch(inv: Invocation, args: list[str]) -> int:
     return 0
 
 
+async def is_dir(inv: Invocation, args: list[str]) -> int:
+    """miglab-isdir PATH: ``yes`` or ``no``, exit 0 either way."""
+    path = args[0] if args else ""
+    await inv.out("yes\n" if path and inv.node.is_dir(path) else "no\n")
+    return 0
+
+
 async def stand_in(inv: Invocation, args: list[str]) -> int:
     """miglab-stand-in DIR N: N small C files and a Makefile in DIR."""
     directory, count = [*args, "", ""][:2]
@@ -284,5 +305,6 @@ SCRIPTS: dict[str, Script] = {
     "miglab-write": write_file,
     "miglab-install": install_file,
     "miglab-scratch": scratch,
+    "miglab-isdir": is_dir,
     "miglab-stand-in": stand_in,
 }

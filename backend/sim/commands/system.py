@@ -152,12 +152,19 @@ async def mkdir(inv: Invocation) -> int:
 async def rm(inv: Invocation) -> int:
     force = recursive = False
     paths: list[str] = []
-    for arg in inv.argv[1:]:
-        if arg.startswith("-") and len(arg) > 1 and arg != "--":
+    args = inv.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--":  # the end of the options: what follows is paths, even "-x"
+            paths += args[i + 1 :]
+            break
+        if arg.startswith("-") and len(arg) > 1:
             force |= "f" in arg
             recursive |= "r" in arg or "R" in arg
-        elif arg != "--":
+        else:
             paths.append(arg)
+    if not paths and not force:
+        await inv.err("rm: missing operand\nTry 'rm --help' for more information.\n")
+        return 1
     status = 0
     for path in paths:
         error = inv.node.remove(path, recursive)
