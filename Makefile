@@ -27,8 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_console.py
 
 demo: $(STAMP)
-	@echo "miglab: the console on the simulated lab is not built yet; checking the reference lab instead."
-	$(BIN)/miglab check --lab lab.toml
+	$(BIN)/miglab demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -20,6 +20,7 @@ from tui.commands.common import EXIT_BAD_INPUT, BadInput
 # Subcommands, in the order `miglab --help` lists them.
 COMMANDS = (
     "console",
+    "demo",
     "check",
     "run",
     "report",

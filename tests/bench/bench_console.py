@@ -5,7 +5,10 @@ this script reads what it draws, like a terminal would:
 
   1. time to first frame: from starting the process to the first complete screen
      (status bar and footer drawn). By default `miglab replay LOG` of a recorded
-     session; `--first-frame-command "miglab demo"` times any other command.
+     session; `--first-frame-command "miglab demo"` times any other command, and
+     `--demo` times `miglab demo` itself (its first frame, and its first look at the
+     simulated lab: the hosts' free memory drawn), with `--first-frame-only` to stop
+     there.
   2. CPU use with 4 traces at 100 samples/s each (ping, sysbench cpu and memory,
      dbench) for --seconds (default 10), after a 3 s warm-up: the child's user+system
      time from /proc/PID/stat over wall time. The samples are made in the child
@@ -61,6 +64,16 @@ def child_replay(log: str) -> int:
     parser = argparse.ArgumentParser(prog="miglab")
     replay.register(parser.add_subparsers())
     args = parser.parse_args(["replay", log, "--speed", "0"])
+    code: int = args.handler(args)
+    return code
+
+
+def child_demo(log_dir: str) -> int:
+    from tui.commands import demo
+
+    parser = argparse.ArgumentParser(prog="miglab")
+    demo.register(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--log-dir", log_dir])
     code: int = args.handler(args)
     return code
 
@@ -286,6 +299,21 @@ def first_frame(argv: list[str], markers: list[bytes], runs: int) -> list[float]
     return times
 
 
+def demo_frames(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """`miglab demo`: ms to its first frame (SIMULATED badge, key bar), and to its first
+    look at the simulated lab (the hypervisor hosts' free memory in their panes)."""
+    frames, looks = [], []
+    for _ in range(runs):
+        terminal = Terminal(argv)
+        try:
+            frame = max(terminal.wait_for(marker) for marker in (b"SIMULATED", b"quit"))
+            frames.append((frame - terminal.started) * 1000)
+            looks.append((terminal.wait_for(b"MB free") - terminal.started) * 1000)
+        finally:
+            terminal.close()
+    return frames, looks
+
+
 def background_sgr(rgb: tuple[int, int, int]) -> bytes:
     return "\x1b[48;2;{};{};{}m".format(*rgb).encode()
 
@@ -297,13 +325,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="first-frame runs")
     parser.add_argument("--first-frame-command", help="time this command instead of a replay")
     parser.add_argument("--first-frame-marker", action="append", help="text of the first frame")
-    parser.add_argument("--child", choices=("replay", "synthetic"), help=argparse.SUPPRESS)
+    parser.add_argument("--demo", action="store_true", help="time `miglab demo`'s first frame")
+    parser.add_argument(
+        "--first-frame-only", action="store_true", help="stop after the first-frame timing"
+    )
+    parser.add_argument("--child", choices=("replay", "synthetic", "demo"), help=argparse.SUPPRESS)
     parser.add_argument("--arg", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "replay":
         sys.exit(child_replay(args.arg))
     if args.child == "synthetic":
         sys.exit(child_synthetic(args.arg))
+    if args.child == "demo":
+        sys.exit(child_demo(args.arg))
 
     me = [sys.executable, str(Path(__file__).resolve())]
     print(
@@ -313,7 +347,12 @@ def main() -> None:
 
     # 1. time to first frame
     with tempfile.TemporaryDirectory() as scratch:
-        if args.first_frame_command:
+        if args.demo:
+            frames, looks = demo_frames([*me, "--child", "demo", "--arg", scratch], args.runs)
+            print("\n1. time to first frame: miglab demo (the simulated lab starts in-process)")
+            print(describe("   start -> first full frame", frames))
+            print(describe("   start -> first look at the lab", looks))
+        elif args.first_frame_command:
             argv = shlex.split(args.first_frame_command)
             markers = [m.encode() for m in args.first_frame_marker or ["quit"]]
             what = args.first_frame_command
@@ -325,9 +364,12 @@ def main() -> None:
             argv = [*me, "--child", "replay", "--arg", str(log)]
             markers = [b"sandbox", b"quit"]
             what = "miglab replay LOG (the console's start-up, no hosts)"
-        times = first_frame(argv, markers, args.runs)
-        print(f"\n1. time to first frame: {what}")
-        print(describe("   start -> first full frame", times))
+        if not args.demo:
+            times = first_frame(argv, markers, args.runs)
+            print(f"\n1. time to first frame: {what}")
+            print(describe("   start -> first full frame", times))
+    if args.first_frame_only:
+        return
 
     # 2. CPU with 4 traces at RATE samples/s, 3. latency while they stream
     with tempfile.TemporaryDirectory() as scratch:

@@ -36,11 +36,26 @@ def replay(session_log: Path) -> Callable[..., ReplayBackend]:
 async def running(
     backend: ConsoleBackend, size: tuple[int, int] = (120, 40), theme: str | None = None
 ) -> AsyncIterator[tuple[MiglabApp, Pilot[int]]]:
-    """The console on ``backend``, headless, at ``size``."""
+    """The console on ``backend``, headless, at ``size``, once the backend has started."""
     app = MiglabApp(backend, theme=theme)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
+        await started(app)
         yield app, pilot
+
+
+async def started(app: MiglabApp, timeout: float = 15.0) -> None:
+    """Wait until the main screen is up and its backend's start() has returned (a live
+    backend connects its hosts first: a key pressed before that finds none)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not app.main_screens() and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    starting = [w for w in app.workers if w.group == "backend"]
+    await asyncio.wait_for(
+        asyncio.gather(*(w.wait() for w in starting), return_exceptions=True),
+        max(0.0, deadline - loop.time()),
+    )
 
 
 def main_screen(app: MiglabApp) -> MainScreen:

@@ -1,21 +1,35 @@
 """The console's flows, key by key: p, b, m; r to the end; x and q while a scenario runs.
 
-``flow_backend`` makes the backend under test. Today that is the scripted lab
-(tests/tui/scripted.py); the simulated lab joins the parameter list when it exists,
-and every flow here must then pass against it unchanged.
+``flow_backend`` makes the backend under test, on two labs:
+
+* "scripted": the recorded QEMU + tgt session acted out (tests/tui/scripted.py), hosts
+  qemu1/qemu2;
+* "sim": the live backend (LabController, drivers, runner, over SSH) on the simulated
+  study lab (tests/tui/sim_backend.py): Xen + IET, hosts xenserver1/xenserver2, at 200x
+  speed with the scenarios' quick timelines.
+
+Every flow runs unchanged on both: host names come from the backend's layout, and what
+differs between the labs (the commands their drivers run, what a scenario measures) is
+in the lab's :class:`Expect`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.widgets import OptionList
 
-from backend.session import read_session
+from backend.events import CommandFinished, CommandStarted
+from backend.session import Session, read_session
 from backend.transport.base import CommandFailed, CommandResult
 from tests.tui.conftest import drained, main_screen, running
 from tests.tui.scripted import CLEANUP_ARGV, ScriptedBackend
+from tests.tui.sim_backend import bound_textual_idle_wait, sim_backend, simulated_lab
 from tui.app import MiglabApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import Choice
@@ -26,65 +40,279 @@ from tui.widgets.panes import GuestPane, StoragePane
 from tui.widgets.plot import TraceGrid
 from tui.widgets.status import StatusBar
 
-Factory = Callable[..., ScriptedBackend]
+Rows = list[list[str]]
 
 
-@pytest.fixture(params=["scripted"])
-def flow_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: object) -> ScriptedBackend:
-        return ScriptedBackend(tmp_path / "session.jsonl", **options)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Expect:
+    """What the flows expect of one lab: the commands its drivers run, what it measures."""
 
-    return make
+    export: str
+    """How the command that exports the disk begins."""
+    boot: str
+    """How the command that boots the guest begins."""
+    migrate: str
+    """The migration command (or QMP request), whole."""
+    traces: frozenset[tuple[str, str]]
+    """(probe, host) of the traces migrate-ping draws."""
+    min_samples: int
+    """migrate-ping's samples in the session log, at least."""
+    cancel_lists: str
+    """In the cancel dialog while migrate-ping pings."""
+    shutdown_lists: str
+    unexport_lists: str
+    """In the unexport dialog, with the disk exported and both hosts logged in."""
+    login_stderr: str
+    """What iscsiadm says when a login fails."""
+    cleanup_logged: Callable[[Rows], bool]
+    """The log pane shows that cancelling migrate-ping stopped its probe."""
+    stopped_cleanly: Callable[[Session], bool]
+    """The session log shows that quitting stopped migrate-ping and left nothing running."""
+
+
+class FlowLab:
+    """Makes the backend under test (``flow_backend(**options)``) and says what to expect."""
+
+    def __init__(
+        self,
+        make: Callable[..., Any],
+        expect: Expect,
+        guest_up: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._make = make
+        self.expect = expect
+        self.guest_up = guest_up
+        """Whether the guest booted last has finished booting (it migrates only then)."""
+
+    async def booted(self) -> None:
+        for _ in range(200):
+            if self.guest_up():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the guest did not finish booting within 10 s")
+
+    def __call__(
+        self,
+        *,
+        readonly: bool = False,
+        hold_scenario: bool = False,
+        broken_login: bool = False,
+    ) -> Any:
+        return self._make(readonly=readonly, hold_scenario=hold_scenario, broken_login=broken_login)
+
+
+def _scripted(log: Path) -> FlowLab:
+    def make(*, readonly: bool, hold_scenario: bool, broken_login: bool) -> ScriptedBackend:
+        fail: dict[str, Exception] = {}
+        if broken_login:
+            result = CommandResult(
+                host="qemu1",
+                argv=["iscsiadm", "-m", "node", "--login"],
+                exit_status=20,
+                stdout="",
+                stderr="iscsiadm: Could not log into all portals",
+                duration_s=0.2,
+            )
+            fail["prepare"] = CommandFailed(result)
+        return ScriptedBackend(log, readonly=readonly, hold_scenario=hold_scenario, fail=fail)
+
+    def cleanup_logged(rows: Rows) -> bool:
+        return rows[-1][4] == " ".join(CLEANUP_ARGV)  # the cleanup ran, last
+
+    def stopped_cleanly(session: Session) -> bool:
+        cleanup = [e for e in session.of_kind("command.started") if tuple(e.argv) == CLEANUP_ARGV]  # type: ignore[attr-defined]
+        return len(cleanup) == 1
+
+    return FlowLab(
+        make,
+        Expect(
+            export="tgtadm --lld iscsi --op new --mode target",
+            boot="qemu-system-x86_64 -name guest",
+            migrate="qmp migrate uri=tcp:198.18.0.3:4444",
+            traces=frozenset({("ping", "storage"), ("sysbench-cpu", "guest")}),
+            min_samples=500,
+            cancel_lists="pkill -INT -x ping",
+            shutdown_lists="qmp system_powerdown",
+            unexport_lists="tgtadm --lld iscsi --op delete --mode target --tid 1",
+            login_stderr="Could not log into all portals",
+            cleanup_logged=cleanup_logged,
+            stopped_cleanly=stopped_cleanly,
+        ),
+    )
+
+
+def _simulated(sim: Any, log: Path) -> FlowLab:
+    def make(**options: bool) -> Any:
+        return sim_backend(sim, log, **options)
+
+    def cleanup_logged(rows: Rows) -> bool:
+        # The runner's cleanup stopped ping: the transport ended it and logged that.
+        return any(row[4].startswith("ping ") and row[2] == "cancelled" for row in rows)
+
+    def stopped_cleanly(session: Session) -> bool:
+        # Every command the scenario started has ended; its ping was stopped, not lost.
+        kinds = [e.kind for e in session.events]
+        run = session.events[kinds.index("experiment.started") : kinds.index("experiment.finished")]
+        started = {e.cmd_id for e in run if isinstance(e, CommandStarted)}
+        finished = [e for e in session.events if isinstance(e, CommandFinished)]
+        pings = [e for e in finished if e.argv[0] == "ping" and e.failure == "cancelled"]
+        ended = [e.status for e in session.of_kind("experiment.finished")]  # type: ignore[attr-defined]
+        return (
+            started <= {e.cmd_id for e in finished} and len(pings) == 1 and ended == ["interrupted"]
+        )
+
+    def guest_up() -> bool:
+        # xl create returns while the guest boots; the simulated xl migrates it once up.
+        return bool(sim.model.guest.status == "running")
+
+    return FlowLab(
+        make,
+        Expect(
+            export="ietadm --op new --tid=1 --params Name=iqn.2009-06.br.ufla.lab:guest-disk",
+            boot="xl create /etc/xen/guest.cfg",
+            migrate="xl -v migrate guest 127.0.0.1",  # every simulated host is on loopback
+            traces=frozenset({("ping", "iSCSIserver")}),
+            min_samples=300,
+            cancel_lists="stop ping -D -O -n -i 1",
+            shutdown_lists="xl shutdown -w guest",
+            unexport_lists="ietadm --op delete --tid=1",
+            login_stderr="Could not log into all portals",
+            cleanup_logged=cleanup_logged,
+            stopped_cleanly=stopped_cleanly,
+        ),
+        guest_up,
+    )
+
+
+@pytest.fixture(params=["scripted", "sim"])
+async def flow_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[FlowLab]:
+    log = tmp_path / "session.jsonl"
+    if request.param == "scripted":
+        yield _scripted(log)
+        return
+    bound_textual_idle_wait(monkeypatch)
+    async with simulated_lab() as sim:
+        yield _simulated(sim, log)
 
 
 def text(widget: object) -> str:
     return str(widget.render())  # type: ignore[attr-defined]
 
 
+def rows(app: MiglabApp) -> Rows:
+    table = main_screen(app).query_one(CommandLog).table
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def exported(app: MiglabApp) -> bool:
+    """The storage pane says the disk is exported (not "not exported")."""
+    shown = text(main_screen(app).query_one(StoragePane))
+    return "exported" in shown and "not exported" not in shown
+
+
+async def dialog(app: MiglabApp, pilot: Any) -> ConfirmScreen:
+    """The confirmation dialog, once the backend's plan is in it (a live plan asks hosts)."""
+    for _ in range(200):
+        screen = app.screen
+        if isinstance(screen, ConfirmScreen):
+            await pilot.pause()  # mounted and focused
+            return screen
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no confirmation dialog within 10 s; the screen is {app.screen!r}")
+
+
 async def finish_actions(app: MiglabApp) -> None:
-    """Wait for the running action (a worker) to end and its events to be drawn."""
-    await app.workers.wait_for_complete()
+    """Wait for the running action (a worker) to end and its events to be drawn.
+
+    An action the user stopped may end by returning or by raising (the protocol allows
+    both; the live backend raises CancelledError, which the console shows as "stopped"),
+    so a worker's outcome is not raised here: the notifications and panes say it.
+    """
+    await workers_done(app)
+    for _ in range(200):  # the screen hears of the worker's end by a message of its own
+        if all(screen.running is None for screen in app.main_screens()):
+            break
+        await asyncio.sleep(0.05)
     await drained(app)
 
 
-async def prepare_and_boot(app: MiglabApp, pilot: object) -> None:
-    await pilot.press("p")  # type: ignore[attr-defined]
-    await finish_actions(app)
-    await pilot.press("b")  # type: ignore[attr-defined]
-    await pilot.pause()  # type: ignore[attr-defined]
-    assert isinstance(app.screen, Choice)
-    await pilot.press("enter")  # type: ignore[attr-defined]  # the first host: qemu1
-    await finish_actions(app)
+async def workers_done(app: MiglabApp) -> None:
+    """Every worker has ended, however (a stopped action may raise)."""
+    await asyncio.gather(*(worker.wait() for worker in list(app.workers)), return_exceptions=True)
 
 
-async def test_p_b_m_moves_the_guest_and_logs_everything(flow_backend: Factory) -> None:
+async def choose(app: MiglabApp, pilot: Any, ident: str) -> None:
+    """Pick ``ident`` in the chooser on screen."""
+    choice = app.screen
+    assert isinstance(choice, Choice)
+    idents = [i for i, _ in choice.options]
+    assert ident in idents, idents
+    choice.query_one(OptionList).highlighted = idents.index(ident)
+    await pilot.press("enter")
+
+
+async def prepare_and_boot(app: MiglabApp, pilot: Any, lab: FlowLab) -> None:
+    first = main_screen(app).backend.layout.hypervisor_hosts[0]
+    await pilot.press("p")
+    await finish_actions(app)
+    await pilot.press("b")
+    await pilot.pause()
+    await choose(app, pilot, first)
+    await finish_actions(app)
+    await lab.booted()
+
+
+async def start_migrate_ping(app: MiglabApp, pilot: Any, backend: Any) -> None:
+    """r, migrate-ping; return once it runs and its ping is in flight."""
+    await pilot.press("r")
+    await pilot.pause()
+    await choose(app, pilot, "migrate-ping")
+    await pilot.pause(0.1)
+    screen = main_screen(app)
+    assert screen.running == "migrate-ping" and backend.scenario_running
+    for _ in range(200):
+        if isinstance(backend, ScriptedBackend) or any(
+            c.argv[0] == "ping" and not c.finished for c in screen.state.commands.values()
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("migrate-ping's ping did not start within 10 s")
+
+
+async def test_p_b_m_moves_the_guest_and_logs_everything(flow_backend: FlowLab) -> None:
+    expect = flow_backend.expect
     backend = flow_backend()
+    first, second = backend.layout.hypervisor_hosts
     async with running(backend) as (app, pilot):
         screen = main_screen(app)
         status = text(screen.query_one(StatusBar))
         assert "SIMULATED" in status and "READ-ONLY" not in status and "REPLAY" not in status
+        assert not exported(app)
         await pilot.press("p")
         await finish_actions(app)
-        assert "exported" in text(screen.query_one(StoragePane))
+        assert exported(app)
         await pilot.press("b")
         await pilot.pause()
         choice = app.screen
         assert isinstance(choice, Choice)
-        assert [ident for ident, _ in choice.options] == ["qemu1", "qemu2"]
+        assert [ident for ident, _ in choice.options] == [first, second]
         await pilot.press("enter")
         await finish_actions(app)
-        assert "on qemu1" in text(screen.query_one(GuestPane))
+        assert f"on {first}" in text(screen.query_one(GuestPane))
+        await flow_backend.booted()
         await pilot.press("m")
         await finish_actions(app)
-        assert "on qemu2" in text(screen.query_one(GuestPane))
-        assert "migrated guest qemu1 → qemu2" in text(screen.query_one(MigrationBar))
-        table = screen.query_one(CommandLog).table
-        commands = [str(table.get_row_at(i)[4]) for i in range(table.row_count)]
-        assert any(c.startswith("tgtadm --lld iscsi --op new --mode target") for c in commands)
+        assert f"on {second}" in text(screen.query_one(GuestPane))
+        guest = backend.layout.guest
+        assert f"migrated {guest} {first} → {second}" in text(screen.query_one(MigrationBar))
+        commands = [row[4] for row in rows(app)]
+        assert any(c.startswith(expect.export) for c in commands)
         assert any(c.startswith("iscsiadm -m node") and c.endswith("--login") for c in commands)
-        assert any(c.startswith("qemu-system-x86_64 -name guest") for c in commands)
-        assert "qmp migrate uri=tcp:198.18.0.3:4444" in commands
-        assert backend.calls == ["prepare", "boot qemu1", "migrate qemu2"]
+        assert any(c.startswith(expect.boot) for c in commands)
+        assert expect.migrate in commands
+        assert backend.calls == ["prepare", f"boot {first}", f"migrate {second}"]
         await pilot.press("q")
         await pilot.pause()
     assert backend.calls[-1] == "close"
@@ -93,118 +321,98 @@ async def test_p_b_m_moves_the_guest_and_logs_everything(flow_backend: Factory) 
     assert {"storage.exported", "initiator.session", "domain.state"} <= kinds
     assert {"command.started", "command.finished", "migration.finished"} <= kinds
     finished = session.of_kind("migration.finished")[-1]
-    assert finished.dest == "qemu2" and finished.ok  # type: ignore[attr-defined]
+    assert finished.dest == second and finished.ok  # type: ignore[attr-defined]
     assert session.end is not None and session.end["status"] == "ok"
 
 
-async def test_r_runs_migrate_ping_to_the_end(flow_backend: Factory) -> None:
+async def test_r_runs_migrate_ping_to_the_end(flow_backend: FlowLab) -> None:
+    expect = flow_backend.expect
     backend = flow_backend()
+    second = backend.layout.hypervisor_hosts[1]
     async with running(backend) as (app, pilot):
-        await prepare_and_boot(app, pilot)
+        await prepare_and_boot(app, pilot, flow_backend)
         await pilot.press("r")
         await pilot.pause()
-        assert isinstance(app.screen, Choice)
-        assert [ident for ident, _ in app.screen.options] == ["migrate-ping"]
-        await pilot.press("enter")
+        await choose(app, pilot, "migrate-ping")
         await finish_actions(app)
         screen = main_screen(app)
         assert screen.running is None
         assert screen.state.phase == "after"
-        assert "on qemu2" in text(screen.query_one(GuestPane))
-        assert set(screen.query_one(TraceGrid).plots) == {
-            ("ping", "storage"),
-            ("sysbench-cpu", "guest"),
-        }
+        assert f"on {second}" in text(screen.query_one(GuestPane))
+        assert set(screen.query_one(TraceGrid).plots) == expect.traces
         assert any("migrate-ping done" in n.message for n in app._notifications)
         await pilot.press("q")
         await pilot.pause()
     session = read_session(backend.session_log)
     assert session.of_kind("phase")[-1].name == "after"  # type: ignore[attr-defined]
-    assert len(session.of_kind("sample")) > 500
+    assert len(session.of_kind("sample")) > expect.min_samples
+    finished = session.of_kind("migration.finished")[-1]
+    assert finished.dest == second and finished.ok  # type: ignore[attr-defined]
 
 
-async def test_x_asks_with_the_exact_commands_and_cancels_on_yes(flow_backend: Factory) -> None:
+async def test_x_asks_with_the_exact_commands_and_cancels_on_yes(flow_backend: FlowLab) -> None:
+    expect = flow_backend.expect
     backend = flow_backend(hold_scenario=True)
     async with running(backend) as (app, pilot):
-        await prepare_and_boot(app, pilot)
-        await pilot.press("r")
-        await pilot.pause()
-        await pilot.press("enter")
-        await pilot.pause(0.1)
+        await prepare_and_boot(app, pilot, flow_backend)
+        await start_migrate_ping(app, pilot, backend)
         screen = main_screen(app)
-        assert screen.running == "migrate-ping" and backend.scenario_running
         await pilot.press("x")
-        await pilot.pause()
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmScreen)
-        assert "pkill -INT -x ping" in text(dialog.query_one("#command-list"))
+        asked = await dialog(app, pilot)
+        assert expect.cancel_lists in text(asked.query_one("#command-list"))
         await pilot.press("n")
         await pilot.pause()
         assert "cancel" not in backend.calls and backend.scenario_running
         await pilot.press("x")
-        await pilot.pause()
+        await dialog(app, pilot)
         await pilot.press("y")
         await finish_actions(app)
         assert "cancel" in backend.calls and not backend.scenario_running
         assert screen.running is None
-        rows = screen.query_one(CommandLog).table
-        last = [str(cell) for cell in rows.get_row_at(rows.row_count - 1)]
-        assert last[4] == " ".join(CLEANUP_ARGV)  # the cleanup ran and was logged
+        assert expect.cleanup_logged(rows(app))
         await pilot.press("q")
         await pilot.pause()
 
 
-async def test_q_while_running_stops_the_scenario_then_saves_the_log(flow_backend: Factory) -> None:
+async def test_q_while_running_stops_the_scenario_then_saves_the_log(
+    flow_backend: FlowLab,
+) -> None:
+    expect = flow_backend.expect
     backend = flow_backend(hold_scenario=True)
     async with running(backend) as (app, pilot):
-        await prepare_and_boot(app, pilot)
-        await pilot.press("r")
-        await pilot.pause()
-        await pilot.press("enter")
-        await pilot.pause(0.1)
-        assert backend.scenario_running
+        await prepare_and_boot(app, pilot, flow_backend)
+        await start_migrate_ping(app, pilot, backend)
         await pilot.press("q")
-        await pilot.pause()
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmScreen)
-        assert "migrate-ping is running" in dialog.question
+        asked = await dialog(app, pilot)
+        assert "migrate-ping is running" in asked.question
         assert app.focused is not None and app.focused.id == "no"
         await pilot.press("y")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await workers_done(app)  # the quit: nothing is drawn after it
     assert backend.calls[-2:] == ["cancel", "close"]  # stopped first, then closed
     assert not backend.scenario_running
     session = read_session(backend.session_log)
     assert session.end is not None
     notes = [e.text for e in session.of_kind("note")]  # type: ignore[attr-defined]
     assert "migrate-ping cancelled; probes stopped" in notes
-    cleanup = [e for e in session.of_kind("command.started") if tuple(e.argv) == CLEANUP_ARGV]  # type: ignore[attr-defined]
-    assert len(cleanup) == 1
+    assert expect.stopped_cleanly(session)
 
 
-async def test_a_failed_operation_names_host_command_and_stderr(flow_backend: Factory) -> None:
-    result = CommandResult(
-        host="qemu1",
-        argv=["iscsiadm", "-m", "node", "--login"],
-        exit_status=20,
-        stdout="",
-        stderr="iscsiadm: Could not log into all portals",
-        duration_s=0.2,
-    )
-    backend = flow_backend(fail={"prepare": CommandFailed(result)})
+async def test_a_failed_operation_names_host_command_and_stderr(flow_backend: FlowLab) -> None:
+    backend = flow_backend(broken_login=True)
     async with running(backend) as (app, pilot):
         await pilot.press("p")
         await finish_actions(app)
         errors = [n for n in app._notifications if n.severity == "error"]
         assert len(errors) == 1
         message = errors[0].message
-        assert "qemu1" in message and "iscsiadm -m node --login" in message
-        assert "Could not log into all portals" in message
+        assert any(host in message for host in backend.layout.hypervisor_hosts)
+        assert "`iscsiadm -m node" in message and "--login`" in message
+        assert flow_backend.expect.login_stderr in message
         assert errors[0].title == "prepare failed"
         assert main_screen(app).running is None
 
 
-async def test_the_key_bar_of_a_live_lab_has_the_lab_keys(flow_backend: Factory) -> None:
+async def test_the_key_bar_of_a_live_lab_has_the_lab_keys(flow_backend: FlowLab) -> None:
     async with running(flow_backend(), size=(160, 40)) as (app, _pilot):
         bar = str(main_screen(app).query_one(KeyBar).render())
         for shown in ("p prepare", "b boot", "m migrate", "r run", "x cancel", "q quit"):
@@ -212,7 +420,7 @@ async def test_the_key_bar_of_a_live_lab_has_the_lab_keys(flow_backend: Factory)
         assert "space pause" not in bar
 
 
-async def test_readonly_console_refuses_host_changing_keys(flow_backend: Factory) -> None:
+async def test_readonly_console_refuses_host_changing_keys(flow_backend: FlowLab) -> None:
     backend = flow_backend(readonly=True)
     async with running(backend) as (app, pilot):
         assert "p prepare" not in str(main_screen(app).query_one(KeyBar).render())
@@ -225,36 +433,35 @@ async def test_readonly_console_refuses_host_changing_keys(flow_backend: Factory
         assert all("started with --readonly" in m for m in messages)
 
 
-async def test_s_shuts_the_guest_down_after_showing_the_command(flow_backend: Factory) -> None:
+async def test_s_shuts_the_guest_down_after_showing_the_command(flow_backend: FlowLab) -> None:
     backend = flow_backend()
+    first = backend.layout.hypervisor_hosts[0]
     async with running(backend) as (app, pilot):
-        await prepare_and_boot(app, pilot)
+        await prepare_and_boot(app, pilot, flow_backend)
         await pilot.press("s")
-        await pilot.pause()
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmScreen)
-        listed = text(dialog.query_one("#command-list"))
-        assert "on qemu1:" in listed and "qmp system_powerdown" in listed
+        listed = text((await dialog(app, pilot)).query_one("#command-list"))
+        assert f"on {first}:" in listed and flow_backend.expect.shutdown_lists in listed
         await pilot.press("y")
         await finish_actions(app)
-        assert backend.calls[-1] == "shutdown qemu1"
+        assert backend.calls[-1] == f"shutdown {first}"
 
 
-async def test_unexport_from_the_palette_asks_first(flow_backend: Factory) -> None:
+async def test_unexport_from_the_palette_asks_first(flow_backend: FlowLab) -> None:
     backend = flow_backend()
+    storage = backend.layout.storage_host
     async with running(backend) as (app, pilot):
+        await pilot.press("p")
+        await finish_actions(app)
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"unexport")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmScreen)
-        listed = text(dialog.query_one("#command-list"))
-        assert "on storage:" in listed
-        assert "tgtadm --lld iscsi --op delete --mode target --tid 1" in listed
+        listed = text((await dialog(app, pilot)).query_one("#command-list"))
+        assert f"on {storage}:" in listed
+        assert flow_backend.expect.unexport_lists in listed
         assert app.focused is not None and app.focused.id == "no"
         await pilot.press("enter")  # No
         await finish_actions(app)
         assert "unexport" not in backend.calls
+        assert exported(app)

@@ -1,0 +1,190 @@
+"""`miglab demo`: the console on the built-in simulated lab (no root, no network).
+
+It starts the simulated lab of the 2009 study (or, with ``--lab F``, of the lab F
+describes) in this process: SSH servers on loopback that answer xl, ietadm, iscsiadm,
+ping, sysbench and dbench in their real formats, on a simulated clock ``--speed``
+times as fast as the wall clock. The console then drives it exactly as it drives a
+real lab (the same LabController, drivers and runner, over SSH); the status bar's
+SIMULATED badge and the title say that it is not. On quit, whatever runs is stopped
+(its cleanup runs), the session log ``sessions/console-*.jsonl`` is saved, and the
+simulated lab stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.config import LabConfig
+from tui.commands.common import EXIT_FAILED, BadInput, load
+
+if TYPE_CHECKING:
+    from tui.app import MiglabApp
+
+DEFAULT_SPEED = 10.0
+"""Simulated seconds per real second: the study's 90 s migration takes 9 s to watch."""
+MAX_SPEED = 1000.0
+TITLE = "miglab demo · SIMULATED lab"
+
+
+class DemoUnavailable(Exception):
+    """The simulated lab could not start (no loopback port, no temporary directory)."""
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(
+            f"speed must be above 0 and at most {MAX_SPEED:g}, got {text}"
+        )
+    return value
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="the console on the built-in simulated lab (no root, no network)",
+        description="Open the console on a simulated copy of the 2009 study's lab (Xen, IET "
+        "iSCSI, 100 Mbit/s, a 1 GB guest), running in this process: p prepares the "
+        "storage, b boots the guest, m migrates it, r runs a scenario, ? lists every key. "
+        "Nothing leaves this machine; the session log is saved on quit.",
+    )
+    demo.add_argument(
+        "--speed",
+        type=_speed,
+        default=DEFAULT_SPEED,
+        metavar="N",
+        help="simulated seconds per real second (default: %(default)g)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="the model's random seed (default: 0)"
+    )
+    demo.add_argument(
+        "--lab",
+        default=None,
+        metavar="F",
+        help="simulate the lab this lab.toml describes (its link speed, guest memory and "
+        "vCPUs, host names) instead of the study's",
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="the scenarios' timelines shortened (x0.1, a few seconds per part at least)",
+    )
+    demo.add_argument(
+        "--log-dir",
+        type=Path,
+        default=Path("sessions"),
+        metavar="DIR",
+        help="where the session log is written (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--theme", default=None, help="miglab-dark, miglab-light or miglab-high-contrast"
+    )
+    demo.set_defaults(handler=run)
+
+
+def _source(path: str | None) -> LabConfig | None:
+    """The lab to simulate: None for the study's, else lab.toml's if it can be simulated."""
+    if path is None:
+        return None
+    from backend.sim.labs import check_simulatable
+
+    lab = load(path)
+    try:
+        check_simulatable(lab)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    return lab
+
+
+def run(args: argparse.Namespace) -> int:
+    source = _source(args.lab)
+    from backend.experiments.scenarios import builtin_scenarios
+    from tui.app import ThemeFileError, load_themes
+
+    builtin_scenarios()  # read (and cached) here, not by the backend on the event loop
+    if args.theme is not None:
+        themes = [theme.name for theme in load_themes()]
+        if args.theme not in themes:
+            raise BadInput(f"no theme {args.theme!r}; themes: {', '.join(themes)}")
+    try:
+        return asyncio.run(
+            _demo(
+                source,
+                speed=args.speed,
+                seed=args.seed,
+                quick=args.quick,
+                log_dir=args.log_dir,
+                theme=args.theme,
+            )
+        )
+    except ThemeFileError as error:
+        raise BadInput(str(error)) from None
+
+
+async def _demo(
+    source: LabConfig | None,
+    *,
+    speed: float,
+    seed: int,
+    quick: bool,
+    log_dir: Path,
+    theme: str | None,
+) -> int:
+    try:
+        async with open_demo(
+            source, speed=speed, seed=seed, quick=quick, log_dir=log_dir, theme=theme
+        ) as app:
+            await app.run_async()
+            code = app.return_code or 0
+            log = app.backend.session_log
+    except DemoUnavailable as exc:
+        print(f"miglab: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if log is not None:
+        print(f"session log: {log} (`miglab report {log}`)")
+    return code
+
+
+@contextlib.asynccontextmanager
+async def open_demo(
+    source: LabConfig | None = None,
+    *,
+    speed: float = DEFAULT_SPEED,
+    seed: int = 0,
+    quick: bool = False,
+    log_dir: Path = Path("sessions"),
+    theme: str | None = None,
+) -> AsyncIterator[MiglabApp]:
+    """The simulated lab up and the console app on it, not yet running; everything is
+    stopped on exit (the backend is closed if the app did not close it)."""
+    from backend.sim.lab import SimulatedLab
+    from tui.app import MiglabApp
+    from tui.live_backend import make_backend
+
+    try:
+        sim = await SimulatedLab.open(source, speed=speed, seed=seed)
+    except OSError as exc:
+        raise DemoUnavailable(f"cannot start the simulated lab: {exc}") from None
+    try:
+        backend = make_backend(
+            sim.lab_config, readonly=False, simulated=True, sim=sim, quick=quick, log_dir=log_dir
+        )
+        try:
+            app = MiglabApp(backend, theme=theme)
+            app.title = TITLE
+            app.sub_title = f"{sim.source.lab.name} at {speed:g}× speed, seed {seed}"
+            yield app
+        finally:
+            await backend.close()
+    finally:
+        await sim.close()
