@@ -13,13 +13,12 @@ from __future__ import annotations
 import abc
 import itertools
 import shlex
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from backend.events import CommandFinished, CommandOutput, CommandStarted, Event
+from backend.events import CommandFinished, CommandOutput, CommandStarted, Event, now
 
 Publish = Callable[[Event], None]
 Stream = Literal["stdout", "stderr"]
@@ -134,7 +133,8 @@ class CommandRecorder:
         self._log_output = log_output
         self._logged = 0
         self._streams: dict[Stream, _Capture] = {"stdout": _Capture(), "stderr": _Capture()}
-        self._started = time.monotonic()
+        self._started = now()  # the event clock: durations agree with event times
+        self.result: CommandResult | None = None
         publish(
             CommandStarted(
                 host=host, cmd_id=self.cmd_id, argv=self._hide_all(self.argv), channel=channel
@@ -165,9 +165,12 @@ class CommandRecorder:
                 )
 
     def finish(self, exit_status: int | None, failure: str | None = None) -> CommandResult:
+        """Publish command.finished once; a second call returns the first result."""
+        if self.result is not None:
+            return self.result
         for stream, capture in self._streams.items():
             self._emit(stream, capture.close())
-        duration = time.monotonic() - self._started
+        duration = max(0.0, now() - self._started)
         out, err = self._streams["stdout"], self._streams["stderr"]
         self._publish(
             CommandFinished(
@@ -182,7 +185,7 @@ class CommandRecorder:
                 stderr_tail=self._hide_all(err.tail) if self._log_output else [],
             )
         )
-        return CommandResult(
+        self.result = CommandResult(
             host=self.host,
             argv=self.argv,
             exit_status=exit_status,
@@ -192,6 +195,7 @@ class CommandRecorder:
             failure=failure,
             truncated=out.truncated or err.truncated,
         )
+        return self.result
 
 
 class StreamReaderLike(Protocol):

@@ -332,6 +332,9 @@ class SshHost(HostRunner):
             return await self._run_pooled(argv, recorder, timeout)
         except TransportError as exc:
             return recorder.finish(None, exc.message)
+        except asyncio.CancelledError:
+            recorder.finish(None, "cancelled")  # no-op if the command already finished
+            raise
 
     async def _run_pooled(
         self, argv: Sequence[str], recorder: CommandRecorder, timeout: float | None
