@@ -291,7 +291,7 @@ class BuildOptions(_Options):
 
 
 DIRTIER_DEFAULT_MIB = 256
-TMPFS_SHARE = 0.45
+TMPFS_SHARE = 0.40
 """The most of the guest's memory (lab.toml's memory_mb) the dirtier's file may take:
 /dev/shm holds half the RAM the guest's kernel sees, which is a few percent less than
 the memory it was given (a 256 MB guest sees ~230 MB: its /dev/shm holds ~115 MiB)."""

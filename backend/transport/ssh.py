@@ -44,18 +44,21 @@ RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # sshd allows 10 sessions per connection by default (MaxSessions); keep below it.
 MAX_EXEC_CHANNELS = 5
 
-# Stops a command's processes. "group": the command is a session leader (an exec
-# channel: sshd calls setsid), so signal its process group. "tree": a pooled
+# Stops a command's processes. "group": an exec channel's command leads its own
+# process group under OpenSSH (sshd calls setsid), so signal the group; dropbear does
+# not, so when the pid is not a group leader fall back to its tree. "tree": a pooled
 # shell's background job shares the shell's group, so walk its children.
 KILL_SCRIPT = r"""
 mode=$1; pid=$2
 tree() { for c in $(pgrep -P "$1" 2>/dev/null); do tree "$c"; done; echo "$1"; }
-if [ "$mode" = group ]; then pids="-$pid"; else pids=$(tree "$pid"); fi
+pgid=
+if read -r stat < "/proc/$pid/stat"; then set -- ${stat##*) }; pgid=$3; fi
+if [ "$mode" = group ] && [ "$pgid" = "$pid" ]; then pids="-$pid"; else pids=$(tree "$pid"); fi
 kill -TERM $pids 2>/dev/null
 i=0
 while [ $i -lt 20 ]; do
   alive=0
-  for p in $pids; do kill -0 -- "$p" 2>/dev/null && alive=1; done
+  for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
   [ $alive = 0 ] && exit 0
   sleep 0.1; i=$((i+1))
 done

@@ -204,7 +204,7 @@ def test_migrate_ram_dirtier_takes_minutes_and_is_unreachable_30_to_120_s(
     dirtier = [
         e.argv for e in run.session.events if isinstance(e, CommandStarted) and "-c" in e.argv
     ]
-    assert [argv[4] for argv in dirtier if argv[3] == "miglab-dirtier"] == ["460"]
+    assert [argv[4] for argv in dirtier if argv[3] == "miglab-dirtier"] == ["409"]
 
 
 def test_migrate_sysbench_memory_shows_no_visible_change(ran: Callable[[str], Ran]) -> None:
