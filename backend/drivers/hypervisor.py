@@ -11,6 +11,7 @@ changes.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -44,7 +45,7 @@ def hypervisor_driver(
     return QemuDriver(lab, runners, publish)
 
 
-class HypervisorBase:
+class HypervisorBase(abc.ABC):
     """Hosts, runners, the guest's copies and ``domain.state`` events."""
 
     def __init__(self, lab: LabConfig, runners: Mapping[str, HostRunner], publish: Publish) -> None:
@@ -111,8 +112,9 @@ class HypervisorBase:
     def note(self, text: str, level: Literal["info", "warning", "error"] = "info") -> None:
         self._publish(Note(text=text, level=level))
 
+    @abc.abstractmethod
     async def domains(self, host: str) -> list[DomainInfo]:
-        raise NotImplementedError
+        """The guest's copies and other domains on ``host`` (each driver asks its tool)."""
 
     async def copies(self, host: str) -> list[DomainInfo]:
         return [d for d in await self.domains(host) if self.is_copy(d.name)]

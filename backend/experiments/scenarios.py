@@ -42,6 +42,7 @@ Loading reads files: it blocks, so the console calls it in a thread.
 
 from __future__ import annotations
 
+import abc
 import difflib
 import functools
 import os
@@ -162,8 +163,9 @@ class _Options(_Model):
             raise _error("option", str(exc)) from None
         return self
 
+    @abc.abstractmethod
     def _try_argv(self) -> list[str]:
-        raise NotImplementedError
+        """Build the command once with placeholder inputs, so bad values fail at load."""
 
 
 # --------------------------------------------------------------------------- options
