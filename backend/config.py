@@ -27,6 +27,7 @@ import difflib
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import re
 import sys
@@ -78,6 +79,30 @@ LOCAL = "local"
 """The address that means "the console's own machine": commands run as local subprocesses."""
 
 ISCSI_PORT = 3260
+
+# Ranges of the numbers in lab.toml. An unbounded value is a typo or a unit mistake
+# and breaks something far from the file (inf overflows, 2**63 MiB never migrates);
+# the ranges are wide enough for any real lab. They are in the JSON Schema too.
+MAX_PORT = 65535
+MAX_LINK_MBIT = 1_000_000
+"""1 Tbit/s: lab.link_mbit and hypervisor.migrate_bandwidth_mbit."""
+MAX_TIMEOUT_S = 3600.0
+"""An hour: the longest SSH connect timeout or keepalive interval."""
+MIN_KEEPALIVE_S = 0.1
+"""A keepalive more often than this floods the link; 0 turns keepalives off."""
+MAX_LUN = 16383
+"""SAM flat-space LUNs (0..16383); LUN 0 is the target's controller."""
+MAX_TGT_CONTROL_PORT = 32767
+MAX_DOWNTIME_MS = 2_000_000
+"""QEMU's own limit on the downtime it may be asked for (2000 s)."""
+MAX_CONVERGENCE_SYNCS = 1000
+MAX_VCPUS = 4096
+"""KVM's and Xen's largest guests."""
+MIN_MEMORY_MB = 16
+MAX_MEMORY_MB = 16 * 1024 * 1024
+"""16 TiB."""
+MAX_CHAP_USER_BYTES = 255
+"""RFC 3720 5.1: a text value is at most 255 bytes unless said otherwise."""
 
 Loc = tuple[str | int, ...]
 
@@ -135,6 +160,10 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a TOML key that needs no quotes
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+# RFC 3720 5.1 text-value characters (letters, digits, . - + @ _ / [ ] :), first an
+# alphanumeric: no ',' '=' or blank, which ietadm --params, ietd.conf, tgtadm and
+# targetcli would split on, and no leading '-' that a tool could read as an option.
+_CHAP_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-+@_/\[\]:]*")
 _DOMAIN = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
 # RFC 3720 3.2.6.3: iqn.YYYY-MM.reversed.domain[:anything], eui.16hex, naa.16hex|32hex.
 _IQN = re.compile(r"iqn\.(\d{4})-(\d{2})\." + _DOMAIN + r"(?::[a-z0-9.:-]+)?")
@@ -187,6 +216,55 @@ def _check_address(value: str) -> str:
     return value
 
 
+def chap_user_problem(user: str) -> str | None:
+    """Why ``user`` cannot be a CHAP user name (None when it can); never echoes it whole."""
+    if not user:
+        return "must not be empty"
+    if len(user.encode("utf-8")) > MAX_CHAP_USER_BYTES:
+        return f"a CHAP user name is at most {MAX_CHAP_USER_BYTES} bytes"
+    if not _CHAP_USER.fullmatch(user):
+        return (
+            "a CHAP user name uses letters, digits and . - + @ _ / [ ] : only, starting "
+            "with a letter or digit (the target tools split on ',', '=' and blanks)"
+        )
+    return None
+
+
+def chap_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot be passed to a target tool as a CHAP password (None when it
+    can). The message never contains the secret."""
+    if not secret:
+        return "the CHAP secret is empty"
+    if "\0" in secret:
+        return "the CHAP secret must not contain a NUL byte"
+    if any(c.isspace() or c == "," for c in secret):
+        # tgtadm, targetcli (which joins its words), ietadm --params and ietd.conf
+        # all split on these.
+        return "the CHAP secret must not contain blanks, newlines or commas"
+    if any(ord(c) < 32 or ord(c) == 127 for c in secret):
+        return "the CHAP secret must not contain control characters"
+    return None
+
+
+def _check_program(value: str) -> str:
+    """A program on a remote host: a name looked up in PATH or a path to one.
+
+    Any file name is a valid program name; refused are only what no exec can run and a
+    transport cannot carry (empty, NUL, control characters such as a newline), and a
+    leading '-' that a wrapper (env, sudo) would read as an option. A shell reserved
+    word (``if``) is a fine name: the transport quotes argv[0].
+    """
+    if not value:
+        raise _error("program", "must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _error("program", "must not contain control characters (a newline, a NUL...)")
+    if value.startswith("-"):
+        raise _error("program", f"{value!r} is not a program name (it starts with '-')")
+    if value.endswith("/"):
+        raise _error("program", f"{value!r} is a directory, not a program")
+    return value
+
+
 def _check_user(value: str | None) -> str | None:
     # A leading '-' would be read as an ssh option; '@' and ':' would split the target.
     if value is not None and not _USER.fullmatch(value):
@@ -229,8 +307,13 @@ LocalPath = Annotated[Path, BeforeValidator(_local_path)]
 class _Model(BaseModel):
     # strict: TOML has real types, so "2" for an integer is a mistake, not a value.
     # frozen: one loaded lab is shared by every task; nobody edits it behind the others.
+    # allow_inf_nan: TOML has inf and nan; no number in a lab may be either.
     model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,
     )
 
     def __eq__(self, other: object) -> bool:
@@ -276,7 +359,13 @@ class Secret(_Model):
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.fullmatch(value):
-            raise _error("env_name", f"{value!r} is not an environment variable name")
+            # Not echoed: a value that is no variable name may be the secret itself.
+            raise _error(
+                "env_name",
+                "is not a valid environment variable name (letters, digits and '_', not "
+                "starting with a digit); give the name of the variable that holds the "
+                "secret, never the secret",
+            )
         return value
 
     @model_validator(mode="after")
@@ -325,9 +414,9 @@ class Lab(_Model):
     name: str = Field(min_length=1)
     """A short name for the lab; it appears in session logs and reports."""
 
-    link_mbit: int = Field(gt=0)
-    """Speed of the lab network in Mbit/s (100 for the 2009 study). Migration
-    bandwidth and the expected transfer times are derived from it."""
+    link_mbit: int = Field(ge=1, le=MAX_LINK_MBIT)
+    """Speed of the lab network in Mbit/s (100 for the 2009 study), 1 to 1000000.
+    Migration bandwidth and the expected transfer times are derived from it."""
 
     description: str | None = None
     """Free text about the lab (machines, switch, where it is); shown in reports."""
@@ -347,8 +436,8 @@ class Host(_Model):
     """SSH user. Default: the one ~/.ssh/config names, else the current user.
     Ignored for address = "local"."""
 
-    port: int | None = Field(default=None, ge=1, le=65535)
-    """SSH port. Default: the one ~/.ssh/config names, else 22."""
+    port: int | None = Field(default=None, ge=1, le=MAX_PORT)
+    """SSH port, 1 to 65535. Default: the one ~/.ssh/config names, else 22."""
 
     identity: LocalPath | None = None
     """Private key file for SSH. Default: the ssh agent and the usual ~/.ssh keys."""
@@ -367,12 +456,12 @@ class Host(_Model):
     known_hosts: LocalPath | None = None
     """known_hosts file to check host keys against. Default: ~/.ssh/known_hosts."""
 
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    """Seconds to wait for the SSH connection to be set up."""
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S)
+    """Seconds to wait for the SSH connection to be set up (above 0, at most 3600)."""
 
-    keepalive_s: float = Field(default=5.0, ge=0)
+    keepalive_s: float = Field(default=5.0, ge=0, le=MAX_TIMEOUT_S)
     """Seconds between SSH keepalives, so that a dead link is noticed during a
-    migration; 0 turns them off."""
+    migration: 0.1 to 3600, or 0 to turn them off."""
 
     transport: Literal["ssh", "plain-exec"] = "ssh"
     """How commands travel: "ssh" (pooled shells, the default for real hosts) or
@@ -385,6 +474,16 @@ class Host(_Model):
     @classmethod
     def _address(cls, value: str) -> str:
         return value if value == LOCAL else _check_address(value)
+
+    @field_validator("keepalive_s")
+    @classmethod
+    def _keepalive(cls, value: float) -> float:
+        if 0 < value < MIN_KEEPALIVE_S:
+            raise _error(
+                "keepalive",
+                f"must be 0 (no keepalives) or at least {MIN_KEEPALIVE_S:g}, got {value!r}",
+            )
+        return value
 
     @field_validator("user")
     @classmethod
@@ -408,7 +507,7 @@ class Portal(_Model):
     address: str
     """Host name or IP address (IPv6 written as "[addr]:port" in lab.toml)."""
 
-    port: int = Field(default=ISCSI_PORT, ge=1, le=65535)
+    port: int = Field(default=ISCSI_PORT, ge=1, le=MAX_PORT)
     """TCP port of the target (3260 by default)."""
 
     def __str__(self) -> str:
@@ -447,6 +546,8 @@ def _parse_portal(value: object) -> object:
     if port_text is not None:
         if not port_text.isdigit():
             raise _error("portal", f"{value!r}: the port must be a number")
+        if len(port_text) > 5:
+            raise _error("portal", f"{value[:60]!r}: the port is out of range 1-65535")
         port = int(port_text)
         if not 1 <= port <= 65535:
             raise _error("portal", f"{value!r}: port {port} is out of range 1-65535")
@@ -471,11 +572,21 @@ PortalField = Annotated[
 class Chap(_Model):
     """CHAP credentials the initiators log in with."""
 
-    user: str = Field(min_length=1)
-    """CHAP user name."""
+    user: str = Field(min_length=1, max_length=MAX_CHAP_USER_BYTES)
+    """CHAP user name: letters, digits and . - + @ _ / [ ] : (RFC 3720 text), starting
+    with a letter or digit, at most 255 bytes."""
 
     secret: Secret
-    """CHAP password, as { env = "VAR" } or { file = "path" }; never inline."""
+    """CHAP password, as { env = "VAR" } or { file = "path" }; never inline. It may not
+    contain blanks, commas or control characters (the target tools split on them)."""
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        problem = chap_user_problem(value)
+        if problem is not None:
+            raise _error("chap_user", problem)
+        return value
 
 
 class Storage(_Model):
@@ -497,14 +608,15 @@ class Storage(_Model):
     portal: PortalField
     """Where the target listens: "ADDR[:PORT]", port 3260 by default; IPv6 as "[addr]:port"."""
 
-    lun: int = Field(default=1, ge=1)
-    """Logical unit number of the disk within the target."""
+    lun: int = Field(default=1, ge=1, le=MAX_LUN)
+    """Logical unit number of the disk within the target, 1 to 16383 (0 is the
+    target's controller)."""
 
     chap: Chap | None = None
     """CHAP credentials, e.g. { user = "miglab", secret = { env = "MIGLAB_CHAP" } }.
     Default: no authentication."""
 
-    tgt_control_port: int | None = Field(default=None, ge=0, le=32767)
+    tgt_control_port: int | None = Field(default=None, ge=0, le=MAX_TGT_CONTROL_PORT)
     """For driver = "tgt" only: the tgtd instance to talk to (tgtd -C N, tgtadm -C N),
     when several tgtd run on one host. Default: tgtd's own default (0)."""
 
@@ -547,12 +659,12 @@ class Hypervisor(_Model):
     hosts: list[str] = Field(json_schema_extra={"minItems": 2, "maxItems": 2, "uniqueItems": True})
     """Exactly two names of hosts in [hosts]; the guest boots on the first."""
 
-    migrate_bandwidth_mbit: int | None = Field(default=None, gt=0)
-    """Cap on the migration's bandwidth in Mbit/s. Default: lab.link_mbit."""
+    migrate_bandwidth_mbit: int | None = Field(default=None, ge=1, le=MAX_LINK_MBIT)
+    """Cap on the migration's bandwidth in Mbit/s, 1 to 1000000. Default: lab.link_mbit."""
 
-    downtime_limit_ms: int | None = Field(default=None, gt=0)
-    """Maximum stop-and-copy downtime to ask the hypervisor for, in ms.
-    Default: the hypervisor's own default."""
+    downtime_limit_ms: int | None = Field(default=None, ge=1, le=MAX_DOWNTIME_MS)
+    """Maximum stop-and-copy downtime to ask the hypervisor for, in ms, 1 to 2000000
+    (QEMU's limit). Default: the hypervisor's own default."""
 
     run_dir: str = "/run/miglab"
     """For driver = "qemu": directory on the hypervisor hosts for QMP sockets and pid files."""
@@ -562,9 +674,9 @@ class Hypervisor(_Model):
     memory faster than the link sends it): throttle the guest's vCPUs (auto-converge),
     double the allowed downtime each time, or nothing."""
 
-    convergence_after_syncs: int = Field(default=5, ge=1)
+    convergence_after_syncs: int = Field(default=5, ge=1, le=MAX_CONVERGENCE_SYNCS)
     """For driver = "qemu": dirty-memory passes without finishing before the convergence
-    policy acts (Xen 3.x gave up after 29 iterations; Xen >= 4.6 after 5)."""
+    policy acts, 1 to 1000 (Xen 3.x gave up after 29 iterations; Xen >= 4.6 after 5)."""
 
     @field_validator("run_dir")
     @classmethod
@@ -600,7 +712,7 @@ class QemuGuest(_Model):
     """Extra kernel command line (-append), e.g. the guest's network settings."""
 
     binary: str = "qemu-system-x86_64"
-    """The QEMU program on the hypervisor hosts."""
+    """The QEMU program on the hypervisor hosts: a name looked up in PATH or a path."""
 
     accel: Literal["tcg", "kvm"] = "tcg"
     """CPU acceleration; tcg (software) works everywhere, kvm needs /dev/kvm."""
@@ -611,13 +723,18 @@ class QemuGuest(_Model):
     mac: str = Field(default="52:54:00:12:34:56", pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
     """The guest NIC's MAC address (the same on both hosts, so the guest keeps it)."""
 
-    migration_port: int = Field(default=4444, ge=1, le=65535)
+    migration_port: int = Field(default=4444, ge=1, le=MAX_PORT)
     """TCP port the destination QEMU listens on for the incoming migration."""
 
     @field_validator("kernel", "initrd")
     @classmethod
     def _paths(cls, value: str | None) -> str | None:
         return None if value is None else _check_remote_path(value)
+
+    @field_validator("binary")
+    @classmethod
+    def _binary(cls, value: str) -> str:
+        return _check_program(value)
 
 
 class Guest(_Model):
@@ -632,8 +749,8 @@ class Guest(_Model):
     user: str | None = None
     """SSH user in the guest. Default: ~/.ssh/config, else the current user."""
 
-    port: int | None = Field(default=None, ge=1, le=65535)
-    """SSH port of the guest. Default: ~/.ssh/config, else 22."""
+    port: int | None = Field(default=None, ge=1, le=MAX_PORT)
+    """SSH port of the guest, 1 to 65535. Default: ~/.ssh/config, else 22."""
 
     identity: LocalPath | None = None
     """Private key file for SSH into the guest. Default: the agent and ~/.ssh keys."""
@@ -650,11 +767,12 @@ class Guest(_Model):
     transport: Literal["ssh", "plain-exec"] = "ssh"
     """How commands reach the guest; see hosts' transport."""
 
-    vcpus: int = Field(ge=1)
-    """Number of virtual CPUs."""
+    vcpus: int = Field(ge=1, le=MAX_VCPUS)
+    """Number of virtual CPUs, 1 to 4096."""
 
-    memory_mb: int = Field(ge=16)
-    """Memory of the guest in MiB (the amount a migration has to copy)."""
+    memory_mb: int = Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)
+    """Memory of the guest in MiB (the amount a migration has to copy), 16 to 16777216
+    (16 TiB)."""
 
     config: str | None = None
     """Absolute path of the domain config file on the hypervisor hosts.
@@ -1227,7 +1345,12 @@ def _show(value: Any, hidden: bool) -> str:
     if isinstance(value, bool):
         kind, shown = "a boolean", "true" if value else "false"
     elif isinstance(value, int | float):
-        kind, shown = "a number", repr(value)
+        shown = repr(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            shown = {"inf": "inf", "-inf": "-inf"}.get(shown, "nan")  # TOML spelling
+        elif len(shown) > 30:  # a 400-digit integer is shown by its size
+            shown = f"a number of {len(shown.lstrip('-'))} digits"
+        kind = "a number"
     elif isinstance(value, str):
         kind, shown = "a string", repr(value if len(value) <= 60 else value[:57] + "...")
     elif isinstance(value, dict):
@@ -1273,6 +1396,8 @@ def _describe(err: ErrorDetails) -> str:
     }
     if kind in simple:
         return f"expected {simple[kind]}, got {got}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {got}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected')}, got {got}"
     bounds = {

@@ -68,6 +68,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 # The TOML error machinery of lab.toml: the key-line scanner and the message
 # wording. Private there; the lead is asked to export them (see the report).
 from backend.config import (
+    MAX_MEMORY_MB,
     ConfigError,
     ConfigErrors,
     KeyLines,
@@ -94,6 +95,8 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "BUILTIN_IDS",
+    "MAX_PART_S",
+    "MAX_REPETITIONS",
     "QUICK_FACTOR",
     "BuildOptions",
     "DbenchOptions",
@@ -123,6 +126,21 @@ BUILTIN_IDS: tuple[str, ...] = (
 )
 """The built-in scenario ids, in the study's order (part of the CLI contract)."""
 
+# Ranges of the numbers in a scenario (and of the CLI options that override them): a
+# value outside is a typo or a unit mistake, and an unbounded one (inf, 1e300) makes a
+# run overflow or never end. They are in the JSON Schema too.
+MAX_PART_S = 86400.0
+"""One day: the longest warm-up, baseline, after or between part of a timeline."""
+MAX_MIGRATIONS = 20
+MAX_REPETITIONS = 1000
+"""The most repetitions a scenario file, or ``miglab run --repeat``, may ask for."""
+MAX_THREADS = 1024
+"""sysbench threads, dbench clients, make jobs."""
+MAX_PRIME = 10_000_000
+"""sysbench cpu --cpu-max-prime: one event up to 10^7 already takes seconds."""
+MAX_REPLY_TIMEOUT_S = 600
+"""ping -W."""
+
 QUICK_FACTOR = 0.1
 """How much ``--quick`` shortens a scenario's timeline (tests and demos)."""
 
@@ -147,7 +165,11 @@ class _Model(BaseModel):
     # As lab.toml: unknown keys are errors, TOML types are taken as they are, and a
     # loaded scenario is shared, so nobody edits it.
     model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,
     )
 
 
@@ -177,8 +199,8 @@ class PingOptions(_Options):
     interval_s: float = Field(default=0.2, ge=0.001, le=3600)
     """Seconds between echo requests: the resolution of the unreachable time."""
 
-    reply_timeout_s: int = Field(default=1, ge=1)
-    """ping -W: seconds to wait for a reply."""
+    reply_timeout_s: int = Field(default=1, ge=1, le=MAX_REPLY_TIMEOUT_S)
+    """ping -W: seconds to wait for a reply, 1 to 600."""
 
     family: Literal[4, 6] | None = None
     """Force IPv4 or IPv6 (None: as the address says)."""
@@ -198,11 +220,12 @@ class PingOptions(_Options):
 class SysbenchCpuOptions(_Options):
     """``sysbench cpu --cpu-max-prime=P --threads=N --time=T --report-interval=1 run``."""
 
-    threads: int = Field(default=1, ge=1)
-    """Worker threads (the study: 20)."""
+    threads: int = Field(default=1, ge=1, le=MAX_THREADS)
+    """Worker threads, 1 to 1024 (the study: 20)."""
 
-    max_prime: int = Field(default=1000, ge=1)
-    """Each event computes the primes up to this number (the study: 1000)."""
+    max_prime: int = Field(default=1000, ge=1, le=MAX_PRIME)
+    """Each event computes the primes up to this number, at most 10000000 (the study:
+    1000)."""
 
     def argv(self, time_s: int) -> list[str]:
         return sysbench_cpu_command(threads=self.threads, max_prime=self.max_prime, time_s=time_s)
@@ -214,8 +237,8 @@ class SysbenchCpuOptions(_Options):
 class SysbenchMemoryOptions(_Options):
     """``sysbench memory --memory-oper=... --memory-access-mode=... ... run``."""
 
-    threads: int = Field(default=1, ge=1)
-    """Worker threads."""
+    threads: int = Field(default=1, ge=1, le=MAX_THREADS)
+    """Worker threads, 1 to 1024."""
 
     oper: Literal["write", "read", "none"] = "write"
     """Memory operation (the study: sequential writes)."""
@@ -246,8 +269,8 @@ class SysbenchMemoryOptions(_Options):
 class DbenchOptions(_Options):
     """``dbench -t T [-c LOADFILE] [-D DIR] CLIENTS``; dbench warms up for T/5 itself."""
 
-    clients: int = Field(default=2, ge=1)
-    """Simulated clients (the study: 2, one per vCPU)."""
+    clients: int = Field(default=2, ge=1, le=MAX_THREADS)
+    """Simulated clients, 1 to 1024 (the study: 2, one per vCPU)."""
 
     directory: str | None = None
     """Working directory in the guest, on the disk under test (must exist)."""
@@ -267,8 +290,8 @@ class DbenchOptions(_Options):
 class BuildOptions(_Options):
     """A ``make -jN`` build in the guest: the study's kernel compile."""
 
-    jobs: int = Field(default=2, ge=1)
-    """make -jN (one job per vCPU)."""
+    jobs: int = Field(default=2, ge=1, le=MAX_THREADS)
+    """make -jN (one job per vCPU), 1 to 1024."""
 
     directory: str | None = None
     """The source tree (a Linux kernel tree for the study's test 6)."""
@@ -302,8 +325,9 @@ the memory it was given (a 256 MB guest sees ~230 MB: its /dev/shm holds ~115 Mi
 class DirtierOptions(_Options):
     """The RAM dirtier: rewrite a tmpfs file round after round until stopped."""
 
-    size_mib: int | None = Field(default=None, ge=1)
-    """MiB of guest RAM rewritten each round (256 when neither this nor size_pct is given)."""
+    size_mib: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB)
+    """MiB of guest RAM rewritten each round, at most lab.toml's largest memory_mb (256
+    when neither this nor size_pct is given)."""
 
     size_pct: float | None = Field(default=None, gt=0, le=100)
     """Instead of size_mib: this percentage of the guest's memory (lab.toml's memory_mb),
@@ -420,16 +444,17 @@ ENTRY_CLASSES: dict[str, type[_Entry]] = {
 class Timeline(_Model):
     """How long each part of a run lasts, in seconds."""
 
-    warmup_s: float = Field(default=0.0, ge=0)
-    """Workloads run, nothing counts yet (the study warmed dbench up for 80 s)."""
+    warmup_s: float = Field(default=0.0, ge=0, le=MAX_PART_S)
+    """Workloads run, nothing counts yet (the study warmed dbench up for 80 s).
+    Each part is at most 86400 s (a day)."""
 
-    baseline_s: float = Field(gt=0)
+    baseline_s: float = Field(gt=0, le=MAX_PART_S)
     """Measured before the (first) migration starts (the study: 60 s)."""
 
-    after_s: float = Field(default=0.0, ge=0)
+    after_s: float = Field(default=0.0, ge=0, le=MAX_PART_S)
     """Measured after the (last) migration ends."""
 
-    between_s: float = Field(default=0.0, ge=0)
+    between_s: float = Field(default=0.0, ge=0, le=MAX_PART_S)
     """Between the legs of a round trip (migrations = 2 or more)."""
 
     def scaled(self, factor: float) -> Timeline:
@@ -469,11 +494,13 @@ class Scenario(_Model):
     timeline: Timeline
     """The durations of the warm-up, baseline, after and between parts."""
 
-    migrations: int = Field(default=1, ge=0, le=20)
-    """Migrations per repetition: 1 there, 2 there and back (a round trip), 0 none."""
+    migrations: int = Field(default=1, ge=0, le=MAX_MIGRATIONS)
+    """Migrations per repetition: 1 there, 2 there and back (a round trip), 0 none;
+    at most 20."""
 
-    repetitions: int = Field(default=1, ge=1, le=1000)
-    """How many times the whole timeline runs (for means and confidence intervals)."""
+    repetitions: int = Field(default=1, ge=1, le=MAX_REPETITIONS)
+    """How many times the whole timeline runs (for means and confidence intervals),
+    1 to 1000."""
 
     compare_disks: list[Literal["local", "iscsi"]] | None = None
     """Run once per disk the guest uses, e.g. ["local", "iscsi"] (analysis 1, no migration)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.config import LabConfig
+from tui.commands import numbers
 from tui.commands.common import EXIT_FAILED, BadInput, load
 
 if TYPE_CHECKING:
@@ -36,16 +37,7 @@ class DemoUnavailable(Exception):
     """The simulated lab could not start (no loopback port, no temporary directory)."""
 
 
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= MAX_SPEED:
-        raise argparse.ArgumentTypeError(
-            f"speed must be above 0 and at most {MAX_SPEED:g}, got {text}"
-        )
-    return value
+_speed = numbers.float_range(0, MAX_SPEED, above_low=True)
 
 
 def register(commands: Any) -> None:
@@ -65,7 +57,11 @@ def register(commands: Any) -> None:
         help="simulated seconds per real second (default: %(default)g)",
     )
     demo.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="the model's random seed (default: 0)"
+        "--seed",
+        type=numbers.seed,
+        default=0,
+        metavar="S",
+        help="the model's random seed (default: 0)",
     )
     demo.add_argument(
         "--lab",

@@ -11,6 +11,7 @@ from typing import Any
 from backend.events import Event, EventBus
 from backend.importer import KINDS, ImportError_, import_probe, import_qemu, import_xl
 from backend.session import SessionLogWriter, make_header
+from tui.commands import numbers
 from tui.commands.common import EXIT_OK, BadInput
 
 
@@ -32,7 +33,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--to", dest="dest", default="dest", help="migration destination")
     parser.add_argument(
         "--start",
-        type=float,
+        type=numbers.float_range(0, numbers.MAX_EPOCH_S),
         default=None,
         help="epoch seconds the output began (default: the file's modification time); "
         "for tools that print no timestamps of their own",

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
 from backend.session import SessionLogError
+from tui.commands import numbers
 from tui.commands.common import EXIT_OK, BadInput
 
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or math.isnan(value) or math.isinf(value):
-        raise argparse.ArgumentTypeError("the speed is a number >= 0 (0: as fast as possible)")
-    return value
+MAX_SPEED = 1000.0
+_speed = numbers.float_range(0, MAX_SPEED, note=" (0: as fast as possible)")
 
 
 def register(commands: Any) -> None:
@@ -34,7 +27,8 @@ def register(commands: Any) -> None:
         type=_speed,
         default=1.0,
         metavar="N",
-        help="session seconds per second (default: %(default)s; 0: as fast as possible)",
+        help="session seconds per second, at most 1000 (default: %(default)s; 0: as fast as "
+        "possible)",
     )
     replay.add_argument(
         "--theme", default=None, help="miglab-dark, miglab-light or miglab-high-contrast"

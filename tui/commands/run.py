@@ -32,12 +32,13 @@ from backend.events import EventBus, set_clock
 from backend.experiments.headless import HeadlessPrinter
 from backend.experiments.report import load_report, render_text
 from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted, RunResult
-from backend.experiments.scenarios import Scenario, find_scenario
+from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
 from backend.session import SessionLogError
 from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
 from backend.transport.hosts import Hosts
+from tui.commands import numbers
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 
 EXIT_INTERRUPTED = 130
@@ -45,26 +46,9 @@ DEFAULT_SIM_SPEED = 50.0
 MAX_SIM_SPEED = 1000.0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= MAX_SIM_SPEED:
-        raise argparse.ArgumentTypeError(
-            f"speed must be above 0 and at most {MAX_SIM_SPEED:g}, got {text}"
-        )
-    return value
+# The same range as a scenario file's repetitions.
+_repeat = numbers.int_range(1, MAX_REPETITIONS)
+_speed = numbers.float_range(0, MAX_SIM_SPEED, above_low=True)
 
 
 def register(commands: Any) -> None:
@@ -100,7 +84,7 @@ def register(commands: Any) -> None:
     )
     run.add_argument(
         "--seed",
-        type=int,
+        type=numbers.seed,
         default=None,
         metavar="N",
         help="with --sim: the model's random seed, 0 by default (the same seed, the same run)",
@@ -113,10 +97,10 @@ def register(commands: Any) -> None:
     )
     run.add_argument(
         "--repeat",
-        type=_positive,
+        type=_repeat,
         default=None,
         metavar="N",
-        help="repetitions (default: the scenario's)",
+        help=f"repetitions, 1 to {MAX_REPETITIONS} (default: the scenario's)",
     )
     run.add_argument(
         "--quick",

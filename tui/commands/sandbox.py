@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backend.config import MAX_LINK_MBIT, MAX_MEMORY_MB
 from backend.sandbox.guest_image import GuestImageError
 from backend.sandbox.initramfs import InitramfsError
 from backend.sandbox.layout import default_sandbox_dir
@@ -23,20 +24,8 @@ from backend.sandbox.sandbox import (
     SandboxStatus,
 )
 from backend.transport.base import CommandFailed
+from tui.commands import numbers
 from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput
-
-
-def _at_least(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def register(commands: Any) -> None:
@@ -63,13 +52,13 @@ def register(commands: Any) -> None:
     )
     up.add_argument(
         "--link-mbit",
-        type=_at_least(1),
+        type=numbers.int_range(1, MAX_LINK_MBIT),
         default=DEFAULT_LINK_MBIT,
         help="speed of every host's link in Mbit/s (default: %(default)s, as in the study)",
     )
     up.add_argument(
         "--guest-mb",
-        type=_at_least(MIN_GUEST_MB),
+        type=numbers.int_range(MIN_GUEST_MB, MAX_MEMORY_MB),
         default=DEFAULT_GUEST_MB,
         help="the guest's memory in MiB, written to lab.toml (default: %(default)s)",
     )

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from backend.config import LabConfig
+from tui.commands import numbers
 from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput, load
 
 
@@ -43,7 +44,9 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--lab", help="simulate the lab this lab.toml describes (default: the study's)"
     )
-    serve.add_argument("--seed", type=int, default=0, help="the model's random seed (default: 0)")
+    serve.add_argument(
+        "--seed", type=numbers.seed, default=0, help="the model's random seed (default: 0)"
+    )
     serve.add_argument(
         "--ready",
         action="store_true",
@@ -52,14 +55,7 @@ def register(commands: Any) -> None:
     serve.set_defaults(handler=run_serve)
 
 
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"speed must be above 0 and at most 1000, got {text}")
-    return value
+_speed = numbers.float_range(0, 1000, above_low=True)
 
 
 def run_serve(args: argparse.Namespace) -> int:
