@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from backend.config import ConfigError, LabConfig
+from backend.config import (
+    ConfigError,
+    LabConfig,
+    chap_secret_problem,
+    chap_user_problem,
+)
 from backend.drivers.base import DriverError, HostCommand, Planner, Publish
 from backend.events import Event
 from backend.transport.base import CommandFailed, CommandResult, HostRunner
@@ -40,6 +45,7 @@ __all__ = [
     "PUT_FILE",
     "SecretCommand",
     "StorageUnexported",
+    "chap_user",
     "describe_failure",
     "device_kind",
     "initiator_driver",
@@ -113,18 +119,33 @@ def describe_failure(result: CommandResult, what: str = "") -> str:
     return f"{text} [{what}]" if what else text
 
 
+def chap_user(storage: Storage) -> str:
+    """[storage] chap's user, refused when a target tool's syntax cannot carry it.
+
+    lab.toml's loader already refuses such a name; this guards a Storage made in code,
+    since the name goes into ``--params=IncomingUser=USER,...`` and ``userid=USER``.
+    """
+    if storage.chap is None:
+        raise DriverError("[storage] has no chap")
+    problem = chap_user_problem(storage.chap.user)
+    if problem is not None:
+        raise DriverError(f"storage.chap.user: {problem}; not passing it to the target tool")
+    return storage.chap.user
+
+
 def reveal_chap(storage: Storage) -> tuple[str, str] | None:
     """(user, secret) when [storage] has CHAP; the secret is read now."""
     if storage.chap is None:
         return None
+    user = chap_user(storage)
     try:
         secret = storage.chap.secret.reveal()
     except ConfigError as exc:
         raise DriverError(f"CHAP secret for storage.chap: {exc}") from None
-    if any(c.isspace() for c in secret) or "," in secret:
-        # tgtadm, targetcli (which joins its words) and ietd.conf all split on these.
-        raise DriverError("the CHAP secret must not contain blanks or commas")
-    return storage.chap.user, secret
+    problem = chap_secret_problem(secret)
+    if problem is not None:
+        raise DriverError(problem)
+    return user, secret
 
 
 async def device_kind(runner: HostRunner, path: str) -> Literal["block", "file", "missing"]:

@@ -47,6 +47,7 @@ from backend.drivers.storage import (
     PUT_FILE,
     SecretCommand,
     StorageUnexported,
+    chap_user,
     describe_failure,
     device_kind,
     mutate_with_secret,
@@ -154,6 +155,8 @@ class IetDriver:
 
     async def export(self, *, dry_run: bool = False) -> OperationResult:
         st = self.storage
+        if st.chap is not None:
+            chap_user(st)  # refused before anything changes: no target left without CHAP
         volumes = await self.volumes()
         running = next((v for v in volumes if v.name == st.iqn), None)
         conf_text, private = await self._read_conf()
@@ -196,8 +199,7 @@ class IetDriver:
         credentials: tuple[str, str] | None,
     ) -> None:
         """The IncomingUser in ietd (read from ietd.conf at its start, so the file tells)."""
-        assert self.storage.chap is not None
-        user = self.storage.chap.user
+        user = chap_user(self.storage)
         known = next((u for u in block.incoming_users if u.user == user), None) if block else None
         stale = known is not None and credentials is not None and known.password != credentials[1]
         if stale and not new_target:
@@ -236,10 +238,9 @@ class IetDriver:
     async def _add_user(
         self, planner: Planner, tid: int, credentials: tuple[str, str] | None
     ) -> None:
-        assert self.storage.chap is not None
         command = SecretCommand(
             tuple(_ietadm("new", tid, "--user")),
-            prefix=f"--params=IncomingUser={self.storage.chap.user},Password=",
+            prefix=f"--params=IncomingUser={chap_user(self.storage)},Password=",
         )
         # EEXIST: ietd already has the account (it read ietd.conf when it started).
         await self._tolerant(

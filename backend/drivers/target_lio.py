@@ -43,6 +43,7 @@ from backend.drivers.parse_targetcli import (
 from backend.drivers.storage import (
     SecretCommand,
     StorageUnexported,
+    chap_user,
     describe_failure,
     device_kind,
     mutate_with_secret,
@@ -187,6 +188,8 @@ class LioDriver:
 
     async def export(self, *, dry_run: bool = False) -> OperationResult:
         st = self.storage
+        if st.chap is not None:
+            chap_user(st)  # refused before anything changes: no target left without CHAP
         config = await self.config()
         target = config.target(st.iqn)
         tpg = target.tpgs[0] if target is not None and target.tpgs else None
@@ -297,7 +300,7 @@ class LioDriver:
         )
         credentials = None if planner.dry_run else reveal_chap(st)
         command = SecretCommand(
-            ("targetcli", self.tpg_path, "set", "auth", f"userid={st.chap.user}"),
+            ("targetcli", self.tpg_path, "set", "auth", f"userid={chap_user(st)}"),
             prefix="password=",
             quiet=True,
         )

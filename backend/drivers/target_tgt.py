@@ -41,6 +41,7 @@ from backend.drivers.parse_tgt import (
 from backend.drivers.storage import (
     SecretCommand,
     StorageUnexported,
+    chap_user,
     describe_failure,
     device_kind,
     mutate_with_secret,
@@ -97,6 +98,8 @@ class TgtDriver:
 
     async def export(self, *, dry_run: bool = False) -> OperationResult:
         st = self.storage
+        if st.chap is not None:
+            chap_user(st)  # refused before anything changes: no target left without CHAP
         targets = await self.targets()
         found = next((t for t in targets if t.iqn == st.iqn), None)
         planner = Planner(dry_run)
@@ -174,7 +177,7 @@ class TgtDriver:
         if st.chap.user in accounts:
             return  # tgt cannot show passwords: an existing account is kept as it is
         credentials = None if planner.dry_run else reveal_chap(st)
-        account = ["--mode", "account", "--user", st.chap.user, "--password"]
+        account = ["--mode", "account", "--user", chap_user(st), "--password"]
         command = SecretCommand(tuple(self.adm("--op", "new", *account)))
         secret = credentials[1] if credentials else None
         await mutate_with_secret(planner, self.runner, command, secret)
@@ -183,7 +186,8 @@ class TgtDriver:
         st = self.storage
         bound = [a.user for a in found.accounts if not a.outgoing] if found else []
         if st.chap is not None and st.chap.user not in bound:
-            account: list[str | int] = ["--mode", "account", "--tid", tid, "--user", st.chap.user]
+            user = chap_user(st)
+            account: list[str | int] = ["--mode", "account", "--tid", tid, "--user", user]
             await planner.mutate(self.runner, self.adm("--op", "bind", *account))
 
     def _summary(self, planner: Planner, tid: int) -> str:
