@@ -60,6 +60,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -140,6 +141,12 @@ MAX_PRIME = 10_000_000
 """sysbench cpu --cpu-max-prime: one event up to 10^7 already takes seconds."""
 MAX_REPLY_TIMEOUT_S = 600
 """ping -W."""
+MAX_BLOCK_BYTES = 1 << 30
+"""sysbench memory --memory-block-size: each thread allocates one block."""
+MAX_TOTAL_BYTES = 2**63 - 1
+"""sysbench memory --memory-total-size (a 64-bit count of bytes in sysbench)."""
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_TEXT = re.compile(r"(\d+)([KMGT]?)")
 
 QUICK_FACTOR = 0.1
 """How much ``--quick`` shortens a scenario's timeline (tests and demos)."""
@@ -247,10 +254,24 @@ class SysbenchMemoryOptions(_Options):
     """Sequential or random access."""
 
     block_size: str = "1K"
-    """Bytes per operation, like 1K or 1M."""
+    """Bytes per operation, like 1K or 1M; at most 1G."""
 
     total_size: str = "100T"
-    """Stop after moving this much; large, so that the run's time decides its length."""
+    """Stop after moving this much; large, so that the run's time decides its length.
+    At most 2^63-1 bytes (8388607T)."""
+
+    @field_validator("block_size", "total_size")
+    @classmethod
+    def _size_range(cls, value: str, info: ValidationInfo) -> str:
+        match = _SIZE_TEXT.fullmatch(value)
+        if match is None:
+            return value  # not a size at all: the command builder says what one looks like
+        limit = MAX_BLOCK_BYTES if info.field_name == "block_size" else MAX_TOTAL_BYTES
+        digits, unit = match.groups()
+        if len(digits) > 20 or int(digits) * _SIZE_UNITS[unit] > limit:
+            shown = "1G" if limit == MAX_BLOCK_BYTES else "8388607T"
+            raise _error("option", f"{info.field_name} is at most {shown}, got {value[:30]!r}")
+        return value
 
     def argv(self, time_s: int) -> list[str]:
         return sysbench_memory_command(
