@@ -1408,7 +1408,10 @@ def _describe(err: ErrorDetails) -> str:
     }
     if kind in bounds:
         words, name = bounds[kind]
-        return f"must be {words} {ctx.get(name)}, got {got}"
+        limit = ctx.get(name)
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # "at most 3600", not "3600.0"
+        return f"must be {words} {limit}, got {got}"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_pattern_mismatch":
