@@ -65,6 +65,25 @@ class TransportError(Exception):
         self.message = message
 
 
+class Expired(Exception):
+    """A command's deadline passed before it started; the message says what it waited for."""
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """``shlex.join(argv)`` with the program name always quoted.
+
+    shlex leaves a plain word bare, and a bare first word can be a reserved word
+    (``if``, ``case``: a syntax error that kills a pooled shell) or an assignment
+    (``A=b``); a quoted word is always just a command name.
+    """
+    if not argv:
+        raise ValueError("an empty argv is not a command")
+    program = shlex.quote(argv[0])
+    if program == argv[0]:
+        program = f"'{program}'"  # a bare word has no quote in it to escape
+    return " ".join([program, *(shlex.quote(arg) for arg in argv[1:])])
+
+
 class CommandFailed(Exception):
     """A remote command failed; the message names the host, the command and its stderr."""
 
