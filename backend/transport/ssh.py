@@ -18,6 +18,7 @@ import asyncio
 import codecs
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -162,10 +163,77 @@ class _Client(asyncssh.SSHClient):
         self._owner._connection_lost(self, exc)
 
 
-def _read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
-    if path.is_file():
+# Bounds on the local files read before connecting: a key is a few KiB; a known_hosts
+# of a large site is a few MiB. Anything bigger is not such a file (/dev/zero, a disk).
+MAX_IDENTITY_BYTES = 1024 * 1024
+MAX_KNOWN_HOSTS_BYTES = 64 * 1024 * 1024
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_regular_file(host: str, what: str, path: Path, limit: int) -> bool:
+    """True if ``path`` is a regular file of at most ``limit`` bytes, False if it does
+    not exist; anything else is refused saying what the path is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise TransportError(host, f"cannot use {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise TransportError(host, f"{what} {path} is {kind}, not a file")
+    if info.st_size > limit:
+        raise TransportError(
+            host, f"{what} {path} is {info.st_size} bytes, too large to be {what} (a mistake?)"
+        )
+    return True
+
+
+def _read_known_hosts(host: str, path: Path) -> asyncssh.SSHKnownHosts:
+    if not _check_regular_file(host, "known_hosts", path, MAX_KNOWN_HOSTS_BYTES):
+        return asyncssh.import_known_hosts("")  # no file: nothing is trusted (never "no checking")
+    try:
         return asyncssh.read_known_hosts(str(path))
-    return asyncssh.import_known_hosts("")  # no file: nothing is trusted (never "no checking")
+    except OSError as exc:
+        raise TransportError(host, f"cannot read known_hosts {path}: {exc.strerror}") from None
+    except (ValueError, asyncssh.Error) as exc:
+        raise TransportError(host, f"cannot parse known_hosts {path}: {exc}") from None
+
+
+def _load_identity(target: SshTarget) -> Sequence[asyncssh.SSHKeyPair]:
+    """The identity's key pair (and its -cert.pub), read and decrypted off the event loop."""
+    host, path = target.name, Path(target.identity or "")
+    if not _check_regular_file(host, "identity", path, MAX_IDENTITY_BYTES):
+        raise TransportError(host, f"identity file {path} does not exist")
+    passphrase = None
+    if target.passphrase is not None:
+        try:
+            passphrase = target.passphrase()
+        except Exception as exc:  # the secret's own error says where it should come from
+            raise TransportError(
+                host, f"cannot read the passphrase of identity {path}: {exc}"
+            ) from None
+    try:
+        return asyncssh.load_keypairs([str(path)], passphrase)
+    except OSError as exc:
+        raise TransportError(host, f"cannot read identity {path}: {exc.strerror}") from None
+    except asyncssh.KeyEncryptionError as exc:
+        raise TransportError(host, f"cannot decrypt identity {path}: {exc}") from None
+    except asyncssh.KeyImportError as exc:
+        if passphrase is None and "assphrase" in str(exc):
+            raise TransportError(
+                host,
+                f"identity {path} is protected by a passphrase; give it as "
+                f'identity_passphrase = {{ env = "VAR" }} or {{ file = "path" }}',
+            ) from None
+        raise TransportError(host, f"identity {path} is not a usable private key: {exc}") from None
 
 
 def _append_known_host(path: Path, target: SshTarget, key: asyncssh.SSHKey) -> None:
@@ -271,9 +339,10 @@ class SshHost(HostRunner):
         t = self.target
         if self._via is not None and not self._via.connected:
             raise TransportError(self.name, f"jump host {self._via.name} is not connected")
-        if t.identity is not None and not await asyncio.to_thread(os.path.isfile, t.identity):
-            raise TransportError(self.name, f"identity file {t.identity} does not exist")
-        known = await asyncio.to_thread(_read_known_hosts, t.known_hosts_path)
+        keys = None
+        if t.identity is not None:
+            keys = await asyncio.to_thread(_load_identity, t)
+        known = await asyncio.to_thread(_read_known_hosts, self.name, t.known_hosts_path)
         policy = _HostKeyPolicy(t, known)
         options: dict[str, Any] = {
             "connect_timeout": t.connect_timeout_s,
@@ -287,10 +356,8 @@ class SshHost(HostRunner):
             options["port"] = t.port
         if t.user is not None:
             options["username"] = t.user
-        if t.identity is not None:
-            options["client_keys"] = [t.identity]
-            if t.passphrase is not None:
-                options["passphrase"] = t.passphrase()
+        if keys is not None:
+            options["client_keys"] = keys
         if self._via is not None:
             options["tunnel"] = self._via._conn
         try:
