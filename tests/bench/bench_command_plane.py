@@ -183,7 +183,7 @@ class Figures:
 
 
 async def measure(n: int, work: Path, cleanup: Cleanup, extra: str) -> Figures:
-    servers = []
+    servers: list[Sshd] = []
     for index in range(3):
         key = servers[0].client_key if servers else None
         servers.append(await start_sshd(cleanup, work / f"sshd{index}", key, extra))
@@ -285,13 +285,13 @@ async def main(n: int) -> int:
         shutil.rmtree(work, ignore_errors=True)
     own, empty = results
     print("What the user's shell start-up adds per new SSH session (median, ms):")
-    for name, pick in (
-        ("exec channel", lambda f: f.exec_channel),
-        ("`ssh host true`", lambda f: f.plain_ssh),
-        ("shared connection", lambda f: f.shared),
-        ("pooled shell", lambda f: f.pooled),
+    for name, field in (
+        ("exec channel", "exec_channel"),
+        ("`ssh host true`", "plain_ssh"),
+        ("shared connection", "shared"),
+        ("pooled shell", "pooled"),
     ):
-        added = statistics.median(pick(own)) - statistics.median(pick(empty))
+        added = statistics.median(getattr(own, field)) - statistics.median(getattr(empty, field))
         print(f"  {name:<20} {added:8.2f}")
     return 0
 
