@@ -298,12 +298,19 @@ class HostRunner(abc.ABC):
         long_running: bool = False,
         redact: Sequence[str] = (),
     ) -> CommandResult:
-        """Run ``argv`` and return its result; never raises for a non-zero exit.
+        """Run ``argv`` and return its result; never raises for a non-zero exit or a
+        transport failure (the result's ``failure`` says why: "timeout", "connection
+        lost: ...", "could not open a shell: ...").
 
-        ``timeout`` (seconds, None for none) stops the command and its children;
-        so does cancelling the calling task (the result is then not returned,
-        the CancelledError propagates after the process is stopped).
-        ``on_line(stream, line)`` sees every line as it arrives.
+        ``timeout`` (seconds, None for none) is one deadline for everything: waiting
+        for the connection, for a free shell or channel, opening it, and the command.
+        A command past it is stopped with its children (which may add a few seconds,
+        bounded); a deadline that passes before the command started gives a failure
+        "timeout (what it was waiting for ...)". Cancelling the calling task stops the
+        command too (the result is then not returned, the CancelledError propagates
+        after the process is stopped).
+        ``on_line(stream, line)`` sees every line as it arrives (each capped at
+        MAX_LINE_CHARS, as in the events).
         ``long_running`` asks for a dedicated channel (probes, migrations)
         instead of a pooled shell, so short commands never wait behind it.
         ``redact`` lists values (secrets) shown as ``***`` in every event; the

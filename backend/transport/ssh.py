@@ -10,6 +10,10 @@
   failed with the reason.
 - Short commands go to a :class:`ShellPool`; ``long_running`` ones (probes,
   migrations) get their own exec channel so they never block the pool.
+- Every step of a command (a free shell or channel, opening it, the command) is
+  inside its one deadline: a host that stops answering (stopped, hung) ends each
+  command by its timeout even with keepalives off. Opening a channel is bounded by
+  connect_timeout_s even for a command without a timeout.
 """
 
 from __future__ import annotations
