@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from backend.events import Event
-from backend.transport import SshHost, SshTarget
+from backend.transport import SshHost, SshTarget, TransportError
 from backend.transport.ssh import STOP_GRACE_S
 from tests.integration.conftest import make_sshd
 from tests.support.sshd import Sshd
@@ -196,3 +196,29 @@ async def test_a_refused_shell_is_a_failed_result_not_an_exception(tmp_path: Pat
     finally:
         await host.close()
         server.stop()
+
+
+@pytest.mark.parametrize("keepalive_s", [0.0, 5.0], ids=["keepalive-off", "keepalive-default"])
+async def test_connecting_to_a_frozen_host_ends_by_the_connect_timeout(
+    frozen_rig: tuple[Sshd, Freezer], keepalive_s: float
+) -> None:
+    server, freezer = frozen_rig
+    freezer.freeze()  # the kernel still accepts the TCP connection; sshd never answers
+    host = SshHost(
+        SshTarget(
+            "frozen",
+            server.address,
+            server.port,
+            server.user,
+            str(server.client_key),
+            known_hosts=str(server.known_hosts),
+            connect_timeout_s=TIMEOUT_S,
+            keepalive_s=keepalive_s,
+        ),
+        lambda event: None,
+    )
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"cannot reach .*no answer within 2 s"):
+        await asyncio.wait_for(host.connect(), BOUND_S * 3)
+    assert time.monotonic() - started < BOUND_S
+    await host.close()
