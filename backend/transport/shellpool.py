@@ -169,9 +169,17 @@ class RemoteShell:
         if what == "pid" and not pending.pid.done():
             pending.pid.set_result(int(value))
         elif what == "rc" and not pending.status.done():
+            self._flush(pending, "stdout")
             pending.status.set_result(int(value))
         elif what == "end" and not pending.stderr_done.done():
+            self._flush(pending, "stderr")
             pending.stderr_done.set_result(None)
+
+    def _flush(self, pending: _Pending, stream: Stream) -> None:
+        """The stream's last bytes: an incomplete UTF-8 sequence becomes U+FFFD, not lost."""
+        rest = pending.decoders[stream].decode(b"", final=True)
+        if rest:
+            pending.recorder.feed(stream, rest)
 
     def _die(self, reason: str) -> None:
         if self.dead is None:

@@ -89,3 +89,15 @@ async def test_five_20_mb_lines_put_kilobytes_not_megabytes_in_the_log(
     assert (
         finished.stdout_tail == ["b" * MAX_LINE_CHARS + cut_marker(20_000_000 - MAX_LINE_CHARS)] * 5
     )
+
+
+@pytest.mark.parametrize("long_running", [False, True], ids=["pool", "exec"])
+async def test_an_incomplete_utf8_sequence_at_the_end_is_not_lost(
+    ssh_host: tuple[SshHost, list[Event]], long_running: bool
+) -> None:
+    runner, _ = ssh_host
+    result = await runner.run(
+        ["sh", "-c", r"printf 'caf\303\251 \303'; printf 'x\303' >&2"], long_running=long_running
+    )
+    assert result.ok
+    assert result.stdout == "café \ufffd" and result.stderr == "x\ufffd"
