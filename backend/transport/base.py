@@ -25,13 +25,23 @@ Stream = Literal["stdout", "stderr"]
 LineCallback = Callable[[Stream, str], None]
 
 TAIL_LINES = 20
-# A command's lines are logged as events up to this many; past it only the
-# count is kept (a runaway `cat` must not flood the session log).
+# A command's lines are logged as events up to this many lines and characters; past
+# either, one closing line says how much was left out (a runaway `cat` must not flood
+# the session log).
 MAX_LOGGED_LINES = 5000
+MAX_LOGGED_CHARS = 2 * 1024 * 1024
+# Each line (in events, in the tails, for on_line) is kept up to this many characters;
+# the rest is dropped and the line ends with a cut marker saying how much.
+MAX_LINE_CHARS = 16 * 1024
 # The full output kept in a CommandResult; past it the start is dropped.
 MAX_KEPT_BYTES = 16 * 1024 * 1024
 
 _command_ids = itertools.count(1)
+
+
+def cut_marker(chars: int) -> str:
+    """What ends a line that was cut: how many characters were dropped."""
+    return f"…[cut {chars} chars]"
 
 
 @dataclass
@@ -65,6 +75,25 @@ class TransportError(Exception):
         self.message = message
 
 
+class Expired(Exception):
+    """A command's deadline passed before it started; the message says what it waited for."""
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """``shlex.join(argv)`` with the program name always quoted.
+
+    shlex leaves a plain word bare, and a bare first word can be a reserved word
+    (``if``, ``case``: a syntax error that kills a pooled shell) or an assignment
+    (``A=b``); a quoted word is always just a command name.
+    """
+    if not argv:
+        raise ValueError("an empty argv is not a command")
+    program = shlex.quote(argv[0])
+    if program == argv[0]:
+        program = f"'{program}'"  # a bare word has no quote in it to escape
+    return " ".join([program, *(shlex.quote(arg) for arg in argv[1:])])
+
+
 class CommandFailed(Exception):
     """A remote command failed; the message names the host, the command and its stderr."""
 
@@ -80,30 +109,60 @@ class CommandFailed(Exception):
 
 
 class _Capture:
-    """Accumulates one stream, splits it into lines, keeps a tail and a bounded copy."""
+    """Accumulates one stream, splits it into lines, keeps a tail and a bounded copy.
+
+    A line longer than MAX_LINE_CHARS is kept as its first MAX_LINE_CHARS characters
+    followed by a cut marker. A partial line is held as a list of pieces, never by
+    concatenating, so a line of any length costs time linear in its length.
+    """
 
     def __init__(self) -> None:
-        self._partial = ""
+        self._pieces: list[str] = []
+        self._held = 0  # characters in _pieces
+        self._cut = 0  # characters of the current line dropped past MAX_LINE_CHARS
         self._chunks: deque[str] = deque()
         self._kept = 0
         self.truncated = False
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def feed(self, text: str) -> list[str]:
+        if not text:
+            return []
         self._chunks.append(text)
         self._kept += len(text)
         while self._kept > MAX_KEPT_BYTES and len(self._chunks) > 1:
             self._kept -= len(self._chunks.popleft())
             self.truncated = True
-        data = self._partial + text
-        *lines, self._partial = data.split("\n")
+        *complete, rest = text.split("\n")
+        lines = []
+        for piece in complete:
+            self._hold(piece)
+            lines.append(self._take())
+        self._hold(rest)
         self.tail.extend(lines)
         return lines
 
+    def _hold(self, piece: str) -> None:
+        room = MAX_LINE_CHARS - self._held
+        if len(piece) > room:
+            self._cut += len(piece) - room
+            piece = piece[:room]
+        if piece:
+            self._pieces.append(piece)
+            self._held += len(piece)
+
+    def _take(self) -> str:
+        line = "".join(self._pieces)
+        if self._cut:
+            line += cut_marker(self._cut)
+        self._pieces.clear()
+        self._held = self._cut = 0
+        return line
+
     def close(self) -> list[str]:
-        if not self._partial:
+        if not self._pieces and not self._cut:
             return []
-        last, self._partial = self._partial, ""
+        last = self._take()
         self.tail.append(last)
         return [last]
 
@@ -132,6 +191,8 @@ class CommandRecorder:
         self._on_line = on_line
         self._log_output = log_output
         self._logged = 0
+        self._logged_chars = 0
+        self._unlogged: dict[Stream, tuple[int, int]] = {}  # lines, chars left out
         self._streams: dict[Stream, _Capture] = {"stdout": _Capture(), "stderr": _Capture()}
         self._started = now()  # the event clock: durations agree with event times
         self.result: CommandResult | None = None
@@ -156,13 +217,18 @@ class CommandRecorder:
         for line in lines:
             if self._on_line is not None:
                 self._on_line(stream, line)
-            if self._log_output and self._logged < MAX_LOGGED_LINES:
+            if not self._log_output:
+                continue
+            if self._logged < MAX_LOGGED_LINES and self._logged_chars < MAX_LOGGED_CHARS:
                 self._logged += 1
-                self._publish(
-                    CommandOutput(
-                        host=self.host, cmd_id=self.cmd_id, stream=stream, line=self._hide(line)
-                    )
-                )
+                self._logged_chars += len(line)
+                self._output(stream, self._hide(line))
+            else:
+                count, chars = self._unlogged.get(stream, (0, 0))
+                self._unlogged[stream] = (count + 1, chars + len(line))
+
+    def _output(self, stream: Stream, line: str) -> None:
+        self._publish(CommandOutput(host=self.host, cmd_id=self.cmd_id, stream=stream, line=line))
 
     def finish(self, exit_status: int | None, failure: str | None = None) -> CommandResult:
         """Publish command.finished once; a second call returns the first result."""
@@ -170,6 +236,8 @@ class CommandRecorder:
             return self.result
         for stream, capture in self._streams.items():
             self._emit(stream, capture.close())
+        for stream, (lines, chars) in self._unlogged.items():
+            self._output(stream, f"…[{lines} more lines ({chars} chars) not logged]")
         duration = max(0.0, now() - self._started)
         out, err = self._streams["stdout"], self._streams["stderr"]
         self._publish(
@@ -230,12 +298,19 @@ class HostRunner(abc.ABC):
         long_running: bool = False,
         redact: Sequence[str] = (),
     ) -> CommandResult:
-        """Run ``argv`` and return its result; never raises for a non-zero exit.
+        """Run ``argv`` and return its result; never raises for a non-zero exit or a
+        transport failure (the result's ``failure`` says why: "timeout", "connection
+        lost: ...", "could not open a shell: ...").
 
-        ``timeout`` (seconds, None for none) stops the command and its children;
-        so does cancelling the calling task (the result is then not returned,
-        the CancelledError propagates after the process is stopped).
-        ``on_line(stream, line)`` sees every line as it arrives.
+        ``timeout`` (seconds, None for none) is one deadline for everything: waiting
+        for the connection, for a free shell or channel, opening it, and the command.
+        A command past it is stopped with its children (which may add a few seconds,
+        bounded); a deadline that passes before the command started gives a failure
+        "timeout (what it was waiting for ...)". Cancelling the calling task stops the
+        command too (the result is then not returned, the CancelledError propagates
+        after the process is stopped).
+        ``on_line(stream, line)`` sees every line as it arrives (each capped at
+        MAX_LINE_CHARS, as in the events).
         ``long_running`` asks for a dedicated channel (probes, migrations)
         instead of a pooled shell, so short commands never wait behind it.
         ``redact`` lists values (secrets) shown as ``***`` in every event; the

@@ -23,12 +23,11 @@ import asyncio
 import codecs
 import contextlib
 import os
-import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from backend.transport.base import CommandRecorder, Stream
+from backend.transport.base import CommandRecorder, Expired, Stream, command_line
 
 
 class ByteReader(Protocol):
@@ -51,7 +50,8 @@ class ShellChannel:
     close: Callable[[], None]
 
 
-ChannelOpener = Callable[[], Awaitable[ShellChannel]]
+# Opens a shell's channel by the deadline (the event loop's clock, None for none).
+ChannelOpener = Callable[[float | None], Awaitable[ShellChannel]]
 # Kills the process tree rooted at a pid on the host; returns when it is gone.
 TreeKiller = Callable[[int], Awaitable[None]]
 
@@ -108,7 +108,7 @@ class RemoteShell:
         token = self._token.decode()
         n = self._seq
         line = (
-            f"{shlex.join(argv)} </dev/null & p=$!; "
+            f"{command_line(argv)} </dev/null & p=$!; "
             f'printf \'{token}:{n}:pid:%d\\n\' "$p" >&2; wait "$p"; s=$?; '
             f"printf '{token}:{n}:rc:%d\\n' \"$s\"; printf '{token}:{n}:end:\\n' >&2\n"
         )
@@ -169,9 +169,17 @@ class RemoteShell:
         if what == "pid" and not pending.pid.done():
             pending.pid.set_result(int(value))
         elif what == "rc" and not pending.status.done():
+            self._flush(pending, "stdout")
             pending.status.set_result(int(value))
         elif what == "end" and not pending.stderr_done.done():
+            self._flush(pending, "stderr")
             pending.stderr_done.set_result(None)
+
+    def _flush(self, pending: _Pending, stream: Stream) -> None:
+        """The stream's last bytes: an incomplete UTF-8 sequence becomes U+FFFD, not lost."""
+        rest = pending.decoders[stream].decode(b"", final=True)
+        if rest:
+            pending.recorder.feed(stream, rest)
 
     def _die(self, reason: str) -> None:
         if self.dead is None:
@@ -201,8 +209,15 @@ class ShellPool:
         self._slots = asyncio.Semaphore(size)
 
     @contextlib.asynccontextmanager
-    async def shell(self) -> AsyncIterator[RemoteShell]:
-        async with self._slots:
+    async def shell(self, deadline: float | None = None) -> AsyncIterator[RemoteShell]:
+        """An idle shell or a new one, by ``deadline`` (:class:`Expired` if it passes)."""
+        loop = asyncio.get_running_loop()
+        wait = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            await asyncio.wait_for(self._slots.acquire(), wait)
+        except TimeoutError:
+            raise Expired("waiting for a free shell") from None
+        try:
             shell = None
             while self._idle:
                 candidate = self._idle.pop()
@@ -211,7 +226,7 @@ class ShellPool:
                     break
                 self._discard(candidate)
             if shell is None:
-                shell = RemoteShell(await self._opener())
+                shell = RemoteShell(await self._opener(deadline))
                 self._all.add(shell)
             try:
                 yield shell
@@ -221,6 +236,8 @@ class ShellPool:
                     self._idle.append(shell)
                 else:
                     self._discard(shell)
+        finally:
+            self._slots.release()
 
     def _discard(self, shell: RemoteShell) -> None:
         shell.close()

@@ -10,16 +10,21 @@
   failed with the reason.
 - Short commands go to a :class:`ShellPool`; ``long_running`` ones (probes,
   migrations) get their own exec channel so they never block the pool.
+- Every step of a command (a free shell or channel, opening it, the command) is
+  inside its one deadline: a host that stops answering (stopped, hung) ends each
+  command by its timeout even with keepalives off. Opening a channel is bounded by
+  connect_timeout_s even for a command without a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
-import shlex
+import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -30,16 +35,21 @@ from backend.events import HostState
 from backend.transport.base import (
     CommandRecorder,
     CommandResult,
+    Expired,
     HostRunner,
     LineCallback,
     Publish,
     StreamReaderLike,
     StreamWriterLike,
     TransportError,
+    command_line,
 )
 from backend.transport.shellpool import RemoteShell, ShellChannel, ShellDied, ShellPool
 
 KILL_GRACE_S = 2.0
+# The most that stopping a timed-out or cancelled command adds: the pid (KILL_GRACE_S),
+# the kill script (TERM, KILL_GRACE_S, KILL) on a channel of its own, the last output.
+STOP_GRACE_S = 3 * KILL_GRACE_S
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # sshd allows 10 sessions per connection by default (MaxSessions); keep below it.
 MAX_EXEC_CHANNELS = 5
@@ -83,7 +93,7 @@ class SshTarget:
     keepalive_s: float = 5.0
     keepalive_count_max: int = 3
     pool_size: int = 4
-    # Send each command as a plain `shlex.join(argv)` exec request, as `ssh host cmd`
+    # Send each command as a plain `command_line(argv)` exec request, as `ssh host cmd`
     # does, with no pooled shell and no pid marker; cancelling closes the channel. Only
     # for servers that are not a POSIX shell (the simulated lab's in-process hosts).
     plain_exec: bool = False
@@ -157,10 +167,77 @@ class _Client(asyncssh.SSHClient):
         self._owner._connection_lost(self, exc)
 
 
-def _read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
-    if path.is_file():
+# Bounds on the local files read before connecting: a key is a few KiB; a known_hosts
+# of a large site is a few MiB. Anything bigger is not such a file (/dev/zero, a disk).
+MAX_IDENTITY_BYTES = 1024 * 1024
+MAX_KNOWN_HOSTS_BYTES = 64 * 1024 * 1024
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_regular_file(host: str, what: str, path: Path, limit: int) -> bool:
+    """True if ``path`` is a regular file of at most ``limit`` bytes, False if it does
+    not exist; anything else is refused saying what the path is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise TransportError(host, f"cannot use {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise TransportError(host, f"{what} {path} is {kind}, not a file")
+    if info.st_size > limit:
+        raise TransportError(
+            host, f"{what} {path} is {info.st_size} bytes, too large to be {what} (a mistake?)"
+        )
+    return True
+
+
+def _read_known_hosts(host: str, path: Path) -> asyncssh.SSHKnownHosts:
+    if not _check_regular_file(host, "known_hosts", path, MAX_KNOWN_HOSTS_BYTES):
+        return asyncssh.import_known_hosts("")  # no file: nothing is trusted (never "no checking")
+    try:
         return asyncssh.read_known_hosts(str(path))
-    return asyncssh.import_known_hosts("")  # no file: nothing is trusted (never "no checking")
+    except OSError as exc:
+        raise TransportError(host, f"cannot read known_hosts {path}: {exc.strerror}") from None
+    except (ValueError, asyncssh.Error) as exc:
+        raise TransportError(host, f"cannot parse known_hosts {path}: {exc}") from None
+
+
+def _load_identity(target: SshTarget) -> Sequence[asyncssh.SSHKeyPair]:
+    """The identity's key pair (and its -cert.pub), read and decrypted off the event loop."""
+    host, path = target.name, Path(target.identity or "")
+    if not _check_regular_file(host, "identity", path, MAX_IDENTITY_BYTES):
+        raise TransportError(host, f"identity file {path} does not exist")
+    passphrase = None
+    if target.passphrase is not None:
+        try:
+            passphrase = target.passphrase()
+        except Exception as exc:  # the secret's own error says where it should come from
+            raise TransportError(
+                host, f"cannot read the passphrase of identity {path}: {exc}"
+            ) from None
+    try:
+        return asyncssh.load_keypairs([str(path)], passphrase)
+    except OSError as exc:
+        raise TransportError(host, f"cannot read identity {path}: {exc.strerror}") from None
+    except asyncssh.KeyEncryptionError as exc:
+        raise TransportError(host, f"cannot decrypt identity {path}: {exc}") from None
+    except asyncssh.KeyImportError as exc:
+        if passphrase is None and "assphrase" in str(exc):
+            raise TransportError(
+                host,
+                f"identity {path} is protected by a passphrase; give it as "
+                f'identity_passphrase = {{ env = "VAR" }} or {{ file = "path" }}',
+            ) from None
+        raise TransportError(host, f"identity {path} is not a usable private key: {exc}") from None
 
 
 def _append_known_host(path: Path, target: SshTarget, key: asyncssh.SSHKey) -> None:
@@ -172,6 +249,59 @@ def _append_known_host(path: Path, target: SshTarget, key: asyncssh.SSHKey) -> N
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with path.open("a") as file:
         file.write(f"{entry} {key.export_public_key('openssh').decode().strip()}\n")
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - _loop_time())
+
+
+def _earliest(deadline: float | None, other: float) -> float:
+    return other if deadline is None else min(deadline, other)
+
+
+async def _within(step: Awaitable[Any], deadline: float | None, what: str) -> Any:
+    """Await a step before the command starts; :class:`Expired` if the deadline passes."""
+    try:
+        return await asyncio.wait_for(step, _remaining(deadline))
+    except TimeoutError:
+        raise Expired(what) from None
+
+
+def _close_when_opened(opening: asyncio.Future[asyncssh.SSHClientProcess[bytes]]) -> None:
+    """A channel confirmed after its command gave up on it is closed at once."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    opening.result().close()
+
+
+async def _pump(
+    reader: asyncssh.SSHReader[bytes],
+    stream: Literal["stdout", "stderr"],
+    recorder: CommandRecorder,
+    pid_marker: tuple[bytes, asyncio.Future[int]] | None,
+) -> None:
+    # Incremental: a UTF-8 character split across two reads stays one character.
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    head = b""
+    while chunk := await reader.read(65536):
+        if pid_marker is not None:
+            # The first stderr line is our pid marker; hold output until it is complete.
+            head += chunk
+            if b"\n" not in head:
+                continue
+            first, _, chunk = head.partition(b"\n")
+            marker, future = pid_marker
+            if first.startswith(marker):
+                future.set_result(int(first[len(marker) :]))
+            else:
+                chunk = head
+            pid_marker = None
+        recorder.feed(stream, decoder.decode(chunk))
+    recorder.feed(stream, decoder.decode(b"", final=True))
 
 
 class SshHost(HostRunner):
@@ -213,9 +343,10 @@ class SshHost(HostRunner):
         t = self.target
         if self._via is not None and not self._via.connected:
             raise TransportError(self.name, f"jump host {self._via.name} is not connected")
-        if t.identity is not None and not await asyncio.to_thread(os.path.isfile, t.identity):
-            raise TransportError(self.name, f"identity file {t.identity} does not exist")
-        known = await asyncio.to_thread(_read_known_hosts, t.known_hosts_path)
+        keys = None
+        if t.identity is not None:
+            keys = await asyncio.to_thread(_load_identity, t)
+        known = await asyncio.to_thread(_read_known_hosts, self.name, t.known_hosts_path)
         policy = _HostKeyPolicy(t, known)
         options: dict[str, Any] = {
             "connect_timeout": t.connect_timeout_s,
@@ -229,10 +360,8 @@ class SshHost(HostRunner):
             options["port"] = t.port
         if t.user is not None:
             options["username"] = t.user
-        if t.identity is not None:
-            options["client_keys"] = [t.identity]
-            if t.passphrase is not None:
-                options["passphrase"] = t.passphrase()
+        if keys is not None:
+            options["client_keys"] = keys
         if self._via is not None:
             options["tunnel"] = self._via._conn
         try:
@@ -293,21 +422,49 @@ class SshHost(HostRunner):
             await self._announce_connected()
             return
 
-    async def _connection(self, timeout: float | None) -> asyncssh.SSHClientConnection:
-        """The live connection, waiting a little for a reconnect in progress."""
+    async def _connection(self, deadline: float | None) -> asyncssh.SSHClientConnection:
+        """The live connection, waiting a little (never past ``deadline``) for a reconnect."""
         if not self._ready.is_set():
-            wait = self.target.connect_timeout_s if timeout is None else timeout
+            limit = _earliest(deadline, _loop_time() + self.target.connect_timeout_s)
             try:
-                await asyncio.wait_for(self._ready.wait(), min(wait, self.target.connect_timeout_s))
+                await asyncio.wait_for(self._ready.wait(), _remaining(limit))
             except TimeoutError:
                 reason = self._lost_reason or "not connected"
                 raise TransportError(self.name, f"not connected: {reason}") from None
         assert self._conn is not None
         return self._conn
 
-    async def _open_shell(self) -> ShellChannel:
-        conn = await self._connection(None)
-        process = await conn.create_process("exec /bin/sh", encoding=None)
+    async def _open_process(
+        self, command: str, deadline: float | None, what: str
+    ) -> asyncssh.SSHClientProcess[bytes]:
+        """Open a session channel running ``command``, by ``deadline`` at the latest.
+
+        A host that accepts TCP but does not run (stopped, swapping to death) never
+        confirms a channel; without a bound the caller would wait for keepalives, or
+        forever when they are off. With no deadline the bound is connect_timeout_s.
+        """
+        conn = await self._connection(deadline)
+        no_answer = _loop_time() + self.target.connect_timeout_s
+        limit = _earliest(deadline, no_answer)
+        opening = asyncio.ensure_future(conn.create_process(command, encoding=None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(opening), _remaining(limit))
+        except TimeoutError:
+            opening.add_done_callback(_close_when_opened)
+            if limit != no_answer:
+                raise Expired(f"opening {what}") from None
+            raise TransportError(
+                self.name,
+                f"could not open {what}: no answer within {self.target.connect_timeout_s:g} s",
+            ) from None
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_when_opened)
+            raise
+        except (asyncssh.Error, OSError) as exc:
+            raise TransportError(self.name, f"could not open {what}: {exc}") from exc
+
+    async def _open_shell(self, deadline: float | None) -> ShellChannel:
+        process = await self._open_process("exec /bin/sh", deadline, "a shell")
         return ShellChannel(process.stdin, process.stdout, process.stderr, process.close)
 
     # -- running commands -----------------------------------------------------------------
@@ -327,12 +484,17 @@ class SshHost(HostRunner):
         recorder = CommandRecorder(
             self.name, argv, self._publish, channel, on_line, log_output, redact
         )
+        # One deadline for everything: the wait for a connection, a free shell or
+        # channel, opening it, and the command itself.
+        deadline = None if timeout is None else _loop_time() + timeout
         try:
             if plain:
-                return await self._run_plain(argv, recorder, timeout)
+                return await self._run_plain(argv, recorder, deadline)
             if long_running:
-                return await self._run_exec(argv, recorder, timeout)
-            return await self._run_pooled(argv, recorder, timeout)
+                return await self._run_exec(argv, recorder, deadline)
+            return await self._run_pooled(argv, recorder, deadline)
+        except Expired as exc:
+            return recorder.finish(None, f"timeout ({exc} took too long)")
         except TransportError as exc:
             return recorder.finish(None, exc.message)
         except asyncio.CancelledError:
@@ -340,15 +502,16 @@ class SshHost(HostRunner):
             raise
 
     async def _run_pooled(
-        self, argv: Sequence[str], recorder: CommandRecorder, timeout: float | None
+        self, argv: Sequence[str], recorder: CommandRecorder, deadline: float | None
     ) -> CommandResult:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        async with self._pool.shell() as shell:
+        async with self._pool.shell(deadline) as shell:
             try:
                 pid, status, stderr_done = await shell.run(argv, recorder)
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                code = await asyncio.wait_for(asyncio.shield(status), remaining)
-                await stderr_done
+            except ShellDied as exc:
+                return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
+            try:
+                code = await asyncio.wait_for(asyncio.shield(status), _remaining(deadline))
+                await asyncio.wait_for(asyncio.shield(stderr_done), _remaining(deadline))
                 return recorder.finish(code)
             except TimeoutError:
                 await self._stop_pooled(shell, pid, status, stderr_done)
@@ -367,9 +530,12 @@ class SshHost(HostRunner):
         status: asyncio.Future[int],
         stderr_done: asyncio.Future[None],
     ) -> None:
+        """Kill a pooled command's tree; within STOP_GRACE_S, else give up on the shell."""
+        give_up = _loop_time() + STOP_GRACE_S
         try:
-            await self._kill(await asyncio.wait_for(asyncio.shield(pid), KILL_GRACE_S), "tree")
-            await asyncio.wait_for(asyncio.gather(status, stderr_done), KILL_GRACE_S * 2)
+            known = await asyncio.wait_for(asyncio.shield(pid), KILL_GRACE_S)
+            await self._kill(known, "tree", give_up)
+            await asyncio.wait_for(asyncio.gather(status, stderr_done), _remaining(give_up))
         except (TimeoutError, ShellDied, TransportError):
             shell.close()  # it did not come back: never reuse it
 
@@ -377,41 +543,43 @@ class SshHost(HostRunner):
         self,
         argv: Sequence[str],
         recorder: CommandRecorder,
-        timeout: float | None,
-        limited: bool = True,
+        deadline: float | None,
+        kill: bool = False,
     ) -> CommandResult:
-        conn = await self._connection(timeout)
         marker = "\x1eMIGLAB" + os.urandom(8).hex() + ":pid:"
         # sshd makes the session's shell a session leader; `exec` keeps that pid, so the
         # command's process group is the pid it reports here.
-        command = f"printf '{marker}%d\\n' \"$$\" >&2; exec {shlex.join(argv)}"
+        command = f"printf '{marker}%d\\n' \"$$\" >&2; exec {command_line(argv)}"
         # A kill must never wait for a slot held by the very command it stops.
-        slot = self._exec_slots if limited else contextlib.nullcontext()
-        async with slot:
-            try:
-                process = await conn.create_process(command, encoding=None)
-            except (asyncssh.Error, OSError) as exc:
-                return recorder.finish(None, f"could not open a channel: {exc}")
+        if not kill:
+            await _within(self._exec_slots.acquire(), deadline, "waiting for a free channel")
+        try:
+            process = await self._open_process(command, deadline, "a channel")
             process.stdin.write_eof()
             pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             pumps = asyncio.gather(
-                self._pump(process.stdout, "stdout", recorder, None),
-                self._pump(process.stderr, "stderr", recorder, (marker.encode(), pid)),
+                _pump(process.stdout, "stdout", recorder, None),
+                _pump(process.stderr, "stderr", recorder, (marker.encode(), pid)),
             )
             try:
-                await asyncio.wait_for(asyncio.shield(pumps), timeout)
-                await process.wait_closed()
+                await asyncio.wait_for(asyncio.shield(pumps), _remaining(deadline))
+                await asyncio.wait_for(process.wait_closed(), _remaining(deadline))
             except TimeoutError:
-                await self._stop_exec(pid, pumps)
+                if not kill:  # a kill that overran is abandoned, not killed in turn
+                    await self._stop_exec(pid, pumps)
                 return recorder.finish(None, "timeout")
             except asyncio.CancelledError:
-                await asyncio.shield(self._stop_exec(pid, pumps))
+                if not kill:
+                    await asyncio.shield(self._stop_exec(pid, pumps))
                 recorder.finish(None, "cancelled")
                 raise
             except (asyncssh.Error, OSError) as exc:
                 return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
             finally:
                 process.close()
+        finally:
+            if not kill:
+                self._exec_slots.release()
         if process.exit_status is not None and process.exit_status >= 0:
             return recorder.finish(process.exit_status)
         if process.exit_signal is not None:
@@ -419,78 +587,68 @@ class SshHost(HostRunner):
         return recorder.finish(None, f"connection lost: {self._lost_reason or 'channel closed'}")
 
     async def _run_plain(
-        self, argv: Sequence[str], recorder: CommandRecorder, timeout: float | None
+        self, argv: Sequence[str], recorder: CommandRecorder, deadline: float | None
     ) -> CommandResult:
-        conn = await self._connection(timeout)
-        async with self._exec_slots:
-            try:
-                process = await conn.create_process(shlex.join(argv), encoding=None)
-            except (asyncssh.Error, OSError) as exc:
-                return recorder.finish(None, f"could not open a channel: {exc}")
+        await _within(self._exec_slots.acquire(), deadline, "waiting for a free channel")
+        try:
+            process = await self._open_process(command_line(argv), deadline, "a channel")
             process.stdin.write_eof()
             pumps = asyncio.gather(
-                self._pump(process.stdout, "stdout", recorder, None),
-                self._pump(process.stderr, "stderr", recorder, None),
+                _pump(process.stdout, "stdout", recorder, None),
+                _pump(process.stderr, "stderr", recorder, None),
             )
             try:
-                await asyncio.wait_for(asyncio.shield(pumps), timeout)
-                await process.wait_closed()
+                await asyncio.wait_for(asyncio.shield(pumps), _remaining(deadline))
+                await asyncio.wait_for(process.wait_closed(), _remaining(deadline))
             except TimeoutError:
-                process.close()
                 return recorder.finish(None, "timeout")
             except asyncio.CancelledError:
-                process.close()
                 recorder.finish(None, "cancelled")
                 raise
             except (asyncssh.Error, OSError) as exc:
                 return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
             finally:
                 process.close()
+        finally:
+            self._exec_slots.release()
         if process.exit_status is not None and process.exit_status >= 0:
             return recorder.finish(process.exit_status)
         return recorder.finish(None, f"connection lost: {self._lost_reason or 'channel closed'}")
 
-    @staticmethod
-    async def _pump(
-        reader: asyncssh.SSHReader[bytes],
-        stream: Literal["stdout", "stderr"],
-        recorder: CommandRecorder,
-        pid_marker: tuple[bytes, asyncio.Future[int]] | None,
-    ) -> None:
-        head = b""
-        while chunk := await reader.read(65536):
-            if pid_marker is not None:
-                # The first stderr line is our pid marker; hold output until it is complete.
-                head += chunk
-                if b"\n" not in head:
-                    continue
-                first, _, chunk = head.partition(b"\n")
-                marker, future = pid_marker
-                if first.startswith(marker):
-                    future.set_result(int(first[len(marker) :]))
-                else:
-                    chunk = head
-                pid_marker = None
-            recorder.feed(stream, chunk.decode("utf-8", "replace"))
-
     async def _stop_exec(self, pid: asyncio.Future[int], pumps: asyncio.Future[Any]) -> None:
+        """Kill an exec command's group and collect its last output, within STOP_GRACE_S."""
+        give_up = _loop_time() + STOP_GRACE_S
         with contextlib.suppress(TimeoutError, TransportError):
-            await self._kill(await asyncio.wait_for(pid, KILL_GRACE_S), "group")
+            known = await asyncio.wait_for(asyncio.shield(pid), KILL_GRACE_S)
+            await self._kill(known, "group", give_up)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(pumps, KILL_GRACE_S)
+            await asyncio.wait_for(pumps, _remaining(give_up))
 
-    async def _kill(self, pid: int, mode: Literal["tree", "group"]) -> None:
+    async def _kill(self, pid: int, mode: Literal["tree", "group"], deadline: float) -> None:
         """Stop a process (tree or group) on this host from a channel of its own."""
         argv = ["sh", "-c", KILL_SCRIPT, "miglab-kill", mode, str(pid)]
         recorder = CommandRecorder(self.name, argv, self._publish, "exec", log_output=False)
-        result = await self._run_exec(argv, recorder, KILL_GRACE_S * 3, limited=False)
+        try:
+            result = await self._run_exec(argv, recorder, deadline, kill=True)
+        except Expired as exc:
+            result = recorder.finish(None, f"timeout ({exc} took too long)")
+        except TransportError as exc:
+            result = recorder.finish(None, exc.message)
         if result.failure is not None:
             raise TransportError(self.name, f"could not stop pid {pid}: {result.failure}")
 
     async def open_unix_stream(self, path: str) -> tuple[StreamReaderLike, StreamWriterLike]:
         conn = await self._connection(None)
         try:
-            reader, writer = await conn.open_unix_connection(path, encoding=None)
+            reader, writer = await asyncio.wait_for(
+                conn.open_unix_connection(path, encoding=None), self.target.connect_timeout_s
+            )
+        except TimeoutError:
+            raise TransportError(
+                self.name,
+                f"cannot open unix socket {path}: "
+                f"no answer within {self.target.connect_timeout_s:g} s",
+            ) from None
         except (asyncssh.Error, OSError) as exc:
             raise TransportError(self.name, f"cannot open unix socket {path}: {exc}") from exc
         return reader, writer
@@ -509,6 +667,8 @@ class SshHost(HostRunner):
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
-                await conn.wait_closed()
+                # A host that stopped answering cannot complete a clean close.
+                await asyncio.wait_for(conn.wait_closed(), KILL_GRACE_S)
+            conn.abort()
         self._ready.clear()
         self._publish(HostState(host=self.name, state="closed"))
