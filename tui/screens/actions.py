@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from textual import work
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -24,6 +25,7 @@ from tui.backend_api import ConsoleBackend, ReplayControls
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import Choice, scenario_choice
 from tui.widgets.lab_state import LabState
+from tui.widgets.safe_text import clean
 
 if TYPE_CHECKING:
     from backend.drivers.base import HostCommand
@@ -43,6 +45,24 @@ class ActionScreen(Screen[None]):
         self.running: str | None = None
         """What runs now (a worker of ours), or None."""
         self._backend_closed = False
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast whose text is shown as text: errors and notes quote hosts and files."""
+        super().notify(
+            clean(message, lines=True),
+            title=clean(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     @property
     def is_replay(self) -> bool:

@@ -203,7 +203,7 @@ class MainScreen(ActionScreen):
         for note in changes.notes:
             severity = _NOTE_SEVERITY.get(note.level, "information")
             if note.level != "info" or not self.is_replay:
-                self.notify(note.text, severity=severity)  # type: ignore[arg-type]
+                self.notify(note.text, severity=severity)  # type: ignore[arg-type]  # as text
 
     def _show_hosts(self) -> None:
         self._guest_shown_on = self.state.guest.host
