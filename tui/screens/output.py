@@ -77,19 +77,21 @@ class CommandOutputScreen(ModalScreen[None]):
             box.border_title = f"command {self.command.cmd_id}"
             box.border_subtitle = "escape closes"
             yield Static(header_content(self.command), id="header")
-            # Filled here, not looked up in on_mount: keys pressed fast can dismiss the
-            # screen before it mounts, and then there is nothing left to look up.
-            log = RichLog(id="output", wrap=False, markup=False, highlight=False)
-            self._fill(log)
-            yield log
+            yield RichLog(id="output", wrap=False, markup=False, highlight=False)
 
-    def _fill(self, log: RichLog) -> None:
-        """Every output line, as text: a host's escapes show as ␛, never reach the terminal."""
+    def on_mount(self) -> None:
+        # Keys come faster than screens mount: enter then escape can dismiss this screen
+        # before it mounts, and then its widgets are gone. Nothing to fill then.
+        found = list(self.query(RichLog))
+        if not found:
+            return
+        log = found[0]
         lines = output_lines(self.command)
         if not lines:
             log.write(Text("(no output)", style="italic"))
         for stream, line in lines:
             # stderr is marked by a prefix as well as a style: it must read in monochrome.
+            # A host's escapes show as ␛ and never reach the terminal.
             if stream == "stderr":
                 log.write(Text.assemble(("! ", "bold"), (clean(line, lines=True), "italic")))
             else:
@@ -97,12 +99,7 @@ class CommandOutputScreen(ModalScreen[None]):
         dropped = self.command.lines_seen - len(self.command.output)
         if dropped > 0:
             log.write(Text(f"({dropped} earlier lines are in the session log)", style="italic"))
-
-    def on_mount(self) -> None:
-        for log in self.query(RichLog):  # none if the screen was dismissed meanwhile
-            log.focus()
+        log.focus()
 
     def action_close(self) -> None:
-        # Enter and escape pressed fast can ask twice, or after the screen left the stack.
-        if self.is_active and self.app.screen is self:
-            self.dismiss(None)
+        self.dismiss(None)
