@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tui import keys
-from tui.backend_api import ConsoleBackend, ReplayControls
+from tui.backend_api import ConsoleBackend, RecordsEndStatus, ReplayControls
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import Choice, scenario_choice
 from tui.widgets.lab_state import LabState
@@ -286,6 +286,8 @@ class ActionScreen(Screen[None]):
             return
         self._backend_closed = True
         running = self.running_actions()
+        if running and isinstance(self.backend, RecordsEndStatus):
+            self.backend.set_end_status("interrupted")  # quitting stops what runs
         if running and not self.backend.readonly:
             try:
                 await self.backend.cancel()
