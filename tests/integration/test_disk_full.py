@@ -23,7 +23,7 @@ import pytest
 
 from backend.events import Note
 from backend.session import SessionLogWriteError, SessionLogWriter, make_header, read_session
-from tests.conftest import REQUIRE_SYSTEM, need_root
+from tests.conftest import DATA, REQUIRE_SYSTEM, need_root
 
 MIGLAB = Path(sys.executable).with_name("miglab")
 RUN_TIMEOUT_S = 300  # a bound on a hang, not a speed target: the run itself takes seconds
@@ -159,3 +159,15 @@ async def test_a_header_that_does_not_fit_leaves_no_file(tmp_path: Path) -> None
             await SessionLogWriter.create(path, make_header())
         assert "No space left on device" in str(raised.value) and str(path) in str(raised.value)
         assert not path.exists()
+
+
+def test_an_import_onto_a_full_disk_says_so_and_leaves_no_file(tmp_path: Path) -> None:
+    capture = DATA / "probes" / "ping-netns-blackhole-c25-i0.2.txt"
+    with tmpfs(tmp_path / "full", "64k") as full:
+        fill(full)
+        log = full / "imported.jsonl"
+        done = run_cli("import", "ping", str(capture), "-o", str(log), "--start", "1000")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert f"cannot write the session log {log}: No space left on device" in done.stderr
+        assert not log.exists()
