@@ -27,7 +27,11 @@
   ``stop ARGV`` (the commands the action has running: the transport ends each one's
   process tree) and, for QEMU, the QMP ``migrate_cancel`` it sends.
 * ``close()`` stops what still runs (cleanly), closes the hosts, then the session log
-  (with its end marker) and the bus.
+  and the bus. The log's end marker says how the session ended: "interrupted" if
+  closing stopped an action (or the console said so, ``set_end_status``), "crashed" if
+  the console said it crashed, else how the last action ended ("ok" or "failed").
+* A session log that can no longer be written (disk full) stops the running action
+  (as ``cancel`` does), says so in an error note, and every later action is refused.
 
 With a :class:`~backend.sim.lab.SimulatedLab` (``sim=``) the backend uses its clock for
 everything: events are stamped with it (``backend.events.set_clock`` while the backend
