@@ -9,6 +9,7 @@ cleanup and closes every backend (which saves the session log) before exiting.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from textual.app import App
 from textual.theme import Theme
 
 from tui import keys
-from tui.backend_api import ConsoleBackend
+from tui.backend_api import ConsoleBackend, RecordsEndStatus
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.screens.palette import KeysProvider
@@ -135,6 +136,17 @@ class MiglabApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self.backend))
 
+    def _handle_exception(self, error: Exception) -> None:
+        # An unhandled error ends the app: the session logs say so. They are written
+        # by whoever runs the app (run_console_async, the demo), once it has stopped.
+        for backend in {id(b): b for b in self._backends()}.values():
+            if isinstance(backend, RecordsEndStatus):
+                backend.set_end_status("crashed")
+        super()._handle_exception(error)
+
+    def _backends(self) -> list[ConsoleBackend]:
+        return [self.backend, *(screen.backend for screen in self.main_screens())]
+
     def action_next_theme(self) -> None:
         names = self.theme_names or [self.theme]
         index = names.index(self.theme) if self.theme in names else -1
@@ -174,6 +186,17 @@ class MiglabApp(App[int]):
 
 def run_console(backend: ConsoleBackend, *, theme: str | None = None) -> int:
     """Run the console until the user quits; the exit code."""
-    app = MiglabApp(backend, theme=theme)
-    app.run()
+    return asyncio.run(run_console_async(MiglabApp(backend, theme=theme)))
+
+
+async def run_console_async(app: MiglabApp, **options: Any) -> int:
+    """Run ``app`` (``options`` as for ``App.run_async``), then close its backend.
+
+    Quitting closes it already; this is for an app that crashed (its log then ends
+    "crashed", written before the process exits) or was stopped some other way.
+    """
+    try:
+        await app.run_async(**options)
+    finally:
+        await app.backend.close()
     return app.return_code or 0

@@ -36,6 +36,7 @@ from backend.events import Event
 if TYPE_CHECKING:  # types only: a replay needs neither pydantic's lab models nor asyncssh
     from backend.config import LabConfig
     from backend.drivers.base import HostCommand
+    from backend.session import EndStatus
 
 EventCallback = Callable[[Event], None]
 
@@ -220,6 +221,16 @@ class ConsoleBackend(Protocol):
     async def plan_unexport(self) -> list[HostCommand]: ...
 
     async def unexport(self) -> None: ...
+
+
+@runtime_checkable
+class RecordsEndStatus(Protocol):
+    """A backend whose session log's end marker the console tells how it ended."""
+
+    def set_end_status(self, status: EndStatus) -> None:
+        """ "interrupted" (quitting stopped an action) or "crashed" (an unhandled error);
+        otherwise the backend says "ok" or "failed" from how its last action ended."""
+        ...
 
 
 @runtime_checkable

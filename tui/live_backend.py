@@ -27,7 +27,11 @@
   ``stop ARGV`` (the commands the action has running: the transport ends each one's
   process tree) and, for QEMU, the QMP ``migrate_cancel`` it sends.
 * ``close()`` stops what still runs (cleanly), closes the hosts, then the session log
-  (with its end marker) and the bus.
+  and the bus. The log's end marker says how the session ended: "interrupted" if
+  closing stopped an action (or the console said so, ``set_end_status``), "crashed" if
+  the console said it crashed, else how the last action ended ("ok" or "failed").
+* A session log that can no longer be written (disk full) stops the running action
+  (as ``cancel`` does), says so in an error note, and every later action is refused.
 
 With a :class:`~backend.sim.lab.SimulatedLab` (``sim=``) the backend uses its clock for
 everything: events are stamped with it (``backend.events.set_clock`` while the backend
@@ -73,7 +77,7 @@ from backend.events import (
 from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted
 from backend.experiments.scenarios import Scenario, builtin_scenarios, describe_timeline
 from backend.lab import LabController
-from backend.session import SessionLogWriter, make_header
+from backend.session import EndStatus, SessionLogWriteError, SessionLogWriter, make_header
 from backend.transport.base import CommandFailed, TransportError
 from backend.transport.hosts import Hosts
 from tui.backend_api import ConsoleBackend, EventCallback, LabLayout, ReadOnlyActions, ScenarioInfo
@@ -168,6 +172,10 @@ class LiveBackend:
             log_path if log_path is not None else log_dir / _log_name(self._log_wall, 0)
         )
         self._log_failed = False
+        self._log_error: str | None = None  # why the log stopped being written, if it did
+        self._last_outcome: EndStatus = "ok"  # how the last action ended
+        self._end_status: EndStatus | None = None  # how the console ended, when it said
+        self._log_stop: asyncio.Task[None] | None = None
         self._runnable = self._runnable_scenarios(
             scenarios if scenarios is not None else builtin_scenarios(), quick
         )
@@ -322,6 +330,22 @@ class LiveBackend:
         early, self._early = self._early or [], None
         for event in early:
             self._writer.write(event)
+        self._writer.on_failure(self._log_broke)
+
+    def _log_broke(self, error: SessionLogWriteError) -> None:
+        """The log cannot be written (disk full): stop what runs, say so, start nothing."""
+        self._log_error = str(error)
+        running = self._current()
+        what = f"; stopping {running.label}" if running is not None else ""
+        self._note(f"{error}{what}. Nothing more is recorded: quit, free space.", "error")
+        if running is not None:
+            self._log_stop = asyncio.get_running_loop().create_task(self.cancel())
+
+    def set_end_status(self, status: EndStatus) -> None:
+        """How the console ended, for the log's end marker: "interrupted" when quitting
+        stopped something, "crashed" on an unhandled error (it wins over the others)."""
+        if self._end_status != "crashed":
+            self._end_status = status
 
     async def close(self) -> None:
         if self._closed:
@@ -332,10 +356,13 @@ class LiveBackend:
         for action in list(self._actions):  # their cleanup runs (the runner's, the driver's)
             action.stop()
             await action.wait(CLOSE_WAIT_S)
+        if self._log_stop is not None:
+            await asyncio.wait({self._log_stop}, timeout=CLOSE_WAIT_S)
         await self._hosts.close()
         writer, self._writer = self._writer, None
         if writer is not None:
-            await writer.close("interrupted" if interrupted else "ok")
+            status = self._end_status or ("interrupted" if interrupted else self._last_outcome)
+            await writer.close(status)
         await self._bus.aclose()
         if self._clock_set:
             set_clock(None)
@@ -526,12 +553,22 @@ class LiveBackend:
         """
         if self._closed:
             raise DriverError("the console is closing")
+        if self._log_error is not None:
+            raise DriverError(f"{self._log_error}: nothing is done that would go unrecorded")
         action = _Action(label, kind, self._commands_seen)
         self._actions.append(action)  # from now on no new look starts
         try:
             await self._end_look()
             task = action.task = asyncio.ensure_future(work(action))
-            result: T = await task
+            try:
+                result: T = await task
+            except asyncio.CancelledError:
+                self._last_outcome = "interrupted"
+                raise
+            except Exception:
+                self._last_outcome = "interrupted" if action.stop_requested else "failed"
+                raise
+            self._last_outcome = "interrupted" if action.stop_requested else "ok"
             return result
         finally:
             self._actions.remove(action)

@@ -71,7 +71,7 @@ from backend.experiments.scenarios import (
 )
 from backend.lab import LabController
 from backend.probes import Clock, LineParser, build_command, make_argv, new_parser, ping_command
-from backend.session import SessionLogWriter, make_header
+from backend.session import SessionLogWriteError, SessionLogWriter, make_header
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, TransportError
 from backend.transport.hosts import Hosts
 from backend.transport.local import LocalRunner
@@ -90,7 +90,7 @@ __all__ = [
     "SwitchDisk",
 ]
 
-RunStatus = Literal["ok", "failed", "interrupted"]
+RunStatus = Literal["ok", "failed", "interrupted", "crashed"]
 SwitchDisk = Callable[[str], Awaitable[None]]
 """Puts the guest on disk "local" or "iscsi" (a disk comparison's arms); the lab's own."""
 Sleep = Callable[[float], Awaitable[None]]
@@ -154,6 +154,8 @@ class RunResult:
     analysis: Analysis
     migrations: tuple[MigrationOutcome, ...]
     error: str | None = None
+    log_error: str | None = None
+    """Why the session log could not be written (it is kept up to its last complete line)."""
 
     @property
     def ok(self) -> bool:
@@ -307,6 +309,8 @@ class ExperimentRunner:
         self._watched: set[str] = set()
         self._lost = asyncio.Event()
         self._lost_reason = ""
+        self._log_broken = asyncio.Event()
+        self._log_error: str | None = None
         self._finished_seen = 0
         self._outcomes: list[MigrationOutcome] = []
         self._console: LocalRunner | None = None
@@ -388,6 +392,7 @@ class ExperimentRunner:
         except (RunAborted, *_ABORTING) as exc:
             error = str(exc)
         except BaseException as exc:  # a bug: still clean up and keep the log
+            status = "crashed"
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
@@ -396,16 +401,21 @@ class ExperimentRunner:
         return self.result
 
     async def _race_lost_hosts(self, body: Coroutine[Any, Any, None]) -> None:
-        """Run ``body``; a lab host that disconnects meanwhile ends it (RunAborted)."""
+        """Run ``body``; a lab host that disconnects meanwhile ends it (RunAborted), and so
+        does a session log that can no longer be written (nothing would be recorded)."""
         task = asyncio.ensure_future(body)
         lost = asyncio.ensure_future(self._lost.wait())
+        broken = asyncio.ensure_future(self._log_broken.wait())
         try:
-            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, lost, broken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             lost.cancel()
+            broken.cancel()
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task})
+        if task.cancelled() and self._log_broken.is_set():
+            raise RunAborted(f"{self._log_error}; the run was stopped")
         if task.cancelled() and self._lost.is_set():
             raise RunAborted(self._lost_reason)
         task.result()
@@ -467,6 +477,9 @@ class ExperimentRunner:
         reports = {name: asdict(report) for name, report in zip(names, versions, strict=True)}
         try:
             await self._open_log(reports)
+        except SessionLogWriteError as exc:  # it names the file and the OS error
+            self._log_error = str(exc)
+            raise RunAborted(str(exc)) from None
         except OSError as exc:
             raise RunAborted(f"cannot write the session log {self.log_path}: {exc}") from None
 
@@ -487,7 +500,13 @@ class ExperimentRunner:
         writer = await SessionLogWriter.create(self.log_path, header)
         for event in self._events:
             writer.write(event)
+        writer.on_failure(self._log_failed)
         self._writer = writer
+
+    def _log_failed(self, error: SessionLogWriteError) -> None:
+        """The log cannot be written (disk full): stop the run now, cleanly."""
+        self._log_error = str(error)
+        self._log_broken.set()
 
     # -- preparing the lab -------------------------------------------------------------------
 
@@ -865,12 +884,17 @@ class ExperimentRunner:
         writer, self._writer = self._writer, None
         if writer is not None:
             await writer.close(status)
+            if writer.error is not None:  # also when only the end could not be written
+                self._log_error = str(writer.error)
+                if status == "ok":
+                    status, error = "failed", self._log_error
         self.result = RunResult(
             status=status,
             log_path=self.log_path if writer is not None else None,
             analysis=analyze(self._events, t0=self._started_at),
             migrations=tuple(self._outcomes),
             error=error,
+            log_error=self._log_error,
         )
 
     # -- the dry run -------------------------------------------------------------------------

@@ -166,6 +166,7 @@ async def open_demo(
     from backend.sim.lab import SimulatedLab
     from tui.app import MiglabApp
     from tui.live_backend import make_backend
+    from tui.widgets.safe_text import clean
 
     try:
         sim = await SimulatedLab.open(source, speed=speed, seed=seed)
@@ -178,7 +179,9 @@ async def open_demo(
         try:
             app = MiglabApp(backend, theme=theme)
             app.title = TITLE
-            app.sub_title = f"{sim.source.lab.name} at {speed:g}× speed, seed {seed}"
+            # The lab's name is the user's text: shown as text (a header would parse markup).
+            name = clean(sim.source.lab.name)
+            app.sub_title = f"{name} at {speed:g}× speed, seed {seed}"
             yield app
         finally:
             await backend.close()

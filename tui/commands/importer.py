@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from backend.events import Event, EventBus
 from backend.importer import KINDS, ImportError_, import_probe, import_qemu, import_xl
-from backend.session import SessionLogWriter, make_header
+from backend.session import SessionLogWriteError, SessionLogWriter, make_header
 from tui.commands import numbers
-from tui.commands.common import EXIT_OK, BadInput
+from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput
 
 
 def register(commands: Any) -> None:
@@ -62,15 +63,24 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"{path}: not {args.kind} output: {exc}") from None
     if os.path.exists(args.output):
         raise BadInput(f"{args.output} exists; a session log is never overwritten")
-    asyncio.run(_write(args, events))
+    error = asyncio.run(_write(args, events))
+    if error is not None:  # the disk filled, say: what was written up to then is kept
+        print(f"miglab: {error}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{args.output}: {len(events)} events from {path} ({args.kind})")
     return EXIT_OK
 
 
-async def _write(args: argparse.Namespace, events: list[Event]) -> None:
+async def _write(args: argparse.Namespace, events: list[Event]) -> SessionLogWriteError | None:
+    """Write the log; why it could not be written, if it could not."""
     bus = EventBus()
     header = make_header(scenario=f"import:{args.kind}")
     header["t"] = min(event.t for event in events)  # the session began with its data
-    async with await SessionLogWriter.create(args.output, header, bus):
+    try:
+        writer = await SessionLogWriter.create(args.output, header, bus)
+    except SessionLogWriteError as exc:  # no file is left behind
+        return exc
+    async with writer:
         for event in events:
             bus.publish(event)
+    return writer.error

@@ -279,6 +279,10 @@ async def _run(
     result = runner.result
     if result is None:
         return EXIT_INTERRUPTED if task.cancelled() else EXIT_FAILED
+    if result.log_error is not None:  # the run stopped because nothing could be recorded
+        print(f"miglab: {result.error or result.log_error}", file=sys.stderr)
+        if result.log_path is not None:
+            print(f"miglab: {result.log_path} is kept up to its last line", file=sys.stderr)
     await _summary(result)
     if result.status == "interrupted":
         return EXIT_INTERRUPTED

@@ -16,14 +16,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from textual import work
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tui import keys
-from tui.backend_api import ConsoleBackend, ReplayControls
+from tui.backend_api import ConsoleBackend, RecordsEndStatus, ReplayControls
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import Choice, scenario_choice
 from tui.widgets.lab_state import LabState
+from tui.widgets.safe_text import clean
 
 if TYPE_CHECKING:
     from backend.drivers.base import HostCommand
@@ -43,6 +45,24 @@ class ActionScreen(Screen[None]):
         self.running: str | None = None
         """What runs now (a worker of ours), or None."""
         self._backend_closed = False
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast whose text is shown as text: errors and notes quote hosts and files."""
+        super().notify(
+            clean(message, lines=True),
+            title=clean(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     @property
     def is_replay(self) -> bool:
@@ -266,6 +286,8 @@ class ActionScreen(Screen[None]):
             return
         self._backend_closed = True
         running = self.running_actions()
+        if running and isinstance(self.backend, RecordsEndStatus):
+            self.backend.set_end_status("interrupted")  # quitting stops what runs
         if running and not self.backend.readonly:
             try:
                 await self.backend.cancel()

@@ -14,26 +14,28 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from tui.widgets.safe_text import markup, plain
 
 if TYPE_CHECKING:
     from backend.drivers.base import HostCommand
 
 
-def commands_markup(commands: Sequence[HostCommand]) -> str:
-    """The commands grouped by host, in the order they will run."""
+def commands_content(commands: Sequence[HostCommand]) -> Content:
+    """The commands grouped by host, in the order they will run (host strings as text)."""
     if not commands:
-        return "[$text-muted](no command to run: nothing needs to change)[/]"
-    lines: list[str] = []
+        return markup("[$text-muted](no command to run: nothing needs to change)[/]")
+    lines: list[Content] = []
     host: str | None = None
     for command in commands:
         if command.host != host:
             host = command.host
-            lines.append(f"[b]on {escape(host)}:[/]")
-        lines.append(f"  [$text-accent]$[/] {escape(shlex.join(command.argv))}")
-    return "\n".join(lines)
+            lines.append(markup("[b]on $host:[/]", host=host))
+        lines.append(markup("  [$text-accent]$[/] $argv", argv=shlex.join(command.argv)))
+    return Content("\n").join(lines)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -81,10 +83,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
-            dialog.border_title = self.title_text
-            yield Static(escape(self.question), id="question")
+            dialog.border_title = plain(self.title_text)
+            yield Static(plain(self.question, lines=True), id="question")
             with VerticalScroll(id="commands"):
-                yield Static(commands_markup(self.commands), id="command-list")
+                yield Static(commands_content(self.commands), id="command-list")
             with Horizontal(id="buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")

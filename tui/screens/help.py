@@ -7,29 +7,32 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.keys import GROUPS, by_group
+from tui.widgets.safe_text import markup
 
 
-def help_markup(readonly_reason: str | None) -> str:
+def help_content(readonly_reason: str | None) -> Content:
     """The help text: one section per group, one line per command."""
-    lines: list[str] = []
+    lines: list[Content] = []
     for group, keys in by_group().items():
         if not keys:
             continue
-        title = f"[b]{escape(GROUPS.get(group, group))}[/]"
+        title = markup("[b]$group[/]", group=GROUPS.get(group, group))
         if group == "lab" and readonly_reason:
-            title += f"  [$text-warning](disabled: {escape(readonly_reason)})[/]"
+            title += markup("  [$text-warning](disabled: $why)[/]", why=readonly_reason)
         lines.append(title)
         for key in keys:
             shown = key.shown_key or "palette"
-            lines.append(f"  [$text-accent b]{escape(shown):>9}[/]  {escape(key.help)}")
-        lines.append("")
-    lines.append("[$text-muted]ctrl+p searches every command · escape closes this help[/]")
-    return "\n".join(lines)
+            lines.append(
+                markup("  [$text-accent b]$key[/]  $help", key=f"{shown:>9}", help=key.help)
+            )
+        lines.append(Content(""))
+    lines.append(markup("[$text-muted]ctrl+p searches every command · escape closes this help[/]"))
+    return Content("\n").join(lines)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -59,7 +62,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll() as box:
             box.border_title = "miglab keys"
-            yield Static(help_markup(self.readonly_reason), id="help-text")
+            yield Static(help_content(self.readonly_reason), id="help-text")
 
     def action_close(self) -> None:
         self.dismiss(None)

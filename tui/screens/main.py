@@ -103,6 +103,7 @@ class MainScreen(ActionScreen):
         self._guest_shown_on: str | None = None
         self._guest_seen: tuple[str | None, bool | None] = (None, None)
         self._guest_values_dirty = False
+        self._output_open = False
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -203,7 +204,7 @@ class MainScreen(ActionScreen):
         for note in changes.notes:
             severity = _NOTE_SEVERITY.get(note.level, "information")
             if note.level != "info" or not self.is_replay:
-                self.notify(note.text, severity=severity)  # type: ignore[arg-type]
+                self.notify(note.text, severity=severity)  # type: ignore[arg-type]  # as text
 
     def _show_hosts(self) -> None:
         self._guest_shown_on = self.state.guest.host
@@ -283,9 +284,17 @@ class MainScreen(ActionScreen):
             log.table.focus()
 
     def on_command_log_show_output(self, message: CommandLog.ShowOutput) -> None:
+        # One at a time: enter pressed again before the first one showed (keys come
+        # faster than screens mount) would stack a screen per key.
+        if self._output_open:
+            return
         command = self.state.commands.get(message.cmd_id)
         if command is not None:
-            self.app.push_screen(CommandOutputScreen(command))
+            self._output_open = True
+            self.app.push_screen(CommandOutputScreen(command), self._output_closed)
+
+    def _output_closed(self, _: None) -> None:
+        self._output_open = False
 
     def action_help(self) -> None:
         # Built once and kept installed: opening it again is a repaint, not a compose.

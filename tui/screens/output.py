@@ -8,25 +8,32 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import RichLog, Static
 
 from tui.widgets import fmt
 from tui.widgets.command_log import command_text
 from tui.widgets.lab_state import CommandView
+from tui.widgets.safe_text import clean, markup
 
 
-def header_markup(command: CommandView) -> str:
-    status = command.status_text()
+def header_content(command: CommandView) -> Content:
+    """Host, channel, command line and status: the host's strings shown as text."""
     took = f" in {fmt.duration(command.duration_s)}" if command.duration_s is not None else ""
     colour = "$text-success" if command.ok else "$text-error" if command.finished else "$text-muted"
-    return (
-        f"[b]{escape(command.host)}[/] [$text-muted]({escape(command.channel)})[/]\n"
-        f"[$text-accent]$[/] {escape(command_text(command.argv))}\n"
-        f"[{colour}]{escape(status)}[/]{took}"
-        + (f"  [$text-error]{escape(command.failure)}[/]" if command.failure else "")
+    header = markup(
+        "[b]$host[/] [$text-muted]($channel)[/]\n[$text-accent]$[/] $command\n"
+        f"[{colour}]$status[/]$took",
+        host=command.host,
+        channel=command.channel,
+        command=command_text(command.argv),
+        status=command.status_text(),
+        took=took,
     )
+    if command.failure:
+        header += markup("  [$text-error]$failure[/]", failure=command.failure)
+    return header
 
 
 def output_lines(command: CommandView) -> list[tuple[str, str]]:
@@ -69,20 +76,26 @@ class CommandOutputScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = f"command {self.command.cmd_id}"
             box.border_subtitle = "escape closes"
-            yield Static(header_markup(self.command), id="header")
+            yield Static(header_content(self.command), id="header")
             yield RichLog(id="output", wrap=False, markup=False, highlight=False)
 
     def on_mount(self) -> None:
-        log = self.query_one(RichLog)
+        # Keys come faster than screens mount: enter then escape can dismiss this screen
+        # before it mounts, and then its widgets are gone. Nothing to fill then.
+        found = list(self.query(RichLog))
+        if not found:
+            return
+        log = found[0]
         lines = output_lines(self.command)
         if not lines:
             log.write(Text("(no output)", style="italic"))
         for stream, line in lines:
             # stderr is marked by a prefix as well as a style: it must read in monochrome.
+            # A host's escapes show as ␛ and never reach the terminal.
             if stream == "stderr":
-                log.write(Text.assemble(("! ", "bold"), (line, "italic")))
+                log.write(Text.assemble(("! ", "bold"), (clean(line, lines=True), "italic")))
             else:
-                log.write(Text("  " + line))
+                log.write(Text("  " + clean(line, lines=True)))
         dropped = self.command.lines_seen - len(self.command.output)
         if dropped > 0:
             log.write(Text(f"({dropped} earlier lines are in the session log)", style="italic"))

@@ -8,12 +8,13 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.backend_api import ScenarioInfo
+from tui.widgets.safe_text import markup, plain
 
 _CSS = """
 {name} {{
@@ -45,7 +46,7 @@ class Choice(ModalScreen[str | None]):
     def __init__(
         self,
         title: str,
-        options: Sequence[tuple[str, str]],
+        options: Sequence[tuple[str, str | Content]],
         *,
         hint: str = "enter chooses · escape cancels",
         highlighted: str | None = None,
@@ -58,9 +59,11 @@ class Choice(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = self.title_text
-            yield OptionList(*[Option(prompt, id=ident) for ident, prompt in self.options])
-            yield Static(f"[$text-muted]{escape(self.hint)}[/]", id="hint")
+            box.border_title = plain(self.title_text)
+            # A prompt given as a str is a host's or a file's text: never markup.
+            prompts = [(i, p if isinstance(p, Content) else plain(p)) for i, p in self.options]
+            yield OptionList(*[Option(prompt, id=ident) for ident, prompt in prompts])
+            yield Static(markup("[$text-muted]$hint[/]", hint=self.hint), id="hint")
 
     def on_mount(self) -> None:
         option_list = self.query_one(OptionList)
@@ -79,11 +82,11 @@ class Choice(ModalScreen[str | None]):
 
 
 def scenario_choice(scenarios: Sequence[ScenarioInfo]) -> Choice:
-    options = []
-    for scenario in scenarios:
-        text = f"[b]{escape(scenario.id)}[/]  {escape(scenario.title)}"
+    options: list[tuple[str, str | Content]] = []
+    for scenario in scenarios:  # scenario files are the user's: their text is shown as text
+        text = markup("[b]$id[/]  $title", id=scenario.id, title=scenario.title)
         if scenario.description:
-            text += f"\n  [$text-muted]{escape(scenario.description)}[/]"
+            text += markup("\n  [$text-muted]$description[/]", description=scenario.description)
         options.append((scenario.id, text))
     return Choice("Run a scenario", options)
 

@@ -21,13 +21,15 @@ from textual.widgets import DataTable
 
 from tui.widgets import fmt
 from tui.widgets.lab_state import CommandView
+from tui.widgets.safe_text import clean
 
 # A row shows this much of a command; the output dialog shows all of it.
 COMMAND_WIDTH = 160
 
 
 def command_text(argv: list[str]) -> str:
-    return shlex.join(argv)
+    """The command line as a shell would take it, control characters made visible."""
+    return clean(shlex.join(argv))
 
 
 class _Table(DataTable[Text]):
@@ -107,7 +109,7 @@ class CommandLog(Vertical):
             self._rows.add(command.cmd_id)
             table.add_row(
                 Text(fmt.offset(command.started - self._t0), style="dim"),
-                Text(command.host),
+                Text(clean(command.host)),
                 self._status(command),
                 self._took(command),
                 Text(fmt.ellipsize(command_text(command.argv), COMMAND_WIDTH)),
@@ -132,7 +134,7 @@ class CommandLog(Vertical):
     @staticmethod
     def _status(command: CommandView) -> Text:
         # Styles without colours: they follow every theme and read on monochrome screens.
-        text = command.status_text()
+        text = clean(command.status_text())
         if not command.finished:
             return Text(text, style="italic")
         if command.failure is not None:

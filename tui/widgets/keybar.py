@@ -8,15 +8,17 @@ press here. Keys that change hosts are left out where they are disabled (a repla
 
 from __future__ import annotations
 
-from textual.markup import escape
+from textual.content import Content
 from textual.widgets import Static
 
 from tui.keys import KEYS, Key
+from tui.widgets.safe_text import markup
 
 
-def keybar_markup(keys: list[Key]) -> str:
-    return "  ".join(
-        f"[b $footer-key-foreground]{escape(key.shown_key)}[/] {escape(key.label)}" for key in keys
+def keybar_content(keys: list[Key]) -> Content:
+    return Content("  ").join(
+        markup("[b $footer-key-foreground]$key[/] $label", key=key.shown_key, label=key.label)
+        for key in keys
     )
 
 
@@ -40,4 +42,4 @@ class KeyBar(Static):
             and (key.footer or (replay and key.group == "replay" and key.action != "close_replay"))
             and not (readonly and key.changes_host)
         ]
-        self.update(keybar_markup(shown), layout=False)
+        self.update(keybar_content(shown), layout=False)

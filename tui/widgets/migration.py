@@ -8,20 +8,25 @@ animation: a calm screen for a long migration.
 
 from __future__ import annotations
 
-from textual.markup import escape
+from textual.content import Content
 from textual.widgets import Static
 
 from tui.widgets import fmt
 from tui.widgets.lab_state import MigrationView
+from tui.widgets.safe_text import markup, plain
 
 _BAR_MIN = 10
 
 
-def bar(fraction: float, width: int) -> str:
-    """A progress bar of ``width`` cells in theme-variable markup."""
+def bar(fraction: float, width: int) -> Content:
+    """A progress bar of ``width`` cells in theme colours."""
     fraction = min(max(fraction, 0.0), 1.0)
     filled = round(fraction * width)
-    return f"[$accent]{'█' * filled}[/][$panel-lighten-2]{'░' * (width - filled)}[/]"
+    return markup(
+        "[$accent]$done[/][$panel-lighten-2]$left[/]",
+        done="█" * filled,
+        left="░" * (width - filled),
+    )
 
 
 class MigrationBar(Static):
@@ -37,7 +42,7 @@ class MigrationBar(Static):
     }
     """
 
-    _shown: str | None = None
+    _shown: Content | None = None
 
     def show(self, migration: MigrationView, now: float) -> None:
         if migration.result is None and not migration.active:
@@ -45,19 +50,20 @@ class MigrationBar(Static):
             return
         if not self.display:
             self.display = True
-        markup = self._progress(migration, now) if migration.active else self._result(migration)
-        if markup != self._shown:
+        content = self._progress(migration, now) if migration.active else self._result(migration)
+        if content != self._shown:
             # Reflow only when the bar grows or shrinks (one line or two).
-            grew = self._shown is None or markup.count("\n") != self._shown.count("\n")
-            self._shown = markup
-            self.update(markup, layout=grew)
+            grew = self._shown is None or content.plain.count("\n") != self._shown.plain.count("\n")
+            self._shown = content
+            self.update(content, layout=grew)
         self.set_class(migration.active, "-active")
         result = migration.result
         self.set_class(not migration.active and result is not None and not result.ok, "-failed")
 
-    def _progress(self, m: MigrationView, now: float) -> str:
-        route = f"{escape(m.source or '?')} → {escape(m.dest or '?')}"
-        parts = [f"[b]migrating[/] {escape(m.domain or '')} {route}"]
+    def _progress(self, m: MigrationView, now: float) -> Content:
+        route = f"{m.source or '?'} → {m.dest or '?'}"
+        head = markup("[b]migrating[/] $domain $route", domain=m.domain or "", route=route)
+        parts: list[str] = []
         if m.iteration is not None:
             parts.append(f"iter {m.iteration}")
         if m.transferred_bytes is not None:
@@ -71,12 +77,12 @@ class MigrationBar(Static):
             parts.append(f"est. downtime {m.expected_downtime_ms:.0f} ms")
         if m.started is not None:
             parts.append(fmt.duration(now - m.started))
-        line = "  ".join(parts)
+        line = Content("  ").join([head, *(plain(part) for part in parts)])
         fraction = self._fraction(m)
         width = max(self.content_size.width - 6, _BAR_MIN)
         if fraction is None:
             return line
-        return f"{line}\n{bar(fraction, width)} {fraction * 100:3.0f}%"
+        return line + "\n" + bar(fraction, width) + f" {fraction * 100:3.0f}%"
 
     @staticmethod
     def _fraction(m: MigrationView) -> float | None:
@@ -88,12 +94,13 @@ class MigrationBar(Static):
         return None
 
     @staticmethod
-    def _result(m: MigrationView) -> str:
+    def _result(m: MigrationView) -> Content:
         result = m.result
         assert result is not None
-        route = f"{escape(result.source)} → {escape(result.dest)}"
+        route = f"{result.source} → {result.dest}"
         if result.ok:
-            parts = [f"[$success]migrated[/] {escape(result.domain)} {route}"]
+            head = markup("[$success]migrated[/] $domain $route", domain=result.domain, route=route)
+            parts: list[str] = []
             if result.total_time_ms is not None:
                 parts.append(f"in {fmt.duration(result.total_time_ms / 1000)}")
             if result.downtime_ms is not None:
@@ -102,6 +109,10 @@ class MigrationBar(Static):
                 parts.append(f"sent {fmt.size(result.transferred_bytes)}")
             if result.iterations is not None:
                 parts.append(f"{result.iterations} iter")
-            return "  ".join(parts)
-        error = escape(result.error or "no reason given")
-        return f"[$error]migration failed[/] {escape(result.domain)} {route}: {error}"
+            return Content("  ").join([head, *(plain(part) for part in parts)])
+        return markup(
+            "[$error]migration failed[/] $domain $route: $error",
+            domain=result.domain,
+            route=route,
+            error=result.error or "no reason given",
+        )

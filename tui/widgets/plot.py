@@ -32,6 +32,7 @@ from textual.widgets import Static
 from tui.widgets import fmt
 from tui.widgets.lab_state import LabState
 from tui.widgets.plotext_render import MIN_HEIGHT, Lines, PlotColors, render_trace
+from tui.widgets.safe_text import clean
 from tui.widgets.traces import Trace
 
 MAX_FPS = 20.0
@@ -122,7 +123,8 @@ class TracePlot(Widget):
 
     def _title(self) -> str:
         trace = self.trace
-        title = self._state.label(trace)
+        # A host's name from a log is text: plotext would pass an escape in it through.
+        title = clean(self._state.label(trace))
         if trace.last_value is not None:
             title += f"  {fmt.number(trace.last_value, trace.unit)}"
         if trace.probe == "ping" or trace.lost:

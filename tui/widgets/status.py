@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from textual.markup import escape
+from textual.content import Content
 from textual.widgets import Static
 
 from tui.widgets import fmt
+from tui.widgets.safe_text import clean, join, markup
 
 
 @dataclass
@@ -34,45 +35,33 @@ class StatusBar(Static):
     }
     """
 
-    _shown: str | None = None
+    _shown: Content | None = None
 
     def show(self, info: StatusInfo) -> None:
-        left = [f"[b]miglab[/] {escape(info.lab)}"]
+        # Names come from lab.toml and session logs: filled in as text, never as markup.
+        left = [markup("[b]miglab[/] $lab", lab=info.lab)]
         if info.simulated:
-            left.append("[$warning-muted on $warning b] SIMULATED [/]")
+            left.append(markup("[$warning-muted on $warning b] SIMULATED [/]"))
         if info.replay is not None:
-            left.append(f"[$accent-muted on $accent b] REPLAY {escape(info.replay)} [/]")
+            left.append(
+                markup("[$accent-muted on $accent b] REPLAY $replay [/]", replay=info.replay)
+            )
         if info.readonly and info.replay is None:
-            left.append("[$primary-muted on $primary b] READ-ONLY [/]")
+            left.append(markup("[$primary-muted on $primary b] READ-ONLY [/]"))
         if info.scenario:
-            left.append(f"[b]{escape(info.scenario)}[/]")
+            left.append(markup("[b]$scenario[/]", scenario=info.scenario))
         if info.phase:
-            left.append(f"[$text-muted]phase[/] [b]{escape(info.phase)}[/]")
-        head = " ".join(left)
+            left.append(markup("[$text-muted]phase[/] [b]$phase[/]", phase=info.phase))
+        head = join(left)
         clock = fmt.clock(info.elapsed_s)
         width = self.content_size.width or 80
-        plain_head = len(self._plain(info))
+        plain_head = len(head.plain)
         room = width - plain_head - len(clock) - 8
-        tail = ""
+        tail = Content("")
         if info.log is not None and room >= 12:
-            tail = f"[$text-muted]log[/] {escape(fmt.ellipsize(str(info.log), room))}  "
-        markup = f"{head}  {tail}[b]{clock}[/]"
-        if markup != self._shown:
-            self._shown = markup
-            self.update(markup, layout=False)  # one line, always
-
-    @staticmethod
-    def _plain(info: StatusInfo) -> str:
-        """The left part as plain text, to know how much room the log path has."""
-        parts = [f"miglab {info.lab}"]
-        if info.simulated:
-            parts.append(" SIMULATED ")
-        if info.replay is not None:
-            parts.append(f" REPLAY {info.replay} ")
-        if info.readonly and info.replay is None:
-            parts.append(" READ-ONLY ")
-        if info.scenario:
-            parts.append(info.scenario)
-        if info.phase:
-            parts.append(f"phase {info.phase}")
-        return " ".join(parts)
+            path = fmt.ellipsize(clean(info.log), room)
+            tail = markup("[$text-muted]log[/] $path  ", path=path)
+        content = join([head, tail + markup("[b]$clock[/]", clock=clock)], "  ")
+        if content != self._shown:
+            self._shown = content
+            self.update(content, layout=False)  # one line, always
