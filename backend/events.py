@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -118,6 +119,16 @@ class StorageExported(Event):
     changed: bool
 
 
+class StorageUnexported(Event):
+    """The target no longer exports the lab's disk (``forced``: initiators were cut off)."""
+
+    kind: Literal["storage.unexported"] = "storage.unexported"
+    host: str
+    iqn: str
+    forced: bool = False
+    initiators: list[str] = Field(default_factory=list)
+
+
 class InitiatorSession(Event):
     kind: Literal["initiator.session"] = "initiator.session"
     host: str
@@ -167,6 +178,42 @@ class MigrationFinished(Event):
     setup_time_ms: float | None = None  # qemu's setup-time
 
 
+class ExperimentStarted(Event):
+    """A run of ``scenario`` begins (what the timeline will be)."""
+
+    kind: Literal["experiment.started"] = "experiment.started"
+    scenario: str
+    title: str
+    repetitions: int
+    migrations: int
+    sequence: str
+    timeline: dict[str, float]
+
+
+class RepetitionStarted(Event):
+    """A repetition of the scenario's timeline begins (``number`` counts from 1)."""
+
+    kind: Literal["experiment.repetition"] = "experiment.repetition"
+    number: int
+    of: int | None = None
+
+
+class DiskStarted(Event):
+    """From here on, the guest runs from ``disk`` ("local" or "iscsi"): a disk comparison arm."""
+
+    kind: Literal["experiment.disk"] = "experiment.disk"
+    disk: str
+
+
+class ExperimentFinished(Event):
+    """A run ended: status "ok", "failed" (``error`` says why) or "interrupted"."""
+
+    kind: Literal["experiment.finished"] = "experiment.finished"
+    scenario: str
+    status: str
+    error: str | None = None
+
+
 class Note(Event):
     kind: Literal["note"] = "note"
     text: str
@@ -177,29 +224,48 @@ class UnknownEvent(Event):
     """An event whose kind this version does not know; kept as it was read."""
 
 
-def _registry() -> dict[str, type[Event]]:
-    """Every event class with a fixed ``kind``, including those defined in other modules."""
-    found: dict[str, type[Event]] = {}
-    pending = list(Event.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
+KnownEvent: TypeAlias = (
+    CommandStarted
+    | CommandOutput
+    | CommandFinished
+    | HostState
+    | HostResources
+    | Phase
+    | Sample
+    | StorageExported
+    | StorageUnexported
+    | InitiatorSession
+    | DomainState
+    | MigrationProgress
+    | MigrationFinished
+    | ExperimentStarted
+    | RepetitionStarted
+    | DiskStarted
+    | ExperimentFinished
+    | Note
+)
+"""Every event kind this version writes and reads; a new event class goes here too."""
+
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(KnownEvent)
+
+
+def _kinds(classes: tuple[type[Event], ...]) -> dict[str, type[Event]]:
+    table: dict[str, type[Event]] = {}
+    for cls in classes:
         kind = cls.model_fields["kind"].default
-        if isinstance(kind, str) and cls is not UnknownEvent:
-            found[kind] = cls
-    return found
+        if not isinstance(kind, str) or kind in table:
+            raise TypeError(f"{cls.__name__}: no kind of its own ({kind!r})")
+        table[kind] = cls
+    return table
 
 
-_KINDS: dict[str, type[Event]] = {}
+KINDS: Mapping[str, type[Event]] = MappingProxyType(_kinds(EVENT_CLASSES))
+"""The reader's one table, kind -> class: a log reads the same whatever was imported."""
 
 
 def parse_event(data: dict[str, Any]) -> Event:
     """Rebuild an event from its JSON form; tolerant of kinds and fields we do not know."""
-    kind = str(data.get("kind"))
-    cls = _KINDS.get(kind)
-    if cls is None:  # perhaps defined in a module imported since the last look
-        _KINDS.update(_registry())
-        cls = _KINDS.get(kind)
+    cls = KINDS.get(str(data.get("kind")))
     if cls is not None:
         try:
             return cls.model_validate(data)

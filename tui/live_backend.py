@@ -58,7 +58,7 @@ from backend.drivers.base import (
 )
 from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.hypervisor import ALIVE, hypervisor_driver
-from backend.drivers.storage import StorageUnexported, initiator_driver, target_driver
+from backend.drivers.storage import initiator_driver, target_driver
 from backend.events import (
     CommandFinished,
     CommandStarted,
@@ -68,6 +68,7 @@ from backend.events import (
     InitiatorSession,
     Note,
     StorageExported,
+    StorageUnexported,
     set_clock,
 )
 from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted

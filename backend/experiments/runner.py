@@ -56,8 +56,19 @@ from typing import Any, Literal, TypeVar
 from backend.check import probe_host
 from backend.config import LabConfig
 from backend.drivers.base import DriverError, HostCommand, MigrationOutcome
-from backend.events import Event, EventBus, HostState, MigrationFinished, Note, Phase
-from backend.experiments.metrics import Analysis, DiskStarted, RepetitionStarted, analyze
+from backend.events import (
+    DiskStarted,
+    Event,
+    EventBus,
+    ExperimentFinished,
+    ExperimentStarted,
+    HostState,
+    MigrationFinished,
+    Note,
+    Phase,
+    RepetitionStarted,
+)
+from backend.experiments.metrics import Analysis, analyze
 from backend.experiments.scenarios import (
     BuildEntry,
     DbenchEntry,
@@ -78,9 +89,7 @@ from backend.transport.local import LocalRunner
 
 __all__ = [
     "CONSOLE",
-    "ExperimentFinished",
     "ExperimentRunner",
-    "ExperimentStarted",
     "PlanStep",
     "RunAborted",
     "RunPlan",
@@ -114,27 +123,6 @@ LIMIT_MARGIN_S = 120.0
 STAND_IN_FILES = 64
 
 _ABORTING = (DriverError, CommandFailed, TransportError)
-
-
-class ExperimentStarted(Event):
-    """A run of ``scenario`` begins (what the timeline will be)."""
-
-    kind: Literal["experiment.started"] = "experiment.started"
-    scenario: str
-    title: str
-    repetitions: int
-    migrations: int
-    sequence: str
-    timeline: dict[str, float]
-
-
-class ExperimentFinished(Event):
-    """A run ended: status "ok", "failed" (``error`` says why) or "interrupted"."""
-
-    kind: Literal["experiment.finished"] = "experiment.finished"
-    scenario: str
-    status: str
-    error: str | None = None
 
 
 class RunAborted(Exception):
