@@ -275,6 +275,8 @@ def parse_event(data: dict[str, Any]) -> Event:
 
 
 Subscriber = Callable[[Event], Awaitable[None] | None]
+Unsubscribe = Callable[[], None]
+"""What ``subscribe`` returns: call it to stop the callback getting events (idempotent)."""
 
 
 class EventBus:
@@ -284,19 +286,43 @@ class EventBus:
     (they must be quick: the TUI posts a message, the printer writes a line),
     asynchronous ones get a queue each and a task that drains it in order, so a
     slow disk never stalls a transport reading a remote command's output.
+
+    Whoever listens for a limited time (a run, a console's view) unsubscribes when
+    done, with what ``subscribe`` returned or with :meth:`unsubscribe`; a bus lives
+    as long as its console, and a dead subscriber on it would be fed for ever.
     """
 
     def __init__(self) -> None:
         self._sync: list[Callable[[Event], object]] = []
-        self._queues: list[asyncio.Queue[Event | None]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._queues: dict[int, tuple[Callable[..., object], asyncio.Queue[Event | None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_id = 0
 
-    def subscribe(self, callback: Callable[[Event], object]) -> None:
+    @property
+    def subscriber_count(self) -> int:
+        """How many callbacks get events now (synchronous and asynchronous)."""
+        return len(self._sync) + len(self._queues)
+
+    def subscribe(self, callback: Callable[[Event], object]) -> Unsubscribe:
         """A synchronous subscriber, called inline for every event."""
         self._sync.append(callback)
+        entry = self._sync[-1]
 
-    def subscribe_async(self, callback: Callable[[Event], Awaitable[None]]) -> None:
-        """An asynchronous subscriber, fed in order from its own queue."""
+        def unsubscribe() -> None:
+            # By identity: bound methods compare equal to fresh ones of the same object.
+            for i, cb in enumerate(self._sync):
+                if cb is entry:
+                    del self._sync[i]
+                    return
+
+        return unsubscribe
+
+    def subscribe_async(self, callback: Callable[[Event], Awaitable[None]]) -> Unsubscribe:
+        """An asynchronous subscriber, fed in order from its own queue.
+
+        Unsubscribing stops new events; what it was given already is still delivered
+        (and :meth:`aclose` waits for that).
+        """
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         async def drain() -> None:
@@ -306,23 +332,41 @@ class EventBus:
                 except Exception:  # one bad subscriber must not stop the others
                     log.exception("event subscriber failed on %s", event.kind)
 
-        self._queues.append(queue)
-        self._tasks.append(asyncio.get_running_loop().create_task(drain()))
+        key = self._next_id
+        self._next_id += 1
+        self._queues[key] = (callback, queue)
+        task = asyncio.get_running_loop().create_task(drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+        def unsubscribe() -> None:
+            if self._queues.pop(key, None) is not None:
+                queue.put_nowait(None)
+
+        return unsubscribe
+
+    def unsubscribe(self, callback: Callable[..., object]) -> None:
+        """Stop feeding ``callback`` (each subscription of it); nothing if it has none."""
+        self._sync = [cb for cb in self._sync if cb != callback]
+        for key, (cb, queue) in list(self._queues.items()):
+            if cb == callback:
+                del self._queues[key]
+                queue.put_nowait(None)
 
     def publish(self, event: Event) -> None:
-        for callback in self._sync:
+        for callback in tuple(self._sync):  # a callback may unsubscribe (itself) meanwhile
             try:
                 callback(event)
             except Exception:
                 log.exception("event subscriber failed on %s", event.kind)
-        for queue in self._queues:
+        for _, queue in self._queues.values():
             queue.put_nowait(event)
 
     async def aclose(self) -> None:
         """Let every asynchronous subscriber finish what it was given, then stop."""
-        for queue in self._queues:
+        for _, queue in self._queues.values():
             queue.put_nowait(None)
+        self._queues.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._queues.clear()
         self._tasks.clear()

@@ -194,8 +194,8 @@ class LiveBackend:
         self._clock_set = False
         self._started = False
         self._closed = False
-        self._bus.subscribe(self._track)
-        self._bus.subscribe(self._to_log)
+        # Dropped at close: the console's view and the log listen as long as the backend.
+        self._subscriptions = [self._bus.subscribe(self._track), self._bus.subscribe(self._to_log)]
 
     # -- what the console shows ------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class LiveBackend:
         return self._clock()
 
     def subscribe(self, callback: EventCallback) -> None:
-        self._bus.subscribe(callback)
+        self._subscriptions.append(self._bus.subscribe(callback))
 
     # -- the bus's own subscribers ---------------------------------------------------------
 
@@ -338,6 +338,9 @@ class LiveBackend:
         if writer is not None:
             await writer.close("interrupted" if interrupted else "ok")
         await self._bus.aclose()
+        for unsubscribe in self._subscriptions:
+            unsubscribe()
+        self._subscriptions.clear()
         if self._clock_set:
             set_clock(None)
             self._clock_set = False

@@ -306,7 +306,6 @@ class ExperimentRunner:
         self._migration_failed = False
         self._booted = False
         self._started_at = self._clock()
-        bus.subscribe(self._on_event)
 
     # -- what a lab cannot do ---------------------------------------------------------------
 
@@ -339,7 +338,7 @@ class ExperimentRunner:
 
     def _on_event(self, event: Event) -> None:
         if not self._recording:
-            return  # the bus has no unsubscribe: a finished run just stops listening
+            return
         self._events.append(event)
         if self._writer is not None:
             self._writer.write(event)
@@ -367,6 +366,7 @@ class ExperimentRunner:
         self._started_at = self._clock()
         status: RunStatus = "failed"
         error: str | None = None
+        unsubscribe = self.bus.subscribe(self._on_event)  # for this run only
         try:
             await self._race_lost_hosts(self._body())
             status = "ok"
@@ -379,7 +379,10 @@ class ExperimentRunner:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            await _finish_despite_cancel(self._cleanup(status, error))
+            try:
+                await _finish_despite_cancel(self._cleanup(status, error))
+            finally:
+                unsubscribe()
         assert self.result is not None
         return self.result
 
