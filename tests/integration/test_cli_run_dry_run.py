@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need
+from tests.conftest import need, need_root
 from tests.support.sshd import Sshd, free_port
-from tests.support.tgtd import free_control_port
+from tests.support.tgtd import Tgtd, disk_image, free_control_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,3 +87,66 @@ config = "/etc/xen/guest.cfg"
     assert f"tgtadm -C {control_port} --lld iscsi --op show" in message  # the command
     assert "tgtd" in message or "daemon" in message  # tgtadm's own stderr
     assert done.stdout == ""  # no half a plan
+
+
+@pytest.fixture
+def fresh_tgtd(tmp_path: Path) -> Iterator[Tgtd]:
+    need("tgtd", "tgtadm")
+    need_root()  # tgtd's control socket lives in /var/run/tgtd
+    server = Tgtd(tmp_path / "tgtd")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_dry_run_on_a_fresh_qemu_lab_plans_export_boot_and_migration(
+    fresh_tgtd: Tgtd, tmp_path: Path
+) -> None:
+    # Nothing exported yet: the dry run plans the export, and the logins that follow
+    # it (QEMU's initiator: nothing to run) without asking the target for that disk.
+    iqn = "iqn.2024-01.lab.fresh:disk1"
+    lab = tmp_path / "lab.toml"
+    lab.write_text(
+        f"""\
+[lab]
+name = "fresh"
+link_mbit = 1000
+
+[hosts.storage]
+address = "local"
+
+[hosts.h1]
+address = "local"
+
+[hosts.h2]
+address = "local"
+
+[storage]
+host = "storage"
+driver = "tgt"
+iqn = "{iqn}"
+device = "{disk_image(tmp_path / "disk.img")}"
+portal = "{fresh_tgtd.portal}"
+tgt_control_port = {fresh_tgtd.control_port}
+
+[hypervisor]
+driver = "qemu"
+hosts = ["h1", "h2"]
+run_dir = "{tmp_path / "run"}"
+
+[guest]
+name = "guest"
+address = "127.0.0.1"
+vcpus = 1
+memory_mb = 128
+
+[guest.qemu]
+kernel = "/boot/vmlinuz"
+"""
+    )
+    done = miglab("run", "migrate-ping", "--lab", str(lab), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    adm = f"storage: tgtadm -C {fresh_tgtd.control_port} --lld iscsi"
+    assert f"{adm} --op new --mode target --tid 1 -T {iqn}" in done.stdout
+    assert "Boot the guest on h1" in done.stdout and "Migration 1: h1 -> h2" in done.stdout
+    assert iqn not in fresh_tgtd.show()  # and nothing changed
