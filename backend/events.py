@@ -5,6 +5,10 @@ Data flows one way: host -> transport -> driver/probe -> events -> bus ->
 a ``kind`` tag; the session log stores ``event.model_dump(mode="json")`` one per
 line, and :func:`parse_event` turns such a dict back into the right class
 (unknown kinds from newer or older logs come back as :class:`UnknownEvent`).
+
+Every event class is defined here and listed in :data:`KnownEvent`: the reader's
+table :data:`KINDS` is built from that list alone, so a log reads the same whatever
+else the reading program imported.
 """
 
 from __future__ import annotations
@@ -254,7 +258,7 @@ def _kinds(classes: tuple[type[Event], ...]) -> dict[str, type[Event]]:
     for cls in classes:
         kind = cls.model_fields["kind"].default
         if not isinstance(kind, str) or kind in table:
-            raise TypeError(f"{cls.__name__}: no kind of its own ({kind!r})")
+            raise TypeError(f"{cls.__name__}: its kind {kind!r} is missing or taken")
         table[kind] = cls
     return table
 
