@@ -171,20 +171,24 @@ class LabController:
             )
             for host in self.hv_hosts
         }
+        ended_first: set[asyncio.Future[OperationResult]] = set()
         try:
-            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+            ended_first, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
         finally:  # also when prepare itself is cancelled
             pending = [task for task in tasks.values() if not task.done()]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        # The failure that stopped the other login first: a login stopped for it may
+        # end in an error of its own ("cancelled"), which is no news.
+        in_order = sorted(tasks.items(), key=lambda item: item[1] not in ended_first)
         failures = [
             (host, error)
-            for host, task in tasks.items()
+            for host, task in in_order
             if not task.cancelled() and (error := task.exception()) is not None
         ]
-        if failures:  # the first to fail; a sibling stopped for it is no failure of its own
+        if failures:
             host, error = failures[0]
             if isinstance(error, (DriverError, TransportError, CommandFailed)):
                 raise DriverError(f"cannot log {host} in to the shared disk: {error}") from error
