@@ -5,6 +5,10 @@ Data flows one way: host -> transport -> driver/probe -> events -> bus ->
 a ``kind`` tag; the session log stores ``event.model_dump(mode="json")`` one per
 line, and :func:`parse_event` turns such a dict back into the right class
 (unknown kinds from newer or older logs come back as :class:`UnknownEvent`).
+
+Every event class is defined here and listed in :data:`KnownEvent`: the reader's
+table :data:`KINDS` is built from that list alone, so a log reads the same whatever
+else the reading program imported.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -118,6 +123,16 @@ class StorageExported(Event):
     changed: bool
 
 
+class StorageUnexported(Event):
+    """The target no longer exports the lab's disk (``forced``: initiators were cut off)."""
+
+    kind: Literal["storage.unexported"] = "storage.unexported"
+    host: str
+    iqn: str
+    forced: bool = False
+    initiators: list[str] = Field(default_factory=list)
+
+
 class InitiatorSession(Event):
     kind: Literal["initiator.session"] = "initiator.session"
     host: str
@@ -167,6 +182,42 @@ class MigrationFinished(Event):
     setup_time_ms: float | None = None  # qemu's setup-time
 
 
+class ExperimentStarted(Event):
+    """A run of ``scenario`` begins (what the timeline will be)."""
+
+    kind: Literal["experiment.started"] = "experiment.started"
+    scenario: str
+    title: str
+    repetitions: int
+    migrations: int
+    sequence: str
+    timeline: dict[str, float]
+
+
+class RepetitionStarted(Event):
+    """A repetition of the scenario's timeline begins (``number`` counts from 1)."""
+
+    kind: Literal["experiment.repetition"] = "experiment.repetition"
+    number: int
+    of: int | None = None
+
+
+class DiskStarted(Event):
+    """From here on, the guest runs from ``disk`` ("local" or "iscsi"): a disk comparison arm."""
+
+    kind: Literal["experiment.disk"] = "experiment.disk"
+    disk: str
+
+
+class ExperimentFinished(Event):
+    """A run ended: status "ok", "failed" (``error`` says why) or "interrupted"."""
+
+    kind: Literal["experiment.finished"] = "experiment.finished"
+    scenario: str
+    status: str
+    error: str | None = None
+
+
 class Note(Event):
     kind: Literal["note"] = "note"
     text: str
@@ -177,29 +228,48 @@ class UnknownEvent(Event):
     """An event whose kind this version does not know; kept as it was read."""
 
 
-def _registry() -> dict[str, type[Event]]:
-    """Every event class with a fixed ``kind``, including those defined in other modules."""
-    found: dict[str, type[Event]] = {}
-    pending = list(Event.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
+KnownEvent: TypeAlias = (
+    CommandStarted
+    | CommandOutput
+    | CommandFinished
+    | HostState
+    | HostResources
+    | Phase
+    | Sample
+    | StorageExported
+    | StorageUnexported
+    | InitiatorSession
+    | DomainState
+    | MigrationProgress
+    | MigrationFinished
+    | ExperimentStarted
+    | RepetitionStarted
+    | DiskStarted
+    | ExperimentFinished
+    | Note
+)
+"""Every event kind this version writes and reads; a new event class goes here too."""
+
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(KnownEvent)
+
+
+def _kinds(classes: tuple[type[Event], ...]) -> dict[str, type[Event]]:
+    table: dict[str, type[Event]] = {}
+    for cls in classes:
         kind = cls.model_fields["kind"].default
-        if isinstance(kind, str) and cls is not UnknownEvent:
-            found[kind] = cls
-    return found
+        if not isinstance(kind, str) or kind in table:
+            raise TypeError(f"{cls.__name__}: its kind {kind!r} is missing or taken")
+        table[kind] = cls
+    return table
 
 
-_KINDS: dict[str, type[Event]] = {}
+KINDS: Mapping[str, type[Event]] = MappingProxyType(_kinds(EVENT_CLASSES))
+"""The reader's one table, kind -> class: a log reads the same whatever was imported."""
 
 
 def parse_event(data: dict[str, Any]) -> Event:
     """Rebuild an event from its JSON form; tolerant of kinds and fields we do not know."""
-    kind = str(data.get("kind"))
-    cls = _KINDS.get(kind)
-    if cls is None:  # perhaps defined in a module imported since the last look
-        _KINDS.update(_registry())
-        cls = _KINDS.get(kind)
+    cls = KINDS.get(str(data.get("kind")))
     if cls is not None:
         try:
             return cls.model_validate(data)
@@ -209,6 +279,8 @@ def parse_event(data: dict[str, Any]) -> Event:
 
 
 Subscriber = Callable[[Event], Awaitable[None] | None]
+Unsubscribe = Callable[[], None]
+"""What ``subscribe`` returns: call it to stop the callback getting events (idempotent)."""
 
 
 class EventBus:
@@ -218,19 +290,43 @@ class EventBus:
     (they must be quick: the TUI posts a message, the printer writes a line),
     asynchronous ones get a queue each and a task that drains it in order, so a
     slow disk never stalls a transport reading a remote command's output.
+
+    Whoever listens for a limited time (a run, a console's view) unsubscribes when
+    done, with what ``subscribe`` returned or with :meth:`unsubscribe`; a bus lives
+    as long as its console, and a dead subscriber on it would be fed for ever.
     """
 
     def __init__(self) -> None:
         self._sync: list[Callable[[Event], object]] = []
-        self._queues: list[asyncio.Queue[Event | None]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._queues: dict[int, tuple[Callable[..., object], asyncio.Queue[Event | None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_id = 0
 
-    def subscribe(self, callback: Callable[[Event], object]) -> None:
+    @property
+    def subscriber_count(self) -> int:
+        """How many callbacks get events now (synchronous and asynchronous)."""
+        return len(self._sync) + len(self._queues)
+
+    def subscribe(self, callback: Callable[[Event], object]) -> Unsubscribe:
         """A synchronous subscriber, called inline for every event."""
         self._sync.append(callback)
+        entry = self._sync[-1]
 
-    def subscribe_async(self, callback: Callable[[Event], Awaitable[None]]) -> None:
-        """An asynchronous subscriber, fed in order from its own queue."""
+        def unsubscribe() -> None:
+            # By identity: bound methods compare equal to fresh ones of the same object.
+            for i, cb in enumerate(self._sync):
+                if cb is entry:
+                    del self._sync[i]
+                    return
+
+        return unsubscribe
+
+    def subscribe_async(self, callback: Callable[[Event], Awaitable[None]]) -> Unsubscribe:
+        """An asynchronous subscriber, fed in order from its own queue.
+
+        Unsubscribing stops new events; what it was given already is still delivered
+        (and :meth:`aclose` waits for that).
+        """
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         async def drain() -> None:
@@ -240,23 +336,41 @@ class EventBus:
                 except Exception:  # one bad subscriber must not stop the others
                     log.exception("event subscriber failed on %s", event.kind)
 
-        self._queues.append(queue)
-        self._tasks.append(asyncio.get_running_loop().create_task(drain()))
+        key = self._next_id
+        self._next_id += 1
+        self._queues[key] = (callback, queue)
+        task = asyncio.get_running_loop().create_task(drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+        def unsubscribe() -> None:
+            if self._queues.pop(key, None) is not None:
+                queue.put_nowait(None)
+
+        return unsubscribe
+
+    def unsubscribe(self, callback: Callable[..., object]) -> None:
+        """Stop feeding ``callback`` (each subscription of it); nothing if it has none."""
+        self._sync = [cb for cb in self._sync if cb != callback]
+        for key, (cb, queue) in list(self._queues.items()):
+            if cb == callback:
+                del self._queues[key]
+                queue.put_nowait(None)
 
     def publish(self, event: Event) -> None:
-        for callback in self._sync:
+        for callback in tuple(self._sync):  # a callback may unsubscribe (itself) meanwhile
             try:
                 callback(event)
             except Exception:
                 log.exception("event subscriber failed on %s", event.kind)
-        for queue in self._queues:
+        for _, queue in self._queues.values():
             queue.put_nowait(event)
 
     async def aclose(self) -> None:
         """Let every asynchronous subscriber finish what it was given, then stop."""
-        for queue in self._queues:
+        for _, queue in self._queues.values():
             queue.put_nowait(None)
+        self._queues.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._queues.clear()
         self._tasks.clear()

@@ -31,7 +31,7 @@ from backend.drivers.base import (
     TargetDriver,
 )
 from backend.events import Note
-from backend.transport.base import HostRunner, TransportError
+from backend.transport.base import CommandFailed, HostRunner, TransportError
 
 # Domain states in which the guest occupies its disk (it may write to it).
 _ACTIVE = {"running", "paused", "blocked", "other"}
@@ -151,14 +151,49 @@ class LabController:
     # -- operations ------------------------------------------------------------------------
 
     async def prepare(self, *, dry_run: bool = False) -> OperationResult:
-        """Export the disk and log both hypervisor hosts in; nothing if already so."""
+        """Export the disk and log both hypervisor hosts in; nothing if already so.
+
+        A dry run whose export would change the target plans the logins that would
+        follow it, without asking the target for what is not there yet.
+        """
         exported = await self.target.export(dry_run=dry_run)
-        logins = await asyncio.gather(
-            *(self.initiator.login(host, dry_run=dry_run) for host in self.hv_hosts)
-        )
+        target_ready = not (dry_run and exported.changed)
+        logins = await self._login_both(dry_run=dry_run, target_ready=target_ready)
         commands = exported.commands + [c for r in logins for c in r.commands]
         changed = exported.changed or any(r.changed for r in logins)
         return OperationResult(changed, commands, dry_run)
+
+    async def _login_both(self, *, dry_run: bool, target_ready: bool) -> list[OperationResult]:
+        """Log both hosts in at once; when one fails, stop the other (and wait for it)."""
+        tasks = {
+            host: asyncio.ensure_future(
+                self.initiator.login(host, dry_run=dry_run, target_ready=target_ready)
+            )
+            for host in self.hv_hosts
+        }
+        ended_first: set[asyncio.Future[OperationResult]] = set()
+        try:
+            ended_first, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # also when prepare itself is cancelled
+            pending = [task for task in tasks.values() if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        # The failure that stopped the other login first: a login stopped for it may
+        # end in an error of its own ("cancelled"), which is no news.
+        in_order = sorted(tasks.items(), key=lambda item: item[1] not in ended_first)
+        failures = [
+            (host, error)
+            for host, task in in_order
+            if not task.cancelled() and (error := task.exception()) is not None
+        ]
+        if failures:
+            host, error = failures[0]
+            if isinstance(error, (DriverError, TransportError, CommandFailed)):
+                raise DriverError(f"cannot log {host} in to the shared disk: {error}") from error
+            raise error
+        return [task.result() for task in tasks.values()]
 
     async def boot(self, host: str, *, dry_run: bool = False) -> OperationResult:
         """Start the guest on ``host`` after the pre-checks; nothing if it runs there already."""

@@ -62,7 +62,7 @@ from backend.drivers.base import (
 )
 from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.hypervisor import ALIVE, hypervisor_driver
-from backend.drivers.storage import StorageUnexported, initiator_driver, target_driver
+from backend.drivers.storage import initiator_driver, target_driver
 from backend.events import (
     CommandFinished,
     CommandStarted,
@@ -72,6 +72,7 @@ from backend.events import (
     InitiatorSession,
     Note,
     StorageExported,
+    StorageUnexported,
     set_clock,
 )
 from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted
@@ -201,8 +202,8 @@ class LiveBackend:
         self._clock_set = False
         self._started = False
         self._closed = False
-        self._bus.subscribe(self._track)
-        self._bus.subscribe(self._to_log)
+        # Dropped at close: the console's view and the log listen as long as the backend.
+        self._subscriptions = [self._bus.subscribe(self._track), self._bus.subscribe(self._to_log)]
 
     # -- what the console shows ------------------------------------------------------------
 
@@ -235,7 +236,7 @@ class LiveBackend:
         return self._clock()
 
     def subscribe(self, callback: EventCallback) -> None:
-        self._bus.subscribe(callback)
+        self._subscriptions.append(self._bus.subscribe(callback))
 
     # -- the bus's own subscribers ---------------------------------------------------------
 
@@ -364,6 +365,9 @@ class LiveBackend:
             status = self._end_status or ("interrupted" if interrupted else self._last_outcome)
             await writer.close(status)
         await self._bus.aclose()
+        for unsubscribe in self._subscriptions:
+            unsubscribe()
+        self._subscriptions.clear()
         if self._clock_set:
             set_clock(None)
             self._clock_set = False

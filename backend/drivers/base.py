@@ -134,7 +134,15 @@ class InitiatorDriver(Protocol):
         """The IQNs the portal offers to ``host``."""
         ...
 
-    async def login(self, host: str, *, dry_run: bool = False) -> OperationResult: ...
+    async def login(
+        self, host: str, *, dry_run: bool = False, target_ready: bool = True
+    ) -> OperationResult:
+        """Log ``host`` in to the shared disk (nothing if it is already).
+
+        ``target_ready=False`` (dry runs only): the export that comes first is only
+        planned, so plan the login without asking the target for what is not there yet.
+        """
+        ...
 
     async def logout(self, host: str, *, dry_run: bool = False) -> OperationResult: ...
 

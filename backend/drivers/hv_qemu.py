@@ -110,6 +110,15 @@ echo "$pid"
 """
 
 _QMP_CONNECT_TIMEOUT_S = 10.0
+# What asking a host can raise when the host or its SSH is in trouble.
+_HOST_TROUBLE = (
+    CommandFailed,
+    DriverError,
+    TransportError,
+    QmpError,
+    QmpTimeoutError,
+    QmpConnectionError,
+)
 _START_TIMEOUT_S = 60.0
 _QEMU_VERSION = re.compile(r"QEMU emulator version (\S+)")
 _MEMINFO = re.compile(r"^(MemTotal|MemAvailable|MemFree):\s+(\d+) kB$", re.MULTILINE)
@@ -538,12 +547,14 @@ class QemuDriver(HypervisorBase):
             status = await self._run_migration(source, dest)
         except asyncio.CancelledError:
             # The caller gave up: leave the guest where it was, and nothing behind.
-            await asyncio.shield(self._abandon(source, dest, dst_pid))
-            self._finish(source, dest, None, started, "stopped: the caller gave up waiting")
+            where, _ = await asyncio.shield(self._abandon(source, dest, dst_pid))
+            error = "stopped: the caller gave up waiting"
+            self._finish(source, dest, None, started, error, guest_host=where)
             raise
-        except (CommandFailed, DriverError, QmpError, QmpTimeoutError, QmpConnectionError) as exc:
-            await self._abandon(source, dest, dst_pid)
-            return self._finish(source, dest, None, started, str(exc))
+        except _HOST_TROUBLE as exc:
+            where, left = await self._abandon(source, dest, dst_pid)
+            error = str(exc) if left is None else f"{exc}; {left}"
+            return self._finish(source, dest, None, started, error, guest_host=where)
         finally:
             for host in (source, dest):
                 client = self._sessions.pop(host, None)
@@ -551,11 +562,11 @@ class QemuDriver(HypervisorBase):
                     await client.close()
 
         if status.status != "completed":
-            await self._abandon(source, dest, dst_pid)
+            where, left = await self._abandon(source, dest, dst_pid)
             error = status.error_desc or f"migration {status.status}"
-            return self._finish(source, dest, status, started, error)
-        await self._complete(source, dest, src_pid)
-        return self._finish(source, dest, status, started, None)
+            error = error if left is None else f"{error}; {left}"
+            return self._finish(source, dest, status, started, error, guest_host=where)
+        return await self._complete(source, dest, src_pid, status, started)
 
     async def _run_migration(self, source: str, dest: str) -> MigrationStatus:
         """Set up and start the migration on the source, follow it to its end."""
@@ -579,34 +590,83 @@ class QemuDriver(HypervisorBase):
     def _progress(self, source: str, dest: str, status: MigrationStatus) -> None:
         self._publish(progress_event(self.guest, source, dest, status))
 
-    async def _complete(self, source: str, dest: str, src_pid: int) -> None:
-        """After success: the guest must run on ``dest``; the source QEMU goes."""
+    async def _complete(
+        self, source: str, dest: str, src_pid: int, status: MigrationStatus, started: float
+    ) -> MigrationOutcome:
+        """After QEMU completed: the guest must run on ``dest``; the source QEMU goes.
+
+        A host that cannot be asked now (its SSH dropped) still ends the migration with
+        its event, saying what is known, and then a DriverError: never a raw
+        CommandFailed, never a migration without its ``migration.finished``.
+        """
+        try:
+            running = await self._wait_running(dest)
+        except _HOST_TROUBLE as exc:
+            error = f"QEMU completed the migration, but {dest} cannot be checked: {exc}"
+            # Not stopped: if the destination's QEMU is gone, the source's copy is all
+            # that is left of the guest (`cont` resumes it); if it runs, destroy this one.
+            self.note(
+                f"{self.guest} stays paused on {source} ({self.guest}{MIGRATEDAWAY_SUFFIX}) "
+                f"until {dest} can be checked",
+                "error",
+            )
+            self._finish(source, dest, status, started, error, guest_host=None)
+            raise DriverError(error) from exc
+        guest_host = dest if running else None
+        try:
+            await self._stop(source, src_pid)
+            await self.domains(source)
+        except _HOST_TROUBLE as exc:
+            error = (
+                f"the migration completed, but the source's copy on {source} could not be "
+                f"stopped: {exc}"
+            )
+            self._finish(source, dest, status, started, error, guest_host=guest_host)
+            raise DriverError(error) from exc
+        return self._finish(source, dest, status, started, None, guest_host=guest_host)
+
+    async def _wait_running(self, dest: str) -> bool:
+        """Whether the guest runs on ``dest`` (given a few seconds to resume)."""
         deadline = time.monotonic() + 10
         while True:
             dest_now = await self.domains(dest)
             if dest_now and dest_now[0].state == "running":
-                break
+                return True
             if time.monotonic() > deadline:
                 self.note(f"{self.guest} completed its migration but is not running on {dest}")
-                break
+                return False
             await asyncio.sleep(0.1)
-        await self._stop(source, src_pid)
-        await self.domains(source)
 
-    async def _abandon(self, source: str, dest: str, dst_pid: int | None) -> None:
-        """After a failure or cancel: stop any migration and the destination QEMU."""
-        with contextlib.suppress(DriverError, QmpError, QmpTimeoutError, QmpConnectionError):
+    async def _abandon(
+        self, source: str, dest: str, dst_pid: int | None
+    ) -> tuple[str | None, str | None]:
+        """After a failure or cancel: stop any migration and the destination QEMU.
+
+        Returns where the guest is (None: unclear) and what could not be cleaned up (a
+        host that cannot be asked is said so, never raised: the migration's end must
+        still be recorded).
+        """
+        with contextlib.suppress(*_HOST_TROUBLE):
             async with self._qmp(source) as qmp:
                 if (await qmp.query_migrate()).active:
                     await qmp.migrate_cancel()
-        pid = dst_pid if dst_pid is not None else await self._pid(dest)
-        if pid is not None:
-            await self._stop(dest, pid)
-        await self.domains(dest)
-        now = await self.domains(source)
+        left: str | None = None
+        try:
+            pid = dst_pid if dst_pid is not None else await self._pid(dest)
+            if pid is not None:
+                await self._stop(dest, pid)
+            await self.domains(dest)
+        except _HOST_TROUBLE as exc:
+            left = f"the incoming QEMU on {dest} may still run: {exc}"
+        try:
+            now = await self.domains(source)
+        except _HOST_TROUBLE as exc:
+            self.note(f"after the failed migration {source} cannot be asked: {exc}", "error")
+            return None, left
         if not now or now[0].state != "running":
             state = now[0].state if now else "gone"
             self.note(f"after the failed migration {self.guest} on {source} is {state}", "error")
+        return (source if now else None), left
 
     def _finish(
         self,
@@ -615,7 +675,11 @@ class QemuDriver(HypervisorBase):
         status: MigrationStatus | None,
         started: float,
         error: str | None,
+        *,
+        guest_host: str | None,
     ) -> MigrationOutcome:
+        """Publish ``migration.finished``; ``guest_host``: where the guest is now (None:
+        unclear)."""
         wall_ms = round((time.monotonic() - started) * 1000, 3)
         ram = status.ram if status is not None else None
         outcome = MigrationOutcome(
@@ -627,7 +691,11 @@ class QemuDriver(HypervisorBase):
             error=error,
         )
         if error is not None:
-            self.note(f"migration of {self.guest} failed: {error}; it stays on {source}", "error")
+            if guest_host is None:
+                where = "where it runs is unclear"
+            else:
+                where = f"it {'stays' if guest_host == source else 'runs'} on {guest_host}"
+            self.note(f"migration of {self.guest} failed: {error}; {where}", "error")
         # guest_host, wall_time_ms and setup_time_ms are extra fields (events allow them).
         self._publish(
             MigrationFinished.model_validate(
@@ -641,7 +709,7 @@ class QemuDriver(HypervisorBase):
                     "transferred_bytes": outcome.transferred_bytes,
                     "iterations": outcome.iterations,
                     "error": error,
-                    "guest_host": dest if outcome.ok else source,
+                    "guest_host": guest_host,
                     "wall_time_ms": wall_ms,
                     "setup_time_ms": status.setup_time_ms if status is not None else None,
                 }

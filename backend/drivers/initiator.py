@@ -158,7 +158,11 @@ class OpenIscsiInitiator(_Hosts):
             (s for s in sessions if s.iqn == self.storage.iqn and s.portal == self.portal), None
         )
 
-    async def login(self, host: str, *, dry_run: bool = False) -> OperationResult:
+    async def login(
+        self, host: str, *, dry_run: bool = False, target_ready: bool = True
+    ) -> OperationResult:
+        # The login asks only this host (its sessions, its node records), never the
+        # target, so the plan is the same whether the export exists yet or not.
         runner = self.runner(host)
         planner = Planner(dry_run)
         if self._ours(await self.sessions(host)) is not None:
@@ -325,8 +329,16 @@ class QemuIscsiInitiator(_Hosts):
             return f"{host}: {st.iqn} has no LUN {st.lun} (LUNs: {shown})"
         return None
 
-    async def login(self, host: str, *, dry_run: bool = False) -> OperationResult:
+    async def login(
+        self, host: str, *, dry_run: bool = False, target_ready: bool = True
+    ) -> OperationResult:
         planner = Planner(dry_run)
+        if dry_run and not target_ready:  # nothing to check against before the export
+            self.runner(host)  # an unknown host is an error here too
+            return planner.result(
+                f"once {self.storage.iqn} is exported: check that LUN {self.storage.lun} "
+                f"answers from {host}; QEMU logs in itself when the guest starts ({self.device})"
+            )
         problem = await self._check(host)
         if problem is not None:
             if not dry_run:

@@ -3,7 +3,7 @@
 * :func:`target_driver` picks tgt, LIO or IET from ``[storage] driver``;
   :func:`initiator_driver` picks open-iscsi for Xen hosts and QEMU's own initiator
   (libiscsi) for ``hypervisor.driver = "qemu"``.
-* :class:`StorageUnexported`: the event an unexport publishes (``storage.exported``
+* An unexport publishes :class:`~backend.events.StorageUnexported` (``storage.exported``
   has no "gone" state).
 * Getting a secret or a private file to a host without it ever appearing in an event.
   The transport logs every argv (``command.started``) and the tail of every output
@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
-
 from backend.config import (
     ConfigError,
     LabConfig,
@@ -34,7 +32,6 @@ from backend.config import (
     chap_user_problem,
 )
 from backend.drivers.base import DriverError, HostCommand, Planner, Publish
-from backend.events import Event
 from backend.transport.base import CommandFailed, CommandResult, HostRunner
 
 if TYPE_CHECKING:
@@ -44,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "PUT_FILE",
     "SecretCommand",
-    "StorageUnexported",
     "chap_user",
     "describe_failure",
     "device_kind",
@@ -58,16 +54,6 @@ __all__ = [
     "target_driver",
     "write_private_file",
 ]
-
-
-class StorageUnexported(Event):
-    """The target no longer exports the lab's disk (``forced``: initiators were cut off)."""
-
-    kind: Literal["storage.unexported"] = "storage.unexported"
-    host: str
-    iqn: str
-    forced: bool = False
-    initiators: list[str] = Field(default_factory=list)
 
 
 # --- factories --------------------------------------------------------------------------

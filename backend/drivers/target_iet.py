@@ -46,7 +46,6 @@ from backend.drivers.parse_iet import (
 from backend.drivers.storage import (
     PUT_FILE,
     SecretCommand,
-    StorageUnexported,
     chap_user,
     describe_failure,
     device_kind,
@@ -55,7 +54,7 @@ from backend.drivers.storage import (
     reveal_chap,
     write_private_file,
 )
-from backend.events import StorageExported
+from backend.events import StorageExported, StorageUnexported
 from backend.transport.base import CommandFailed, HostRunner
 
 __all__ = ["CONF_PATH", "PROC_DIR", "IetDriver"]

@@ -42,14 +42,13 @@ from backend.drivers.parse_targetcli import (
 )
 from backend.drivers.storage import (
     SecretCommand,
-    StorageUnexported,
     chap_user,
     describe_failure,
     device_kind,
     mutate_with_secret,
     reveal_chap,
 )
-from backend.events import StorageExported
+from backend.events import StorageExported, StorageUnexported
 from backend.transport.base import HostRunner
 
 __all__ = ["CONFIGFS", "LioDriver", "LioSession", "parse_dynamic_sessions", "parse_sessions"]

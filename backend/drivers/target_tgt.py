@@ -40,14 +40,13 @@ from backend.drivers.parse_tgt import (
 )
 from backend.drivers.storage import (
     SecretCommand,
-    StorageUnexported,
     chap_user,
     describe_failure,
     device_kind,
     mutate_with_secret,
     reveal_chap,
 )
-from backend.events import StorageExported
+from backend.events import StorageExported, StorageUnexported
 from backend.transport.base import CommandFailed, HostRunner
 
 __all__ = ["TgtDriver"]

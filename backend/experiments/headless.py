@@ -21,9 +21,17 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from backend.events import Event, HostState, MigrationFinished, Note, Phase
-from backend.experiments.metrics import DiskStarted, RepetitionStarted
-from backend.experiments.runner import ExperimentFinished, ExperimentStarted
+from backend.events import (
+    DiskStarted,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    HostState,
+    MigrationFinished,
+    Note,
+    Phase,
+    RepetitionStarted,
+)
 
 __all__ = ["HeadlessPrinter"]
 

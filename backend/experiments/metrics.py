@@ -42,15 +42,16 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from backend.events import (
     CommandFinished,
+    DiskStarted,
     Event,
     MigrationFinished,
     MigrationProgress,
     Note,
     Phase,
+    RepetitionStarted,
     Sample,
 )
 from backend.probes import SUMMARY, Gap, unreachable_gaps
@@ -60,12 +61,10 @@ __all__ = [
     "PHASES",
     "Analysis",
     "DiskRow",
-    "DiskStarted",
     "MetricSpec",
     "MigrationMetrics",
     "ProbeMetrics",
     "RepetitionMetrics",
-    "RepetitionStarted",
     "Series",
     "Stats",
     "Window",
@@ -77,21 +76,6 @@ __all__ = [
 
 PHASES = ("warmup", "baseline", "migrating", "between", "after")
 """The phase names the runner uses, in timeline order."""
-
-
-class RepetitionStarted(Event):
-    """A repetition of the scenario's timeline begins (``number`` counts from 1)."""
-
-    kind: Literal["experiment.repetition"] = "experiment.repetition"
-    number: int
-    of: int | None = None
-
-
-class DiskStarted(Event):
-    """From here on, the guest runs from ``disk`` ("local" or "iscsi"): a disk comparison arm."""
-
-    kind: Literal["experiment.disk"] = "experiment.disk"
-    disk: str
 
 
 # --------------------------------------------------------------------------- what counts

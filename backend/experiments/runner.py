@@ -56,8 +56,19 @@ from typing import Any, Literal, TypeVar
 from backend.check import probe_host
 from backend.config import LabConfig
 from backend.drivers.base import DriverError, HostCommand, MigrationOutcome
-from backend.events import Event, EventBus, HostState, MigrationFinished, Note, Phase
-from backend.experiments.metrics import Analysis, DiskStarted, RepetitionStarted, analyze
+from backend.events import (
+    DiskStarted,
+    Event,
+    EventBus,
+    ExperimentFinished,
+    ExperimentStarted,
+    HostState,
+    MigrationFinished,
+    Note,
+    Phase,
+    RepetitionStarted,
+)
+from backend.experiments.metrics import Analysis, analyze
 from backend.experiments.scenarios import (
     BuildEntry,
     DbenchEntry,
@@ -78,9 +89,7 @@ from backend.transport.local import LocalRunner
 
 __all__ = [
     "CONSOLE",
-    "ExperimentFinished",
     "ExperimentRunner",
-    "ExperimentStarted",
     "PlanStep",
     "RunAborted",
     "RunPlan",
@@ -114,27 +123,6 @@ LIMIT_MARGIN_S = 120.0
 STAND_IN_FILES = 64
 
 _ABORTING = (DriverError, CommandFailed, TransportError)
-
-
-class ExperimentStarted(Event):
-    """A run of ``scenario`` begins (what the timeline will be)."""
-
-    kind: Literal["experiment.started"] = "experiment.started"
-    scenario: str
-    title: str
-    repetitions: int
-    migrations: int
-    sequence: str
-    timeline: dict[str, float]
-
-
-class ExperimentFinished(Event):
-    """A run ended: status "ok", "failed" (``error`` says why) or "interrupted"."""
-
-    kind: Literal["experiment.finished"] = "experiment.finished"
-    scenario: str
-    status: str
-    error: str | None = None
 
 
 class RunAborted(Exception):
@@ -322,7 +310,6 @@ class ExperimentRunner:
         self._migration_failed = False
         self._booted = False
         self._started_at = self._clock()
-        bus.subscribe(self._on_event)
 
     # -- what a lab cannot do ---------------------------------------------------------------
 
@@ -355,7 +342,7 @@ class ExperimentRunner:
 
     def _on_event(self, event: Event) -> None:
         if not self._recording:
-            return  # the bus has no unsubscribe: a finished run just stops listening
+            return
         self._events.append(event)
         if self._writer is not None:
             self._writer.write(event)
@@ -383,6 +370,7 @@ class ExperimentRunner:
         self._started_at = self._clock()
         status: RunStatus = "failed"
         error: str | None = None
+        unsubscribe = self.bus.subscribe(self._on_event)  # for this run only
         try:
             await self._race_lost_hosts(self._body())
             status = "ok"
@@ -396,7 +384,10 @@ class ExperimentRunner:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            await _finish_despite_cancel(self._cleanup(status, error))
+            try:
+                await _finish_despite_cancel(self._cleanup(status, error))
+            finally:
+                unsubscribe()
         assert self.result is not None
         return self.result
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from backend.events import Event, EventBus, MigrationFinished, MigrationProgress
+from backend.events import Event, EventBus, ExperimentFinished, MigrationFinished, MigrationProgress
 from backend.experiments.report import build_report, report_json
-from backend.experiments.runner import ExperimentFinished, ExperimentRunner
+from backend.experiments.runner import ExperimentRunner
 from backend.experiments.scenarios import parse_scenario
 from backend.lab import LabController
 from backend.session import read_session

@@ -26,21 +26,18 @@ from backend.config import LabConfig, parse_lab
 from backend.events import (
     Event,
     EventBus,
+    ExperimentFinished,
+    ExperimentStarted,
     MigrationFinished,
     MigrationProgress,
     Note,
     Phase,
+    RepetitionStarted,
     Sample,
 )
 from backend.experiments.headless import HeadlessPrinter
-from backend.experiments.metrics import RepetitionStarted
 from backend.experiments.report import build_report, render_json
-from backend.experiments.runner import (
-    ExperimentFinished,
-    ExperimentRunner,
-    ExperimentStarted,
-    RunResult,
-)
+from backend.experiments.runner import ExperimentRunner, RunResult
 from backend.experiments.scenarios import Scenario, Timeline, find_scenario, parse_scenario
 from backend.session import read_session
 from backend.transport.hosts import Hosts

@@ -15,17 +15,17 @@ import pytest
 
 from backend.events import (
     CommandFinished,
+    DiskStarted,
     Event,
     MigrationFinished,
     MigrationProgress,
     Note,
     Phase,
+    RepetitionStarted,
     Sample,
 )
 from backend.experiments.metrics import (
     METRICS,
-    DiskStarted,
-    RepetitionStarted,
     analyze,
     change_pct,
     stats,

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from backend.events import Event, Phase, Sample
-from backend.experiments.metrics import DiskStarted, RepetitionStarted
+from backend.events import DiskStarted, Event, Phase, RepetitionStarted, Sample
 from backend.experiments.plots import SHADE, probe_plot
 from backend.experiments.report import CSV_HEADER, load_report, render
 from backend.session import SessionLogWriter, make_header

@@ -21,9 +21,9 @@ from backend.drivers.parse_iet import (
     parse_proc_session,
     parse_proc_volume,
 )
-from backend.drivers.storage import PUT_FILE, StorageUnexported, target_driver
+from backend.drivers.storage import PUT_FILE, target_driver
 from backend.drivers.target_iet import IetDriver
-from backend.events import Event, StorageExported
+from backend.events import Event, StorageExported, StorageUnexported
 from backend.sim.tools import STATE_ENV, add_device, load_state, save_state
 from backend.sim.tools import ietadm as fake
 from backend.transport import LocalRunner

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import ConfigError, LabConfig
+from backend.drivers.base import DriverError
 from backend.events import EventBus, set_clock
 from backend.experiments.headless import HeadlessPrinter
 from backend.experiments.report import load_report, render_text
@@ -37,6 +38,7 @@ from backend.session import SessionLogError
 from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
+from backend.transport.base import CommandFailed, TransportError
 from backend.transport.hosts import Hosts
 from tui.commands import numbers
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
@@ -244,14 +246,20 @@ async def _dry_run(
     runner, hosts, bus = _runner(lab, scenario, repeat, None, sim)
     try:
         plan = await runner.plan()
-    except RunAborted as exc:
-        print(f"miglab: {exc}", file=sys.stderr)
+    except (RunAborted, DriverError, CommandFailed, TransportError) as exc:
+        # Each names the host, the command and its stderr: the message is the answer.
+        print(f"miglab: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await hosts.close()
         await bus.aclose()
     sys.stdout.write(plan.render())
     return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a host's stderr may hold any) shown escaped."""
+    return "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 async def _run(

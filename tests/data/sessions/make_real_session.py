@@ -22,8 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from backend.events import EventBus, MigrationFinished, MigrationProgress, Note, Phase
-from backend.experiments.metrics import RepetitionStarted
+from backend.events import (
+    EventBus,
+    MigrationFinished,
+    MigrationProgress,
+    Note,
+    Phase,
+    RepetitionStarted,
+)
 from backend.probes import new_parser, ping_command, sysbench_cpu_command
 from backend.session import SessionLogWriter, make_header
 from backend.transport.local import LocalRunner
