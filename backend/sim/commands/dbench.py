@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from backend.sim import workloads as wl
 from backend.sim.commands.base import Invocation, UsageError, option_value
-from backend.sim.model import SimError
 
 LOCAL_DISK_DIR = "/mnt/local"
 """In the simulated guest, a file system on its host's local disk; the rest is iSCSI."""
@@ -130,11 +129,7 @@ async def dbench(inv: Invocation) -> int:
     local = inv.model.guest_disk == "local" or (
         directory == LOCAL_DISK_DIR or directory.startswith(LOCAL_DISK_DIR + "/")
     )
-    try:
-        w = inv.model.start(wl.Dbench, clients=clients, local=local)
-    except SimError as exc:
-        await inv.err(f"{exc}\n")
-        return 1
+    w = await inv.start(wl.Dbench, clients=clients, local=local)
     assert isinstance(w, wl.Dbench)
     try:
         return await _run(inv, w, time_s, warmup, clients)

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 
 from backend.sim import workloads as wl
 from backend.sim.commands.base import Invocation
-from backend.sim.model import SimError
 
 Script = Callable[[Invocation, list[str]], Awaitable[int]]
 EXIT_CANNOT_RUN = 126
@@ -143,11 +142,7 @@ async def dirtier(inv: Invocation, args: list[str]) -> int:
             f"{written << 20} bytes ({(written << 20) / 1e6:.0f} MB, {written} MiB) copied\n"
         )
         return 1
-    try:
-        w = model.start(wl.Dirtier, size_mib=mib)
-    except SimError as exc:
-        await inv.err(f"{exc}\n")
-        return 1
+    w = await inv.start(wl.Dirtier, size_mib=mib)
     inv.node.write(path, "")
     try:
         # The fill (random data, doubled up to the size) writes the file once: the
@@ -241,11 +236,7 @@ async def build(inv: Invocation, args: list[str]) -> int:
         lines = [f"cc -O2 -c {o}.c -o {o}.o" for o in objects] or ["make: Nothing to be done"]
     else:
         lines = [f"  CC      {name}" for name in KERNEL_OBJECTS]
-    try:
-        w = inv.model.start(wl.Build, jobs=jobs)
-    except SimError as exc:
-        await inv.out(f"{exc}\nmiglab-build exit=2\n")
-        return 2
+    w = await inv.start(wl.Build, jobs=jobs)
     try:
         done = 0
         while stand_in or done < len(lines):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from backend.sim import workloads as wl
 from backend.sim.commands.base import Invocation
-from backend.sim.model import SimError
 
 BANNER = "sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)"
 _SIZE = re.compile(r"(\d+)([KMGT]?)$")
@@ -224,18 +223,14 @@ async def sysbench(inv: Invocation) -> int:
         return 1
     for line in header(opts):
         await inv.out(line + "\n")
-    try:
-        if opts.test == "cpu":
-            return await _run_cpu(inv, opts)
-        return await _run_memory(inv, opts)
-    except SimError as exc:
-        await inv.err(f"FATAL: {exc}\n")
-        return 1
+    if opts.test == "cpu":
+        return await _run_cpu(inv, opts)
+    return await _run_memory(inv, opts)
 
 
 async def _run_cpu(inv: Invocation, opts: Options) -> int:
     model, runtime = inv.model, inv.runtime
-    w = model.start(wl.SysbenchCpu, threads=opts.threads, max_prime=opts.max_prime)
+    w = await inv.start(wl.SysbenchCpu, threads=opts.threads, max_prime=opts.max_prime)
     assert isinstance(w, wl.SysbenchCpu)
     start = runtime.now()
     rng = model.query_rng
@@ -287,7 +282,7 @@ def _cpu_latency_ms(threads: int, eps: float) -> float:
 async def _run_memory(inv: Invocation, opts: Options) -> int:
     model, runtime = inv.model, inv.runtime
     block_kib = max(1, opts.block_size // 1024)
-    w = model.start(wl.SysbenchMemory, threads=opts.threads, block_kib=block_kib)
+    w = await inv.start(wl.SysbenchMemory, threads=opts.threads, block_kib=block_kib)
     assert isinstance(w, wl.SysbenchMemory)
     start = runtime.now()
     total_mib = opts.total_size / (1 << 20)
