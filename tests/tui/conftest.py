@@ -53,6 +53,13 @@ async def started(app: MiglabApp) -> None:
     await asyncio.gather(*(w.wait() for w in starting), return_exceptions=True)
 
 
+async def quit_console(app: MiglabApp, pilot: Pilot[int]) -> None:
+    """Press q and wait until the console has closed its backends (the session log is
+    saved) and exits: leaving ``run_test`` earlier would stop the quit half way."""
+    await pilot.press("q")
+    await until(lambda: app.return_code is not None)
+
+
 def main_screen(app: MiglabApp) -> MainScreen:
     screen = app.screen
     assert isinstance(screen, MainScreen), f"expected the main screen, got {screen!r}"

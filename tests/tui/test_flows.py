@@ -29,7 +29,7 @@ from backend.events import CommandFinished, CommandStarted
 from backend.session import Session, read_session
 from backend.transport.base import CommandFailed, CommandResult
 from tests.support.waiting import until
-from tests.tui.conftest import drained, main_screen, running
+from tests.tui.conftest import drained, main_screen, quit_console, running
 from tests.tui.scripted import CLEANUP_ARGV, ScriptedBackend
 from tests.tui.sim_backend import bound_textual_idle_wait, sim_backend, simulated_lab
 from tui.app import MiglabApp
@@ -315,8 +315,7 @@ async def test_p_b_m_moves_the_guest_and_logs_everything(flow_backend: FlowLab) 
         assert any(c.startswith(expect.boot) for c in commands)
         assert expect.migrate in commands
         assert backend.calls == ["prepare", f"boot {first}", f"migrate {second}"]
-        await pilot.press("q")
-        await pilot.pause()
+        await quit_console(app, pilot)
     assert backend.calls[-1] == "close"
     session = read_session(backend.session_log)
     kinds = {event.kind for event in session.events}
@@ -343,8 +342,7 @@ async def test_r_runs_migrate_ping_to_the_end(flow_backend: FlowLab) -> None:
         assert f"on {second}" in text(screen.query_one(GuestPane))
         assert set(screen.query_one(TraceGrid).plots) == expect.traces
         assert any("migrate-ping done" in n.message for n in app._notifications)
-        await pilot.press("q")
-        await pilot.pause()
+        await quit_console(app, pilot)
     session = read_session(backend.session_log)
     assert session.of_kind("phase")[-1].name == "after"  # type: ignore[attr-defined]
     assert len(session.of_kind("sample")) > expect.min_samples
@@ -372,8 +370,7 @@ async def test_x_asks_with_the_exact_commands_and_cancels_on_yes(flow_backend: F
         assert "cancel" in backend.calls and not backend.scenario_running
         assert screen.running is None
         assert expect.cleanup_logged(rows(app))
-        await pilot.press("q")
-        await pilot.pause()
+        await quit_console(app, pilot)
 
 
 async def test_q_while_running_stops_the_scenario_then_saves_the_log(

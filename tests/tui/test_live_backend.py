@@ -37,7 +37,7 @@ from backend.sim import lab as sim_lab
 from backend.sim.lab import SimulatedLab
 from backend.transport.base import CommandFailed
 from tests.support.waiting import until
-from tests.tui.conftest import started
+from tests.tui.conftest import quit_console, started
 from tests.tui.sim_backend import bound_textual_idle_wait, held_scenarios
 from tui import live_backend
 from tui.backend_api import ActionRefused, ConsoleBackend
@@ -427,8 +427,7 @@ async def test_demo_opens_the_console_on_the_simulated_lab_and_quits_cleanly(
             assert app.title == demo.TITLE and "SIMULATED" in app.title
             assert "SIMULATED" in str(app.screen.query_one(StatusBar).render())
             assert [s.id for s in backend.scenarios()][:1] == ["disk-iscsi-vs-local"]
-            await pilot.press("q")
-            await pilot.pause()
+            await quit_console(app, pilot)
         log = backend.session_log
         assert log is not None and log.parent == tmp_path
     session = read_session(log)
