@@ -10,6 +10,7 @@ its traceback.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 
 POLL_S = 0.02
@@ -19,3 +20,8 @@ async def until(condition: Callable[[], object], poll_s: float = POLL_S) -> None
     """Return once ``condition()`` is true, however long this machine takes."""
     while not condition():
         await asyncio.sleep(poll_s)
+
+
+NO_DEADLINE = math.inf
+"""For a library wait that takes a timeout (a guest's console line): none of the test's
+own; the test's pytest timeout is the hang guard."""
