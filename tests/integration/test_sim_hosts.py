@@ -26,6 +26,7 @@ from backend.sim.lab import SimulatedLab, prepare
 from backend.transport.base import TransportError
 from backend.transport.ssh import SshHost
 from tests.conftest import need
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,11 +149,7 @@ async def test_cancelling_a_command_stops_it_on_the_host(
     with pytest.raises(asyncio.CancelledError):
         await endless
     server = sim.servers["iSCSIserver"]
-    for _ in range(500):
-        if not server._tasks:
-            break
-        await asyncio.sleep(0.01)
-    assert not server._tasks  # the simulated ping ended with its channel
+    await until(lambda: not server._tasks)  # the simulated ping ends with its channel
     again = await hosts["iSCSIserver"].run(["true"])
     assert again.ok
 
