@@ -1,0 +1,99 @@
+"""The simulated hosts' small tools say what GNU coreutils, grep, dash and busybox say.
+
+Where the simulator cannot do what the real tool would (run a script of the user's
+own), it says so as itself ("miglab sim: ..."), never in a tool's voice.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.sim.server import _unmatched_quote
+from tests.unit.test_sim_formats import ready_world
+from tests.unit.test_sim_xl_messages import execute
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "stderr"),
+    [
+        (
+            ["date", "-Q"],
+            1,
+            "date: invalid option -- 'Q'\nTry 'date --help' for more information.\n",
+        ),
+        (["date", "tomorrow"], 1, "date: invalid date 'tomorrow'\n"),
+        (["test", "-Q", "x"], 2, "test: '-Q': unary operator expected\n"),
+        (["test", "a", "-foo", "b"], 2, "test: '-foo': binary operator expected\n"),
+        (["test", "x", "-lt", "3"], 2, "test: invalid integer 'x'\n"),
+        (["[", "-n", "x"], 2, "[: missing ']'\n"),
+        (
+            ["grep", "-P", "x", "/etc/hostname"],
+            2,
+            "grep: invalid option -- 'P'\nUsage: grep [OPTION]... PATTERNS [FILE]...\n"
+            "Try 'grep --help' for more information.\n",
+        ),
+        (
+            ["grep"],
+            2,
+            "Usage: grep [OPTION]... PATTERNS [FILE]...\nTry 'grep --help' for more information.\n",
+        ),
+        (["sh", "/root/nope.sh"], 2, "sh: 0: cannot open /root/nope.sh: No such file\n"),
+        (["sh", "-c"], 2, "sh: 0: -c requires an argument\n"),
+    ],
+)
+async def test_refusals_are_the_real_tools_words(argv: list[str], code: int, stderr: str) -> None:
+    world = await ready_world()
+    got, out = await execute(world, "xenserver1", argv)
+    assert (got, out.text("stderr")) == (code, stderr)
+
+
+async def test_the_guests_busybox_has_sh_only() -> None:
+    world = await ready_world()
+    code, out = await execute(world, world.guest.name, ["busybox", "vi"])
+    assert (code, out.text("stderr")) == (127, "vi: applet not found\n")
+    code, out = await execute(world, world.guest.name, ["busybox", "sh", "-c", "echo hi"])
+    assert (code, out.text()) == (0, "hi\n")
+
+
+async def test_date_formats_like_gnu_date_on_the_simulated_clock() -> None:
+    world = await ready_world()
+    now = world.runtime.wall()
+    _, out = await execute(world, "xenserver1", ["date", "+%s"])
+    assert out.text() == f"{int(now)}\n"
+    _, out = await execute(world, "xenserver1", ["date", "-u", "+%Y-%m-%d %%s %s.%N"])
+    day, literal, stamp = out.text().split()
+    assert literal == "%s" and stamp.startswith(f"{int(now)}.") and len(stamp.split(".")[1]) == 9
+    assert len(day) == 10
+
+
+async def test_test_answers_what_the_simulated_file_system_holds() -> None:
+    world = await ready_world()
+    for argv, code in [
+        (["test", "-s", "/etc/xen/guest.cfg"], 0),
+        (["test", "-x", "/etc/xen/guest.cfg"], 1),
+        (["test", "-L", "/etc/xen/guest.cfg"], 1),
+        (["test", "3", "-lt", "12"], 0),
+        (["test", "12", "-le", "3"], 1),
+        (["[", "-d", "/etc/xen", "]"], 0),
+    ]:
+        got, out = await execute(world, "xenserver1", argv)
+        assert (got, out.text("stderr")) == (code, ""), argv
+
+
+async def test_a_plain_command_runs_and_a_script_is_refused_by_the_simulator() -> None:
+    world = await ready_world()
+    code, out = await execute(world, "xenserver1", ["sh", "-c", "echo hello", "x"])
+    assert (code, out.text()) == (0, "hello\n")
+    code, out = await execute(world, "xenserver1", ["sh", "-c", "for i in 1; do :; done", "x"])
+    assert code == 126 and out.text("stderr").startswith("miglab sim: the simulated xenserver1 ")
+    code, out = await execute(world, "xenserver1", ["grep", "-q", "guest"])
+    assert (code, out.text("stderr")) == (1, "")  # no file: stdin, empty here
+
+
+def test_an_unclosed_quote_is_reported_as_bash_does() -> None:
+    assert _unmatched_quote('echo "abc') == (
+        "bash: -c: line 1: unexpected EOF while looking for matching `\"'\n"
+    )
+    assert _unmatched_quote('echo \'a "b"') == (
+        "bash: -c: line 1: unexpected EOF while looking for matching `''\n"
+    )
