@@ -97,3 +97,15 @@ def test_an_unclosed_quote_is_reported_as_bash_does() -> None:
     assert _unmatched_quote('echo \'a "b"') == (
         "bash: -c: line 1: unexpected EOF while looking for matching `''\n"
     )
+
+
+def test_targetcli_without_a_command_is_its_shell_on_an_empty_stdin() -> None:
+    from backend.sim.tools import targetcli
+
+    code, out, err = targetcli.run(["targetcli"], {})
+    assert (code, err) == (0, "")
+    assert out == (
+        f"targetcli shell version {targetcli.VERSION}\n"
+        "Copyright 2011-2013 by Datera, Inc and others.\n"
+        "For help on commands, type 'help'.\n\n"
+    )
