@@ -109,3 +109,47 @@ def test_targetcli_without_a_command_is_its_shell_on_an_empty_stdin() -> None:
         "Copyright 2011-2013 by Datera, Inc and others.\n"
         "For help on commands, type 'help'.\n\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["-c", "x", "127.0.0.1"],
+        ["-c", "0", "127.0.0.1"],
+        ["-w", "1.5", "127.0.0.1"],
+        ["-W", "-1", "127.0.0.1"],
+        ["-Z", "127.0.0.1"],
+        ["-c"],
+    ],
+    ids=["no-destination", "count-word", "count-0", "deadline-float", "linger", "option", "arg"],
+)
+async def test_ping_refuses_bad_options_as_the_real_ping_here_does(args: list[str]) -> None:
+    # The real iputils on this machine (20221126, the version the simulated ping plays)
+    # is the reference: the same stderr, the same exit code.
+    import asyncio
+
+    from tests.conftest import need
+
+    process = await asyncio.create_subprocess_exec(
+        "ping",  # argv[0] as a shell passes it: iputils names itself by it
+        *args,
+        executable=need("ping")["ping"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    world = await ready_world()
+    code, out = await execute(world, "iSCSIserver", ["ping", *args])
+    assert (code, out.text("stderr")) == (process.returncode, stderr.decode())
+
+
+async def test_ping_warns_of_garbage_and_goes_on_as_iputils_does() -> None:
+    world = await ready_world()
+    code, out = await execute(world, "iSCSIserver", ["ping", "-c", "1", "-i", "0.2x", "127.0.0.1"])
+    assert code == 0
+    assert out.text("stderr") == (
+        "ping: option argument contains garbage: x\n"
+        "ping: this will become fatal error in the future\n"
+    )
+    assert "1 packets transmitted, 1 received" in out.text()
