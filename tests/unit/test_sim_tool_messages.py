@@ -6,9 +6,13 @@ own), it says so as itself ("miglab sim: ..."), never in a tool's voice.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from backend.sim.server import _unmatched_quote
+from tests.conftest import need
 from tests.unit.test_sim_formats import ready_world
 from tests.unit.test_sim_xl_messages import execute
 
@@ -127,10 +131,6 @@ def test_targetcli_without_a_command_is_its_shell_on_an_empty_stdin() -> None:
 async def test_ping_refuses_bad_options_as_the_real_ping_here_does(args: list[str]) -> None:
     # The real iputils on this machine (20221126, the version the simulated ping plays)
     # is the reference: the same stderr, the same exit code.
-    import asyncio
-
-    from tests.conftest import need
-
     process = await asyncio.create_subprocess_exec(
         "ping",  # argv[0] as a shell passes it: iputils names itself by it
         *args,
@@ -153,3 +153,28 @@ async def test_ping_warns_of_garbage_and_goes_on_as_iputils_does() -> None:
         "ping: this will become fatal error in the future\n"
     )
     assert "1 packets transmitted, 1 received" in out.text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["-t", "x", "1"], ["--zzz", "1"], ["-Q", "1"], ["0"], ["x"]],
+    ids=["no-nprocs", "bad-time", "long-option", "short-option", "zero", "word"],
+)
+async def test_dbench_refuses_as_the_real_dbench_here_does(args: list[str], tmp_path: Path) -> None:
+    # dbench 4.0 on this machine is the one the simulated guest's plays. Zero clients
+    # end at once, before any file is touched (run in an empty directory all the same).
+    process = await asyncio.create_subprocess_exec(
+        need("dbench")["dbench"],
+        *args,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    world = await ready_world()
+    code, out = await execute(world, world.guest.name, ["dbench", *args])
+    assert (code, out.text(), out.text("stderr")) == (
+        process.returncode,
+        stdout.decode(),
+        stderr.decode(),
+    )
