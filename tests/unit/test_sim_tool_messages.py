@@ -178,3 +178,55 @@ async def test_dbench_refuses_as_the_real_dbench_here_does(args: list[str], tmp_
         stdout.decode(),
         stderr.decode(),
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["foo", "run"],
+        ["cpu"],
+        ["cpu", "prepare"],
+        ["--zzz=1", "cpu", "run"],
+        ["cpu", "--threads=x", "run"],
+        ["cpu", "--time=x", "run"],
+        ["cpu", "--report-interval=x", "run"],
+        ["cpu", "--threads=0", "run"],
+        ["memory", "--memory-block-size=x", "run"],
+        ["memory", "--memory-oper=x", "run"],
+        ["cpu", "--cpu-max-prime=x", "run"],
+    ],
+)
+async def test_sysbench_refuses_as_the_real_sysbench_here_does(args: list[str]) -> None:
+    # sysbench 1.0.20 on this machine is the one the simulated guest's plays.
+    process = await asyncio.create_subprocess_exec(
+        need("sysbench")["sysbench"],
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    world = await ready_world()
+    code, out = await execute(world, world.guest.name, ["sysbench", *args])
+    assert (code, out.text(), out.text("stderr")) == (
+        process.returncode,
+        stdout.decode(),
+        stderr.decode(),
+    )
+
+
+async def test_sysbench_deprecation_warnings_go_where_the_real_ones_go() -> None:
+    world = await ready_world()
+    argv = ["sysbench", "--test=cpu", "--num-threads=1", "--max-time=1", "run"]
+    code, out = await execute(world, world.guest.name, argv)
+    assert code == 0
+    assert out.text().startswith(
+        "WARNING: --max-time is deprecated, use --time instead\n"
+        "sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)\n\n"
+        "Running the test with following options:\n"
+    )
+    assert out.text("stderr") == (
+        "WARNING: the --test option is deprecated. You can pass a script name or path on "
+        "the command line without any options.\n"
+    )
