@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,14 +27,26 @@ class Rig:
     host: SshHost
     log: SessionLogWriter
     bus: EventBus
+    states: list[str] = field(default_factory=list)
 
     async def read_log(self) -> list[object]:
         await self.log.close()
         return read_session(self.log.path).events
 
     async def wait_connected(self) -> None:
-        """Until the host is connected again (no deadline: a hang is the test's timeout)."""
-        await until(lambda: self.host.connected)
+        """Until the host has said it is connected again: usable, and its "connected"
+        published (that comes after two warm-up commands, later on a slow machine; the
+        connection is usable before). No deadline: a hang is the test's timeout."""
+
+        def reconnected() -> bool:
+            after = self.states[_last(self.states, "disconnected") + 1 :]
+            return self.host.connected and "connected" in after
+
+        await until(reconnected)
+
+
+def _last(items: list[str], item: str) -> int:
+    return max((i for i, x in enumerate(items) if x == item), default=-1)
 
 
 @pytest.fixture
@@ -56,8 +68,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         ),
         bus.publish,
     )
+    rig = Rig(server, host, log, bus)
+    bus.subscribe(lambda e: rig.states.append(e.state) if isinstance(e, HostState) else None)
     await host.connect()
-    yield Rig(server, host, log, bus)
+    yield rig
     await host.close()
     await log.close()
     await server.stop()
