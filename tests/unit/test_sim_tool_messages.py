@@ -230,3 +230,36 @@ async def test_sysbench_deprecation_warnings_go_where_the_real_ones_go() -> None
         "WARNING: the --test option is deprecated. You can pass a script name or path on "
         "the command line without any options.\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "foo"],
+        ["--zzz"],
+        ["-x"],
+        ["-m"],
+        ["-Q"],
+        ["-m", "node", "-Q"],
+        ["-Q", "-m", "node"],
+        ["-m", "session", "-Q"],
+        ["-m", "node", "-p"],
+        ["-m", "node", "-o", "bogus"],
+        ["-m", "session", "-P", "9"],
+    ],
+)
+async def test_iscsiadm_refuses_options_as_the_real_iscsiadm_here_does(args: list[str]) -> None:
+    # Refusals of the command line come before iscsiadm talks to iscsid: open-iscsi 2.1.8
+    # on this machine says them as the fake must.
+    from backend.sim.tools import iscsiadm
+
+    process = await asyncio.create_subprocess_exec(
+        "iscsiadm",
+        *args,
+        executable=need("iscsiadm")["iscsiadm"],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    code, out, err = iscsiadm.run(["iscsiadm", *args], {})
+    assert (code % 256, out, err) == (process.returncode, stdout.decode(), stderr.decode())
