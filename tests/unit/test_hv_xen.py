@@ -174,7 +174,13 @@ def test_create_list_long_shutdown_destroy() -> None:
     assert config.nics[0].bridge == "xenbr0" and config.nics[0].mac.startswith("00:16:3e:")
 
     code, _, err = xl(state, "create", CONFIG)
-    assert code == 1 and 'Domain with name "guest" already exists.' in err
+    assert code == 1 and err == (  # libxl_domain.c and libxl_create.c of RELEASE-4.17.5
+        f"Parsing config from {CONFIG}\n"
+        "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain 2:Domain with name "
+        '"guest" already exists.\n'
+        "libxl: error: libxl_create.c:1294:initiate_domain_create: Domain 2:cannot make "
+        "domain: -6\n"
+    )
     assert xl(state, "shutdown", "-w", "guest") == (
         0,
         "",
