@@ -169,7 +169,9 @@ def phase_counts(report: Any, series: str) -> dict[str, int]:
 
 async def test_migrate_ping_end_to_end(testlab: LabUnderTest, tmp_path: Path) -> None:
     lab = testlab.lab()
-    testlab.set_xl("xen1", migrate_stage_delay_s=0.5)
+    # Stages 1.5 s apart: the migrating phase holds enough pings (>= 3 at 0.2 s) even when
+    # a loaded machine publishes the phase late (at 0.5 s apart it held about 6).
+    testlab.set_xl("xen1", migrate_stage_delay_s=1.5)
     scenario = short(find_scenario("migrate-ping"))
     result, events, _ = await run_scenario(testlab, scenario, tmp_path / "ping.jsonl")
 
@@ -191,8 +193,8 @@ async def test_migrate_ping_end_to_end(testlab: LabUnderTest, tmp_path: Path) ->
     (migration,) = report.analysis.migrations
     assert migration.finished and migration.ok
     assert (migration.source, migration.dest) == ("xen1", "xen2")
-    # The fake pauses 0.5 s between its three stages; the driver times the command.
-    assert migration.total_s is not None and migration.total_s >= 1.0
+    # The fake pauses 1.5 s between its three stages; the driver times the command.
+    assert migration.total_s is not None and migration.total_s >= 3.0
     assert migration.downtime_ms is None  # xl does not report it
     assert migration.unreachable_s == 0.0 and migration.lost_probes == 0  # loopback loses none
     counts = phase_counts(report, "ping.rtt_ms")
@@ -225,7 +227,9 @@ async def test_migrate_sysbench_cpu_has_baseline_during_after(
 
 
 async def test_cancel_mid_migration_stops_everything(testlab: LabUnderTest, tmp_path: Path) -> None:
-    testlab.set_xl("xen1", migrate_stage_delay_s=5.0)
+    # Held between its stages (10 min): the cancel comes before the suspend however
+    # slow the machine (at 5 s apart that was a race with the clock).
+    testlab.set_xl("xen1", migrate_stage_delay_s=600.0)
     scenario = parse_scenario(
         """
         id = "ping-and-cpu"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -290,7 +291,11 @@ async def test_readonly_refuses_every_host_changing_action_but_still_watches(
 async def test_cancel_stops_a_migration_and_the_guest_stays_on_the_source(
     tmp_path: Path,
 ) -> None:
-    async with SimulatedLab.start(speed=20.0, seed=0) as sim:  # a 90 s migration: 4.5 s
+    async with SimulatedLab.start(speed=20.0, seed=0) as sim:
+        # The migration is held at 0.1 Mbit/s (a day of simulated copying), so the cancel
+        # comes before the suspend however slow this machine is (at 100 Mbit/s it had
+        # 4.5 s of wall time to get there).
+        sim.model.params = dataclasses.replace(sim.model.params, migrate_mbit=0.1)
         backend = make_backend(
             sim.lab_config, readonly=False, sim=sim, log_path=tmp_path / "s.jsonl"
         )

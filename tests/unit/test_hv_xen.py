@@ -498,7 +498,7 @@ async def test_failed_migrations_say_where_the_guest_is(xen: XenLab) -> None:
 async def test_cancel_stops_xl_while_memory_is_copied(xen: XenLab) -> None:
     driver = xen.driver
     await driver.create("xen1")
-    xen.set("xen1", migrate_stage_delay_s=30.0)  # the fake pauses after its first stage
+    xen.set("xen1", migrate_stage_delay_s=600.0)  # held after its first stage: no race
     migration = asyncio.create_task(driver.migrate("xen1", "xen2"))
     await until(
         lambda: any(p.phase == "precopy" for p in xen.of(MigrationProgress)) or migration.done()
