@@ -4,8 +4,10 @@ Xen 4.4 is the last xl with migration stream v1 (libxc ``xc_domain_save``), whos
 rules are Xen 3.x's: the study's. Subcommands: ``list [-l] [DOM]``, ``info [FIELD]``,
 ``create CFG``, ``shutdown [-w] DOM``, ``destroy DOM``, ``migrate [-v] DOM HOST``.
 Formats: xl_info.c, xl_cmdimpl.c, xl_migrate.c, libxc's DPRINTFs, as composed in
-``tests/data/xl`` (``xl-migrate-v1-4.4-verbose.txt``); everything but tables goes to
-stderr, as xl does. ``xl migrate``'s lines come out as the model's migration reaches
+``tests/data/xl`` (``xl-migrate-v1-4.4-verbose.txt``) and the Xen 4.4.1 sources
+(xl.c, xl_cmdimpl.c, xl_cmdtable.c, libxl.c) for every refusal: tables, help and 4.4's
+``Parsing config from`` (a printf) go to stdout, everything else to stderr, as xl does.
+``xl migrate``'s lines come out as the model's migration reaches
 them, on the simulated clock; ``xl -v migrate`` adds libxc's per-round statistics and
 the receiver's page counts.
 """
