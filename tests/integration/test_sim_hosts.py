@@ -183,9 +183,9 @@ async def test_sim_serve_prints_ssh_lines_and_stops_on_ctrl_c(tmp_path: Path) ->
         key = Path(command[command.index("-i") + 1])
         assert key.exists()
         code, out, _ = await run_process(
-            [command[0], "-o", "BatchMode=yes", *command[1:], "xl", "info", "xen_version"]
+            [command[0], "-o", "BatchMode=yes", *command[1:], "xl", "info"]
         )
-        assert (code, out) == (0, "4.4.1\n")
+        assert code == 0 and "xen_version            : 4.4.1\n" in out
     finally:
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), 30)

@@ -217,9 +217,9 @@ async def test_xl_output_parses_with_the_xl_parsers() -> None:
     info = parse_xl_info((await run(world, "xenserver1", ["xl", "info"])).text())
     assert (info.xen_major, info.xen_minor, info.nr_cpus) == (4, 4, 2)
     assert info.free_memory_mib == info.total_memory_mib - 512 - 1024
-    assert (await run(world, "xenserver1", ["xl", "info", "free_memory"])).text() == (
-        f"{info.free_memory_mib}\n"
-    )
+    # Xen 4.4's xl info takes no field: a word after it changes nothing.
+    again = (await run(world, "xenserver1", ["xl", "info", "free_memory"])).text()
+    assert parse_xl_info(again).free_memory_mib == info.free_memory_mib
     (config,) = parse_xl_list_long((await run(world, "xenserver1", ["xl", "list", "-l"])).text())
     assert config.name == "guest" and config.memory_mib == 1024 and config.vcpus == 2
     assert (

@@ -1,7 +1,7 @@
 """``xl`` on the simulated Xen hosts: Xen 4.4's toolstack over the model's domains.
 
 Xen 4.4 is the last xl with migration stream v1 (libxc ``xc_domain_save``), whose stop
-rules are Xen 3.x's: the study's. Subcommands: ``list [-l] [DOM]``, ``info [FIELD]``,
+rules are Xen 3.x's: the study's. Subcommands: ``list [-l] [DOM]``, ``info``,
 ``create CFG``, ``shutdown [-w] DOM``, ``destroy DOM``, ``migrate [-v] DOM HOST``.
 Formats: xl_info.c, xl_cmdimpl.c, xl_migrate.c, libxc's DPRINTFs, as composed in
 ``tests/data/xl`` (``xl-migrate-v1-4.4-verbose.txt``) and the Xen 4.4.1 sources
@@ -302,14 +302,8 @@ def info_fields(inv: Invocation) -> list[tuple[str, str]]:
 
 
 async def xl_info(inv: Invocation, args: list[str], opts: _Global) -> int:
+    """xl_cmdimpl.c ``main_info``: every field; 4.4 ignores words after ``info``."""
     fields = info_fields(inv)
-    wanted = [a for a in args if not a.startswith("-")]
-    if wanted:
-        values = dict(fields)
-        if wanted[0] not in values:
-            return 1
-        await inv.out(values[wanted[0]] + "\n")
-        return 0
     await inv.out("".join(f"{key:<23}: {value}\n" for key, value in fields))
     return 0
 
