@@ -233,7 +233,8 @@ class Model:
 
     def _timers(self) -> None:
         g = self.guest
-        if g.status == "booting" and self.t >= g.ready_at - 1e-9:
+        # A boot goes on only while the vCPUs run: a migration's downtime delays it.
+        if g.status == "booting" and self.guest_computing and self.t >= g.ready_at - 1e-9:
             g.status = "running"
         if g.status == "shutting-down" and self.t >= g.off_at - 1e-9:
             self._power_off()
@@ -354,7 +355,7 @@ class Model:
         self._need_hypervisor(host)
         g = self.guest
         if g.status != "off":
-            raise SimError(f'Domain with name "{self.params.guest}" already exists.')
+            raise SimError(f'domain with name "{self.params.guest}" already exists.')
         g.status = "booting"
         g.host = host
         g.domid = self._take_domid(host)
@@ -376,12 +377,13 @@ class Model:
     def destroy(self, host: str) -> None:
         """``xl destroy``: the guest is gone at once."""
         self._guest_on(host)
-        if self.migration is not None:
-            self.migration.abort(self.t)
-            self.migration = None
         self._power_off()
 
     def _power_off(self) -> None:
+        if self.migration is not None:
+            # The domain is gone under xl migrate: the stream breaks.
+            self.migration.domain_gone(self.t)
+            self.migration = None
         for w in self.workloads.values():
             w.alive = False
         self.workloads.clear()
@@ -392,8 +394,10 @@ class Model:
             raise SimError(f"{self.params.guest} is an invalid domain identifier (rc=-6)")
 
     def _need_hypervisor(self, host: str) -> None:
+        # Not a tool's refusal: only the hypervisors have xl (the others answer
+        # "command not found"), so this is a bug in the caller.
         if host not in self.params.hypervisors:
-            raise SimError(f"{host} is not a hypervisor host of this lab")
+            raise ValueError(f"{host} is not a hypervisor host of this lab")
 
     def _take_domid(self, host: str) -> int:
         domid = self._next_domid[host]
@@ -403,9 +407,14 @@ class Model:
     # -- workloads ------------------------------------------------------------------------
 
     def start(self, workload: type[Workload], **options: object) -> Workload:
-        """Start a workload in the guest now (it must be up)."""
+        """Start a workload in the guest now.
+
+        The guest must be up: a program in the guest prints (and so waits for the guest,
+        :meth:`Invocation.guest_running`) before it starts its work; a guest that is not
+        up here is a bug in that program, not a refusal a tool would print.
+        """
         if not self.guest_up:
-            raise SimError("the guest is not running")
+            raise RuntimeError("a workload started while the guest is not up")
         w = workload(wid=self._next_wid, started=self.t, **options)  # type: ignore[arg-type]
         self._next_wid += 1
         self.workloads[w.wid] = w
@@ -426,17 +435,20 @@ class Model:
     def migrate(self, source: str, dest: str, dest_ready: bool = True) -> PreCopy:
         """``xl migrate`` on ``source`` to ``dest``: pre-copy starts now.
 
-        ``dest_ready`` False: the destination cannot attach the disk (not logged in);
-        the copy goes all the way, then the guest resumes on the source.
+        Xen migrates a domain as soon as it exists: a guest still booting is running as
+        far as the hypervisor knows, and its boot goes on at the destination (later by
+        the downtime). ``dest_ready`` False: the destination cannot attach the disk (not
+        logged in); the copy goes all the way, then the guest resumes on the source.
+
+        Callers (the simulated xl) pick a destination other than the source and run one
+        migration at a time; anything else is a bug in the caller, not a refusal of Xen.
         """
         self._need_hypervisor(dest)
         self._guest_on(source)
         if source == dest:
-            raise SimError("cannot migrate a domain to the host it runs on")
+            raise ValueError("a migration needs two hosts")
         if self.migration is not None:
-            raise SimError(f"{self.params.guest} is already being migrated")
-        if self.guest.status != "running":
-            raise SimError(f"{self.params.guest} is not running")
+            raise ValueError("one migration at a time")
         mig = PreCopy(source, dest, self.memory.pages, self.t, dest_ready)
         self.migration = mig
         self.migrations.append(mig)
@@ -456,17 +468,24 @@ class Model:
         elif action is Action.SUSPEND:
             self.stops.append([t, None])
         elif action is Action.RESUME:
-            self.stops[-1][1] = t
+            self._resume(t)
             self._source_domid = self.guest.domid
             self.guest.host = mig.dest
             self.guest.domid = self._incoming_domid
         elif action is Action.RESUME_AT_SOURCE:
-            self.stops[-1][1] = t
+            self._resume(t)
             self.migration = None
             self._incoming_domid = 0
         elif action is Action.DONE:
             self.migration = None
             self._incoming_domid = 0
+
+    def _resume(self, t: float) -> None:
+        window = self.stops[-1]
+        window[1] = t
+        if self.guest.status == "booting":
+            assert window[0] is not None
+            self.guest.ready_at += t - window[0]  # the boot stood still while stopped
 
     def last_migration(self) -> Summary | None:
         return self.migrations[-1].summary() if self.migrations else None

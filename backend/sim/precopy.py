@@ -334,7 +334,23 @@ class PreCopy:
         """Stop the migration (xl killed) if the guest has not been suspended yet."""
         if self.stage not in (Stage.SETUP, Stage.LIVE):
             return False
+        self._end_aborted(t)
+        return True
+
+    def domain_gone(self, t: float) -> None:
+        """The domain was destroyed or powered off under the migration.
+
+        Before it runs at the destination the stream breaks; after, the sender has
+        already been told of the successful start-up and ends as usual.
+        """
+        if self.stage is Stage.FINISHING:
+            self.stage = Stage.DONE
+            self.ended = t
+            self.records.append(Record(t, "done"))
+        elif self.stage not in (Stage.DONE, Stage.ABORTED):
+            self._end_aborted(t)
+
+    def _end_aborted(self, t: float) -> None:
         self.stage = Stage.ABORTED
         self.ended = t
         self.records.append(Record(t, "aborted"))
-        return True

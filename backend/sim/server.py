@@ -157,8 +157,8 @@ class SimSshServer:
         """Run one command line until it ends or the client closes the channel."""
         try:
             argv = shlex.split(line)
-        except ValueError as exc:
-            process.stderr.write(f"bash: -c: line 1: syntax error: {exc}\n")
+        except ValueError:
+            process.stderr.write(_unmatched_quote(line))
             return 2
         running = asyncio.ensure_future(
             self.world.execute(self.node, argv, _ChannelOutput(process))
@@ -204,3 +204,21 @@ class SimSshServer:
             if line:
                 status = await self._run_line(process, line)
         process.exit(status)
+
+
+def _unmatched_quote(line: str) -> str:
+    """What bash (5.2, as ``bash -c LINE``) says of a line whose quote never closes."""
+    quote: str | None = None
+    escaped = False
+    for char in line:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = None
+    if quote is None:  # a trailing backslash: bash would wait for the next line
+        return "bash: -c: line 2: syntax error: unexpected end of file\n"
+    return f"bash: -c: line 1: unexpected EOF while looking for matching `{quote}'\n"

@@ -54,7 +54,6 @@ from tests.e2e.conftest import SandboxUnderTest
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
 HV_HOSTS = ("host1", "host2")
-BOOT_WAIT_S = 120.0
 
 
 # -- the console: hosts, controller, bus, session log ---------------------------------------
@@ -178,10 +177,9 @@ async def ping_once(console: Console) -> bool:
 
 
 async def wait_until_answers(console: Console) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOOT_WAIT_S
+    """Until the guest answers ping after its boot (an emulated boot on a loaded machine
+    takes what it takes; a hang is the test's timeout)."""
     while not await ping_once(console):
-        assert loop.time() < deadline, "the guest did not answer ping after its boot"
         await asyncio.sleep(0.5)
 
 
@@ -198,15 +196,11 @@ async def guest_on(console: Console, host: str) -> None:
 
 
 async def open_guest(console: Console) -> HostRunner:
-    """SSH into the guest (dropbear starts just after its network)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
+    """SSH into the guest (dropbear starts just after its network), once it lets us."""
     while True:
         try:
             return await console.hosts.open_guest()
         except TransportError:
-            if loop.time() > deadline:
-                raise
             await asyncio.sleep(1.0)
 
 
@@ -356,11 +350,9 @@ async def test_boot_on_host2_while_the_guest_runs_on_host1_is_refused(console: C
 # -- 4. a live migration under a 10 ms ping ----------------------------------------------------
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Until ``check()`` (``what`` it waits for; no deadline: a hang is the test's timeout)."""
     while not check():
-        assert loop.time() < deadline, f"waited {timeout:g} s for {what}"
         await asyncio.sleep(0.05)
 
 
@@ -478,13 +470,13 @@ async def test_host2_sshd_killed_mid_migration(console: Console, tmp_path: Path)
     error: str | None = None
     try:
         seen = asyncio.ensure_future(running.wait())
-        await asyncio.wait({migration, seen}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({migration, seen}, return_when=asyncio.FIRST_COMPLETED)
         seen.cancel()
         assert running.is_set() and not migration.done(), "the migration never got going"
         killed_at = time.time()
         assert await kill_sshd(sandbox, "host2")
         try:
-            outcome = await asyncio.wait_for(migration, 120)
+            outcome = await migration
             assert not outcome.ok, "the migration succeeded with its destination's sshd gone"
             error = outcome.error
         except (CommandFailed, TransportError, DriverError) as exc:

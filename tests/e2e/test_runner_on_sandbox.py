@@ -120,14 +120,11 @@ async def started_processes(sandbox: SandboxUnderTest, guest: HostRunner) -> dic
 
 
 async def open_guest(hosts: Hosts) -> HostRunner:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
+    """SSH into the guest once it lets us (no deadline: a hang is the test's timeout)."""
     while True:
         try:
             return await hosts.open_guest()
         except TransportError:
-            if loop.time() > deadline:
-                raise
             await asyncio.sleep(1.0)
 
 
@@ -163,7 +160,7 @@ async def test_an_interrupted_run_stops_everything_and_its_log_reports(
     guest: HostRunner | None = None
     try:
         seen = asyncio.ensure_future(migrating.wait())
-        await asyncio.wait({run, seen}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({run, seen}, return_when=asyncio.FIRST_COMPLETED)
         seen.cancel()
         assert migrating.is_set() and not run.done(), "the run did not get to its migration"
         guest = await open_guest(checker)

@@ -32,6 +32,7 @@ from backend.sandbox.local_qemu import LocalQemu
 from backend.sandbox.processes import is_running
 from tests.conftest import need, need_root
 from tests.e2e.conftest import ROOT, SandboxUnderTest, miglab, sandbox_up
+from tests.support.waiting import NO_DEADLINE
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]  # a cold first run downloads
 
@@ -268,8 +269,10 @@ def guest_qemu(
 
 
 async def guest_answers(sandbox: SandboxUnderTest) -> None:
+    # -W 10: an emulated guest on a loaded host may answer late; late is still answering
+    # (ping ends as soon as the third reply is in).
     code, out, err = await run(
-        in_netns(sandbox, "storage", "ping", "-c", "3", "-i", "0.2", "-W", "2",
+        in_netns(sandbox, "storage", "ping", "-c", "3", "-i", "0.2", "-W", "10",
                  sandbox.lab.guest.address),
     )  # fmt: skip
     assert code == 0, out + err
@@ -294,7 +297,7 @@ async def test_guest_boots_answers_and_migrates_keeping_its_address(
     try:
         started = time.monotonic()
         await source.start()
-        ready = await source.wait_console(timeout=120)
+        ready = await source.wait_console(timeout=NO_DEADLINE)
         print(f"\nguest ready after {time.monotonic() - started:.1f} s: {ready}")
         assert f"ip={lab.guest.address}/" in ready and ready.endswith("disks=vda"), ready
         serial = (rundir / "host1.log").read_text(errors="replace")
@@ -331,15 +334,12 @@ async def test_guest_boots_answers_and_migrates_keeping_its_address(
             await asyncio.sleep(1.0)
             await src_qmp.migrate(f"tcp:{dest_address}:{port}")
             status: MigrationStatus = await src_qmp.query_migrate()
-            deadline = time.monotonic() + 180
-            while not status.finished:
-                assert time.monotonic() < deadline, status
+            while not status.finished:  # as long as it takes; a hang is the test's timeout
                 await asyncio.sleep(0.2)
                 status = await src_qmp.query_migrate()
             assert status.status == "completed", status
             # The destination resumes a moment after the source reports completion.
             while not (await dst_qmp.query_status()).running:
-                assert time.monotonic() < deadline, "the destination never resumed"
                 await asyncio.sleep(0.05)
             assert (await src_qmp.query_status()).status == "postmigrate"
             await asyncio.sleep(2.0)  # the ping runs on past the switch-over

@@ -28,6 +28,7 @@ from backend.sandbox.guest_image import (
 )
 from backend.sandbox.local_qemu import LocalQemu
 from tests.conftest import need
+from tests.support.waiting import NO_DEADLINE
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(600)]  # a cold image build downloads
 
@@ -80,7 +81,7 @@ async def test_live_migration_over_loopback(rundir: Path) -> None:
     try:
         await source.start()
         await dest.start()
-        ready = await source.wait_console(timeout=60)
+        ready = await source.wait_console(timeout=NO_DEADLINE)
         assert ready.endswith("disks=vda"), ready
         src = await source.qmp()
         dst = await dest.qmp()
@@ -97,9 +98,8 @@ async def test_live_migration_over_loopback(rundir: Path) -> None:
         await src.migrate(f"tcp:127.0.0.1:{port}")
         started = time.monotonic()
         samples: list[MigrationStatus] = []
-        while not (status := await src.query_migrate()).finished:
+        while not (status := await src.query_migrate()).finished:  # a hang: the timeout
             samples.append(status)
-            assert time.monotonic() - started < 60, status
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
 
@@ -109,18 +109,21 @@ async def test_live_migration_over_loopback(rundir: Path) -> None:
         assert status.ram is not None and status.ram.transferred and status.ram.total
         progress = [s.ram.transferred for s in samples if s.status == "active" and s.ram]
         assert len(progress) >= 3, samples
-        assert all(b > a for a, b in itertools.pairwise(progress)), progress
+        # Never backwards; two polls may see the same count when the migration thread
+        # did not get the CPU in between (a loaded host).
+        assert all(b >= a for a, b in itertools.pairwise(progress)), progress
+        assert progress[-1] > progress[0], progress
         # The cap held: loopback alone would move hundreds of MB/s.
         rate = status.ram.transferred / (status.total_time_ms / 1000)
         assert rate < 1.3 * BANDWIDTH, f"{rate / 1e6:.1f} MB/s over a 12.5 MB/s cap"
-        await asyncio.wait_for(stopped, 5)
-        await asyncio.wait_for(resumed, 10)
+        await stopped  # STOP came before "completed"; RESUME once the destination runs
+        await resumed
 
         dst_status = await dst.query_status()
         assert dst_status.status == "running" and dst_status.running
         assert (await src.query_status()).status == "postmigrate"
         src_log = await asyncio.to_thread((rundir / "src.log").read_text, errors="replace")
-        await dest.wait_console(HEARTBEAT_MARKER, timeout=10)
+        await dest.wait_console(HEARTBEAT_MARKER, timeout=NO_DEADLINE)
         dst_log = await asyncio.to_thread((rundir / "dst.log").read_text, errors="replace")
         # The same guest, its clock carried over: it did not boot again on the destination.
         assert uptimes(dst_log) and uptimes(src_log)

@@ -26,6 +26,7 @@ from backend.sim.lab import SimulatedLab, prepare
 from backend.transport.base import TransportError
 from backend.transport.ssh import SshHost
 from tests.conftest import need
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,11 +149,7 @@ async def test_cancelling_a_command_stops_it_on_the_host(
     with pytest.raises(asyncio.CancelledError):
         await endless
     server = sim.servers["iSCSIserver"]
-    for _ in range(500):
-        if not server._tasks:
-            break
-        await asyncio.sleep(0.01)
-    assert not server._tasks  # the simulated ping ended with its channel
+    await until(lambda: not server._tasks)  # the simulated ping ends with its channel
     again = await hosts["iSCSIserver"].run(["true"])
     assert again.ok
 
@@ -186,9 +183,9 @@ async def test_sim_serve_prints_ssh_lines_and_stops_on_ctrl_c(tmp_path: Path) ->
         key = Path(command[command.index("-i") + 1])
         assert key.exists()
         code, out, _ = await run_process(
-            [command[0], "-o", "BatchMode=yes", *command[1:], "xl", "info", "xen_version"]
+            [command[0], "-o", "BatchMode=yes", *command[1:], "xl", "info"]
         )
-        assert (code, out) == (0, "4.4.1\n")
+        assert code == 0 and "xen_version            : 4.4.1\n" in out
     finally:
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), 30)

@@ -99,8 +99,9 @@ LogLevel ERROR
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("ab"),
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        # Until it listens or dies, however long a loaded machine takes to start it (no
+        # deadline of its own: a hang is the test's timeout).
+        while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sshd exited: {self.log_path.read_text()}")
             try:
@@ -108,7 +109,6 @@ LogLevel ERROR
                     return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError("sshd did not start listening within 10 s")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

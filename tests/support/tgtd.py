@@ -77,8 +77,8 @@ class Tgtd:
                 stderr=log,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        # Until it answers or dies (no deadline of its own: a hang is the test's timeout).
+        while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tgtd exited: {self.log_path.read_text()}")
             if self.adm("--op", "show", "--mode", "target", check=False).returncode == 0:
@@ -88,8 +88,6 @@ class Tgtd:
                 except OSError:
                     pass
             time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("tgtd did not come up within 10 s")
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from tests.support.waiting import until
 from tests.tui.session_fixture import write_session
 from tui.app import MiglabApp
 from tui.backend_api import ConsoleBackend
@@ -44,18 +45,19 @@ async def running(
         yield app, pilot
 
 
-async def started(app: MiglabApp, timeout: float = 15.0) -> None:
+async def started(app: MiglabApp) -> None:
     """Wait until the main screen is up and its backend's start() has returned (a live
     backend connects its hosts first: a key pressed before that finds none)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not app.main_screens() and loop.time() < deadline:
-        await asyncio.sleep(0.01)
+    await until(app.main_screens)
     starting = [w for w in app.workers if w.group == "backend"]
-    await asyncio.wait_for(
-        asyncio.gather(*(w.wait() for w in starting), return_exceptions=True),
-        max(0.0, deadline - loop.time()),
-    )
+    await asyncio.gather(*(w.wait() for w in starting), return_exceptions=True)
+
+
+async def quit_console(app: MiglabApp, pilot: Pilot[int]) -> None:
+    """Press q and wait until the console has closed its backends (the session log is
+    saved) and exits: leaving ``run_test`` earlier would stop the quit half way."""
+    await pilot.press("q")
+    await until(lambda: app.return_code is not None)
 
 
 def main_screen(app: MiglabApp) -> MainScreen:
@@ -64,20 +66,19 @@ def main_screen(app: MiglabApp) -> MainScreen:
     return screen
 
 
-async def drained(app: MiglabApp, timeout: float = 10.0) -> None:
+async def drained(app: MiglabApp) -> None:
     """Wait until every event published so far is drawn: no batch waiting, no plot frame
-    half done (polls state, so a loaded CI machine only makes it slower, not flaky)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
+    half done (polls state, with no deadline: a loaded machine only makes it slower)."""
+
+    def idle() -> bool:
         screens = app.main_screens()
         grids = [s.query_one(TraceGrid) for s in screens if s.is_mounted]
-        busy = any(s._pending or s._flush_scheduled for s in screens) or any(
-            g._frame or any(p.dirty for p in g.plots.values()) for g in grids
+        return not (
+            any(s._pending or s._flush_scheduled for s in screens)
+            or any(g._frame or any(p.dirty for p in g.plots.values()) for g in grids)
         )
-        if not busy:
-            break
-        await asyncio.sleep(0.02)
+
+    await until(idle)
     await asyncio.sleep(0.02)
 
 

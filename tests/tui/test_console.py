@@ -14,6 +14,7 @@ from textual.widgets import Button
 
 from backend.drivers.base import HostCommand
 from backend.events import CommandStarted
+from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
 from tui import keys
 from tui.replay import ReplayBackend
@@ -278,9 +279,10 @@ async def test_o_opens_another_log_over_the_console_and_escape_closes_it(replay:
         await settle(pilot, backend)
         base = main_screen(app)
         await pilot.press("o")
+        await until(lambda: app.screen is not base)  # the path prompt
         await pilot.pause()
         await pilot.press("enter")  # the suggested path: this session's own log
-        await pilot.pause(0.3)
+        await until(lambda: isinstance(app.screen, MainScreen) and app.screen is not base)
         overlay = main_screen(app)
         assert overlay is not base and overlay.overlay
         await pilot.press("escape")
@@ -292,10 +294,11 @@ async def test_o_with_an_unreadable_log_says_why(replay: Replay, tmp_path: objec
     async with running(replay()) as (app, pilot):
         base = main_screen(app)
         await pilot.press("o")
+        await until(lambda: app.screen is not base)  # the path prompt
         await pilot.pause()
         app.screen.query_one("#path").value = "/nonexistent/session.jsonl"  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await until(lambda: app._notifications)  # the log is read in a worker
         assert app.screen is base
         messages = [n.message for n in app._notifications]
         assert any("/nonexistent/session.jsonl" in m and "cannot read" in m for m in messages)

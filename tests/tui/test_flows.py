@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.widgets import OptionList
 
 from backend.events import CommandFinished, CommandStarted
 from backend.session import Session, read_session
 from backend.transport.base import CommandFailed, CommandResult
-from tests.tui.conftest import drained, main_screen, running
+from tests.support.waiting import until
+from tests.tui.conftest import drained, main_screen, quit_console, running
 from tests.tui.scripted import CLEANUP_ARGV, ScriptedBackend
 from tests.tui.sim_backend import bound_textual_idle_wait, sim_backend, simulated_lab
 from tui.app import MiglabApp
@@ -85,11 +87,7 @@ class FlowLab:
         """Whether the guest booted last has finished booting (it migrates only then)."""
 
     async def booted(self) -> None:
-        for _ in range(200):
-            if self.guest_up():
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("the guest did not finish booting within 10 s")
+        await until(self.guest_up)
 
     def __call__(
         self,
@@ -214,13 +212,11 @@ def exported(app: MiglabApp) -> bool:
 
 async def dialog(app: MiglabApp, pilot: Any) -> ConfirmScreen:
     """The confirmation dialog, once the backend's plan is in it (a live plan asks hosts)."""
-    for _ in range(200):
-        screen = app.screen
-        if isinstance(screen, ConfirmScreen):
-            await pilot.pause()  # mounted and focused
-            return screen
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no confirmation dialog within 10 s; the screen is {app.screen!r}")
+    await until(lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.pause()  # mounted and focused
+    screen = app.screen
+    assert isinstance(screen, ConfirmScreen)
+    return screen
 
 
 async def finish_actions(app: MiglabApp) -> None:
@@ -231,10 +227,8 @@ async def finish_actions(app: MiglabApp) -> None:
     so a worker's outcome is not raised here: the notifications and panes say it.
     """
     await workers_done(app)
-    for _ in range(200):  # the screen hears of the worker's end by a message of its own
-        if all(screen.running is None for screen in app.main_screens()):
-            break
-        await asyncio.sleep(0.05)
+    # The screen hears of the worker's end by a message of its own.
+    await until(lambda: all(screen.running is None for screen in app.main_screens()))
     await drained(app)
 
 
@@ -243,8 +237,18 @@ async def workers_done(app: MiglabApp) -> None:
     await asyncio.gather(*(worker.wait() for worker in list(app.workers)), return_exceptions=True)
 
 
+def palette_offers(app: MiglabApp, words: str) -> bool:
+    """The command palette is up and its first hit is the command ``words`` names."""
+    palette = app.screen
+    if not isinstance(palette, CommandPalette):
+        return False
+    hits = palette.query_one(CommandList)
+    return hits.option_count > 0 and words in str(hits.get_option_at_index(0).prompt)
+
+
 async def choose(app: MiglabApp, pilot: Any, ident: str) -> None:
-    """Pick ``ident`` in the chooser on screen."""
+    """Pick ``ident`` in the chooser, once it is on screen."""
+    await until(lambda: isinstance(app.screen, Choice))
     choice = app.screen
     assert isinstance(choice, Choice)
     idents = [i for i, _ in choice.options]
@@ -269,16 +273,14 @@ async def start_migrate_ping(app: MiglabApp, pilot: Any, backend: Any) -> None:
     await pilot.press("r")
     await pilot.pause()
     await choose(app, pilot, "migrate-ping")
-    await pilot.pause(0.1)
     screen = main_screen(app)
-    assert screen.running == "migrate-ping" and backend.scenario_running
-    for _ in range(200):
-        if isinstance(backend, ScriptedBackend) or any(
-            c.argv[0] == "ping" and not c.finished for c in screen.state.commands.values()
-        ):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("migrate-ping's ping did not start within 10 s")
+    await until(lambda: screen.running == "migrate-ping" and backend.scenario_running)
+    await until(
+        lambda: (
+            isinstance(backend, ScriptedBackend)
+            or any(c.argv[0] == "ping" and not c.finished for c in screen.state.commands.values())
+        )
+    )
 
 
 async def test_p_b_m_moves_the_guest_and_logs_everything(flow_backend: FlowLab) -> None:
@@ -313,8 +315,7 @@ async def test_p_b_m_moves_the_guest_and_logs_everything(flow_backend: FlowLab) 
         assert any(c.startswith(expect.boot) for c in commands)
         assert expect.migrate in commands
         assert backend.calls == ["prepare", f"boot {first}", f"migrate {second}"]
-        await pilot.press("q")
-        await pilot.pause()
+        await quit_console(app, pilot)
     assert backend.calls[-1] == "close"
     session = read_session(backend.session_log)
     kinds = {event.kind for event in session.events}
@@ -341,8 +342,7 @@ async def test_r_runs_migrate_ping_to_the_end(flow_backend: FlowLab) -> None:
         assert f"on {second}" in text(screen.query_one(GuestPane))
         assert set(screen.query_one(TraceGrid).plots) == expect.traces
         assert any("migrate-ping done" in n.message for n in app._notifications)
-        await pilot.press("q")
-        await pilot.pause()
+        await quit_console(app, pilot)
     session = read_session(backend.session_log)
     assert session.of_kind("phase")[-1].name == "after"  # type: ignore[attr-defined]
     assert len(session.of_kind("sample")) > expect.min_samples
@@ -370,8 +370,7 @@ async def test_x_asks_with_the_exact_commands_and_cancels_on_yes(flow_backend: F
         assert "cancel" in backend.calls and not backend.scenario_running
         assert screen.running is None
         assert expect.cleanup_logged(rows(app))
-        await pilot.press("q")
-        await pilot.pause()
+        await quit_console(app, pilot)
 
 
 async def test_q_while_running_stops_the_scenario_then_saves_the_log(
@@ -455,7 +454,7 @@ async def test_unexport_from_the_palette_asks_first(flow_backend: FlowLab) -> No
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"unexport")
-        await pilot.pause(0.3)
+        await until(lambda: palette_offers(app, "unexport"))  # the search runs in a worker
         await pilot.press("enter")
         listed = text((await dialog(app, pilot)).query_one("#command-list"))
         assert f"on {storage}:" in listed

@@ -171,8 +171,52 @@ def test_refusals_name_the_reason() -> None:
     model.boot(SRC)
     with pytest.raises(Exception, match="already exists"):
         model.boot(DST)
-    with pytest.raises(Exception, match="not running"):
-        model.migrate(SRC, DST)  # still booting
     model.advance(BOOT_S + 1)
-    with pytest.raises(Exception, match="host it runs on"):
+    with pytest.raises(ValueError, match="two hosts"):
         model.migrate(SRC, SRC)
+
+
+def test_a_booting_guest_migrates_and_its_boot_goes_on_at_the_destination() -> None:
+    # Xen migrates a domain as soon as it exists: booting is running to the hypervisor.
+    # 256 MiB over 1 Gbit/s: the whole migration fits in the boot.
+    model = Model(LabParams(memory_mib=256, link_mbit=1000))
+    model.boot(SRC)
+    model.advance(1)
+    assert model.guest.status == "booting"
+    mig = model.migrate(SRC, DST)
+    while model.migration is not None:
+        model.step()
+    summary = mig.summary()
+    assert summary.ok and model.guest.host == DST
+    assert [r.name for r in model.domains(DST)][1:] == ["guest"]
+    assert model.domains(SRC)[1:] == []
+    # Still booting, at the destination; the boot stood still while the guest was
+    # stopped, so it ends later by the downtime.
+    assert model.guest.status == "booting" and not model.guest_up
+    assert summary.downtime_s is not None and summary.downtime_s > 0
+    assert model.guest.ready_at == pytest.approx(BOOT_S + summary.downtime_s)
+    model.advance_to(model.guest.ready_at - 0.2)
+    assert not model.guest_up
+    model.advance(0.3)
+    assert model.guest_up and model.guest.host == DST
+    assert model.guest_answers_at(model.t)
+
+
+def test_a_booting_guest_migrates_on_the_studys_link_too() -> None:
+    model = Model()
+    model.boot(SRC)
+    mig = model.migrate(SRC, DST)  # at once: the boot ends during the pre-copy
+    while model.migration is not None:
+        model.step()
+    assert mig.summary().ok and model.guest.host == DST and model.guest_up
+    assert model.guest.ready_at == BOOT_S  # it booted while the pages were copied
+
+
+def test_a_guest_powered_off_under_a_migration_ends_it() -> None:
+    model = booted()
+    mig = model.migrate(SRC, DST)
+    model.advance(5)
+    model.shutdown(SRC)
+    model.advance(10)
+    assert model.migration is None and model.guest.status == "off"
+    assert mig.records[-1].kind == "aborted" and not mig.summary().ok

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from backend.sim.clock import Runtime
 from backend.sim.model import TICK, Model
+from backend.sim.workloads import Workload
 
 if TYPE_CHECKING:
     from backend.sim.world import Node, World
@@ -80,6 +81,11 @@ class Invocation:
         if self.node.role == "guest":
             await self.guest_running()
         await self.output.write(stream, text)
+
+    async def start(self, workload: type[Workload], **options: object) -> Workload:
+        """Start a workload in the guest: a program in a stopped guest waits, as it would."""
+        await self.guest_running()
+        return self.model.start(workload, **options)
 
     async def guest_running(self) -> None:
         """Wait while the guest is stopped (a migration's downtime): it cannot print."""

@@ -12,9 +12,10 @@ the operation table and the ``Throughput`` line.
 
 from __future__ import annotations
 
+import re
+
 from backend.sim import workloads as wl
-from backend.sim.commands.base import Invocation, UsageError, option_value
-from backend.sim.model import SimError
+from backend.sim.commands.base import Invocation, option_value
 
 LOCAL_DISK_DIR = "/mnt/local"
 """In the simulated guest, a file system on its host's local disk; the rest is iSCSI."""
@@ -45,31 +46,83 @@ OPERATIONS: tuple[tuple[str, float, float, float], ...] = (
 OPERATIONS_PER_LINE = 0.909
 
 
+_USAGE = """Usage: [OPTION...]
+  -t, --timelimit=integer           timelimit
+  -c, --loadfile=filename           loadfile
+  -D, --directory=STRING            working directory
+  -T, --tcp-options=STRING          TCP socket options
+  -R, --target-rate=DOUBLE          target throughput (MB/sec)
+  -s, --sync                        use O_SYNC
+  -S, --sync-dir                    sync directory changes
+  -F, --fsync                       fsync on write
+  -x, --xattr                       use xattrs
+      --no-resolve                  disable name resolution simulation
+      --clients-per-process=INT     number of clients per process
+      --one-byte-write-fix          try to fix 1 byte writes
+      --stat-check                  check for pointless calls with stat
+      --fake-io                     fake up read/write calls
+      --skip-cleanup                skip cleanup operations
+      --per-client-results          show results per client
+
+Help options:
+  -?, --help                        Show this help message
+      --usage                       Display brief usage message
+"""
+"""popt's help of dbench 4.0 (stdout), as ``dbench`` with no NPROCS prints it here."""
+
+_VALUED = {"-t": "--timelimit", "-c": "--loadfile", "-D": "--directory", "-T": "--tcp-options",
+           "-R": "--target-rate"}  # fmt: skip
+_FLAGS = {"-s", "-S", "-F", "-x", "--sync", "--sync-dir", "--fsync", "--xattr", "--no-resolve",
+          "--one-byte-write-fix", "--stat-check", "--fake-io", "--skip-cleanup",
+          "--per-client-results"}  # fmt: skip
+
+
+class DbenchExit(Exception):
+    """dbench stops after its banner: what it prints and its exit code."""
+
+    def __init__(self, code: int, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(stderr or stdout)
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
 def parse(argv: list[str]) -> tuple[int, str, str, int]:
-    """(time limit, loadfile, directory, clients)."""
-    time_s, loadfile, directory, clients = 600, DEFAULT_LOADFILE, ".", None
+    """(time limit, loadfile, directory, clients): dbench 4.0's popt options, its words
+    for bad ones (:class:`DbenchExit`). NPROCS is read with atoi, as dbench does."""
+    time_s, loadfile, directory = 600, DEFAULT_LOADFILE, "."
+    operands: list[str] = []
     i = 1
     while i < len(argv):
         arg = argv[i]
-        if arg.startswith("-t"):
-            value, i = option_value(argv, i, "-t")
-            if not value.isdigit():
-                raise UsageError(f"dbench: bad time limit '{value}'")
-            time_s = int(value)
-        elif arg.startswith("-c"):
-            loadfile, i = option_value(argv, i, "-c")
-        elif arg.startswith("-D"):
-            directory, i = option_value(argv, i, "-D")
-        elif arg.startswith("-") and arg != "-":
-            raise UsageError(f"dbench: unknown option '{arg}'")
-        else:
-            if not arg.isdigit() or int(arg) < 1:
-                raise UsageError(f"dbench: bad number of clients '{arg}'")
-            clients = int(arg)
+        name, _, inline = arg.partition("=")
+        short = next((s for s, long in _VALUED.items() if name == long), None)
+        if short is not None and inline:
+            value, i = inline, i + 1
+        elif short is not None:
+            value, i = (argv[i + 1], i + 2) if i + 1 < len(argv) else ("", i + 1)
+        elif arg[:2] in _VALUED and arg.startswith("-") and not arg.startswith("--"):
+            short = arg[:2]
+            value, i = option_value(argv, i, short)
+        elif arg in _FLAGS or name == "--clients-per-process":
             i += 1
-    if clients is None:
-        raise UsageError("usage: dbench [OPTIONS] nprocs")
-    return time_s, loadfile, directory, clients
+            continue
+        elif arg.startswith("-") and arg != "-":
+            raise DbenchExit(1, stderr=f"Invalid option {name}: unknown option\n")
+        else:
+            operands.append(arg)
+            i += 1
+            continue
+        if short == "-t":
+            if not value.strip().lstrip("+-").isdigit():
+                raise DbenchExit(1, stderr=f"Invalid option {value}: invalid numeric value\n")
+            time_s = int(value)
+        elif short == "-c":
+            loadfile = value
+        elif short == "-D":
+            directory = value
+    if not operands:
+        raise DbenchExit(1, stdout=f"You need to specify NPROCS\n{_USAGE}")
+    digits = re.match(r"\s*[-+]?\d+", operands[0])
+    return time_s, loadfile, directory, int(digits.group(0)) if digits else 0
 
 
 def progress(clients: int, lines: int, mb_s: float, phase: str, sec: int, lat_ms: float) -> str:
@@ -101,14 +154,15 @@ def throughput(mb_s: float, clients: int, max_latency_ms: float) -> str:
 
 
 async def dbench(inv: Invocation) -> int:
-    try:
-        time_s, loadfile, directory, clients = parse(inv.argv)
-    except UsageError as exc:
-        await inv.err(f"{exc}\n")
-        return 1
-    warmup = time_s // 5
     out = inv.out
     await out("dbench version 4.00 - Copyright Andrew Tridgell 1999-2004\n\n")
+    try:
+        time_s, loadfile, directory, clients = parse(inv.argv)
+    except DbenchExit as exc:
+        await out(exc.stdout)
+        await inv.err(exc.stderr)
+        return exc.code
+    warmup = time_s // 5
     if not inv.node.is_file(loadfile):
         await out(f"Running for {time_s} seconds with load '{loadfile}' and minimum warmup ")
         await out(f"{warmup} secs\nfailed to open {loadfile}\n")
@@ -116,6 +170,10 @@ async def dbench(inv: Invocation) -> int:
     await out(
         f"Running for {time_s} seconds with load '{loadfile}' and minimum warmup {warmup} secs\n"
     )
+    if clients <= 0:
+        await inv.err(f"create {clients} procs?  you must be kidding.\n")
+        await out(throughput(0, clients, 0.0) + "\n")
+        return 0
     await out(f"0 of {clients} processes prepared for launch   0 sec\n")
     await out(f"{clients} of {clients} processes prepared for launch   0 sec\n")
     await out("releasing clients\n")
@@ -130,11 +188,7 @@ async def dbench(inv: Invocation) -> int:
     local = inv.model.guest_disk == "local" or (
         directory == LOCAL_DISK_DIR or directory.startswith(LOCAL_DISK_DIR + "/")
     )
-    try:
-        w = inv.model.start(wl.Dbench, clients=clients, local=local)
-    except SimError as exc:
-        await inv.err(f"{exc}\n")
-        return 1
+    w = await inv.start(wl.Dbench, clients=clients, local=local)
     assert isinstance(w, wl.Dbench)
     try:
         return await _run(inv, w, time_s, warmup, clients)

@@ -11,8 +11,9 @@ unanswered when the next one is sent; the statistics end the run.
 from __future__ import annotations
 
 import math
+import re
 
-from backend.sim.commands.base import Invocation, UsageError, option_value
+from backend.sim.commands.base import Invocation, option_value
 from backend.sim.world import Node
 
 TTL = 64
@@ -34,32 +35,129 @@ class PingOptions:
         self.target = ""
 
 
-def parse(argv: list[str]) -> PingOptions:
+_USAGE = """
+Usage
+  ping [options] <destination>
+
+Options:
+  <destination>      dns name or ip address
+  -a                 use audible ping
+  -A                 use adaptive ping
+  -B                 sticky source address
+  -c <count>         stop after <count> replies
+  -C                 call connect() syscall on socket creation
+  -D                 print timestamps
+  -d                 use SO_DEBUG socket option
+  -e <identifier>    define identifier for ping session, default is random for
+                     SOCK_RAW and kernel defined for SOCK_DGRAM
+                     Imply using SOCK_RAW (for IPv4 only for identifier 0)
+  -f                 flood ping
+  -h                 print help and exit
+  -I <interface>     either interface name or address
+  -i <interval>      seconds between sending each packet
+  -L                 suppress loopback of multicast packets
+  -l <preload>       send <preload> number of packages while waiting replies
+  -m <mark>          tag the packets going out
+  -M <pmtud opt>     define mtu discovery, can be one of <do|dont|want>
+  -n                 no dns name resolution
+  -O                 report outstanding replies
+  -p <pattern>       contents of padding byte
+  -q                 quiet output
+  -Q <tclass>        use quality of service <tclass> bits
+  -s <size>          use <size> as number of data bytes to be sent
+  -S <size>          use <size> as SO_SNDBUF socket option value
+  -t <ttl>           define time to live
+  -U                 print user-to-user latency
+  -v                 verbose output
+  -V                 print version and exit
+  -w <deadline>      reply wait <deadline> in seconds
+  -W <timeout>       time to wait for response
+
+IPv4 options:
+  -4                 use IPv4
+  -b                 allow pinging broadcast
+  -R                 record route
+  -T <timestamp>     define timestamp, can be one of <tsonly|tsandaddr|tsprespec>
+
+IPv6 options:
+  -6                 use IPv6
+  -F <flowlabel>     define flow label, default is random
+  -N <nodeinfo opt>  use icmp6 node info query, try <help> as argument
+
+For more details see ping(8).
+"""
+"""iputils 20221126's usage() (stderr, exit 2), as ``ping -Z`` prints it on this machine."""
+
+_FLOAT_PREFIX = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class PingExit(Exception):
+    """ping stops before it starts: what it printed on stderr, and its exit code."""
+
+    def __init__(self, stderr: str, code: int) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+        self.code = code
+
+
+def _strtol(value: str, low: int, high: int) -> int:
+    """iputils' strtol_or_err(optarg, "invalid argument", low, high): exit 1."""
+    text = value.strip()
+    if not re.fullmatch(r"[-+]?\d+", text):
+        raise PingExit(f"ping: invalid argument: '{value}'\n", 1)
+    number = int(text)
+    if not low <= number <= high:
+        raise PingExit(
+            f"ping: invalid argument: '{value}': out of range: {low} <= value <= {high}\n", 1
+        )
+    return number
+
+
+def _strtod(value: str, what: str, warnings: list[str]) -> float:
+    """iputils' ping_strtod: garbage after the number is only warned about (for now)."""
+    if not value:
+        raise PingExit(f"ping: {what}: \n", 2)
+    match = _FLOAT_PREFIX.match(value)
+    number = float(match.group(0)) if match else 0.0
+    rest = value[match.end() :] if match else value
+    if rest:
+        warnings += [
+            f"ping: option argument contains garbage: {rest}",
+            "ping: this will become fatal error in the future",
+        ]
+    if number < 0:
+        raise PingExit(f"ping: {what}: {value}\n", 2)
+    return number
+
+
+def parse(argv: list[str], warnings: list[str] | None = None) -> PingOptions:
+    """iputils 20221126's options, its words and exit codes for bad ones (:class:`PingExit`);
+    ``warnings`` collects what it only warns about."""
     opts = PingOptions()
+    warned: list[str] = [] if warnings is None else warnings
+    operands: list[str] = []
     i = 1
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("-") or arg == "-":
-            if opts.target:
-                raise UsageError(f"ping: {arg}: extra operand")  # not iputils' wording
-            opts.target = arg
+            operands.append(arg)
             i += 1
             continue
         flag = arg[:2]
         if flag in ("-i", "-W", "-c", "-w"):
+            if len(arg) == 2 and i + 1 >= len(argv):
+                raise PingExit(f"ping: option requires an argument -- '{flag[1]}'\n{_USAGE}", 2)
             value, i = option_value(argv, i, flag)
-            try:
-                number = float(value)
-            except ValueError:
-                raise UsageError(f"ping: invalid argument: '{value}'") from None
             if flag == "-i":
-                opts.interval = number
+                opts.interval = _strtod(value, "bad timing interval", warned)
             elif flag == "-W":
-                opts.timeout = number
+                opts.timeout = _strtod(value, "bad linger time", warned)
             elif flag == "-c":
-                opts.count = int(number)
+                opts.count = _strtol(value, 1, LONG_MAX)
             else:
-                opts.deadline = number
+                opts.deadline = _strtol(value, 0, INT_MAX)
             continue
         for letter in arg[1:]:
             if letter == "D":
@@ -69,10 +167,12 @@ def parse(argv: list[str]) -> PingOptions:
             elif letter == "q":
                 opts.quiet = True
             elif letter not in "n46vA":
-                raise UsageError(f"ping: invalid option -- '{letter}'")
+                raise PingExit(f"ping: invalid option -- '{letter}'\n{_USAGE}", 2)
         i += 1
-    if not opts.target:
-        raise UsageError("ping: usage error: Destination address required")
+    if not operands:
+        raise PingExit("ping: usage error: Destination address required\n", 1)
+    # More operands are IPv4 source-route hops; iputils pings the last one.
+    opts.target = operands[-1]
     return opts
 
 
@@ -126,11 +226,14 @@ def summary_lines(target: str, sent: int, rtts_us: list[int], span_ms: int) -> l
 
 
 async def ping(inv: Invocation) -> int:
+    warnings: list[str] = []
     try:
-        opts = parse(inv.argv)
-    except UsageError as exc:
-        await inv.err(f"{exc}\n")
-        return 2
+        opts = parse(inv.argv, warnings)
+    except PingExit as exc:
+        await inv.err(exc.stderr)
+        return exc.code
+    for warning in warnings:
+        await inv.err(warning + "\n")
     world = inv.world
     dest = world.resolve(opts.target, inv.node)
     target_is_guest = dest is not None and dest.role == "guest"

@@ -16,15 +16,18 @@ from dataclasses import dataclass
 
 from backend.sim import workloads as wl
 from backend.sim.commands.base import Invocation
-from backend.sim.model import SimError
 
 BANNER = "sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)"
 _SIZE = re.compile(r"(\d+)([KMGT]?)$")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-class SysbenchError(Exception):
-    """What sysbench prints as FATAL before giving up (exit 1)."""
+class SysbenchExit(Exception):
+    """sysbench gives up (exit 1): what it prints, and whether its banner came first."""
+
+    def __init__(self, *, out: str = "", err: str = "", after_banner: bool = True) -> None:
+        super().__init__(err or out)
+        self.out, self.err, self.after_banner = out, err, after_banner
 
 
 @dataclass
@@ -39,11 +42,23 @@ class Options:
     total_size: int = 100 << 30
     oper: str = "write"
     percentile: int = 95
+    before_banner: tuple[str, ...] = ()
+    """Lines printed on stdout before the banner (deprecation warnings)."""
     warnings: tuple[str, ...] = ()
+    """Lines printed on stderr (deprecation warnings)."""
+    late: SysbenchExit | None = None
+    """A bad test option or an unknown one: reported once the test is loaded."""
+
+
+_GENERAL = {"threads", "num-threads", "time", "max-time", "report-interval", "percentile",
+            "events", "rand-type"}  # fmt: skip
+"""sysbench's own options: a bad value is refused before the banner."""
 
 
 def parse(argv: list[str]) -> Options:
+    """sysbench 1.0.20's command line, as the real one here reads and refuses it."""
     opts = Options()
+    before: list[str] = []
     warnings: list[str] = []
     positional: list[str] = []
     for arg in argv[1:]:
@@ -57,51 +72,69 @@ def parse(argv: list[str]) -> Options:
                 "name or path on the command line without any options."
             )
             positional.insert(0, value)
-        elif key in ("threads", "num-threads"):
-            if key == "num-threads":
-                warnings.append("WARNING: --num-threads is deprecated, use --threads instead")
-            opts.threads = _int(key, value)
+        elif key in ("threads", "num-threads"):  # --num-threads: no warning in 1.0.20
+            opts.threads = _general(key, value)
+            if opts.threads == 0:
+                raise SysbenchExit(
+                    out="FATAL: Invalid value for --threads: 0.\n\n", after_banner=False
+                )
         elif key in ("time", "max-time"):
             if key == "max-time":
-                warnings.append("WARNING: --max-time is deprecated, use --time instead")
-            opts.time_s = _int(key, value)
+                before.append("WARNING: --max-time is deprecated, use --time instead")
+            opts.time_s = _general(key, value)
         elif key == "report-interval":
-            opts.report_interval = _int(key, value)
+            opts.report_interval = _general(key, value)
+        elif key == "percentile":
+            opts.percentile = _general(key, value)
+        elif key in ("events", "rand-type"):
+            continue
         elif key == "cpu-max-prime":
-            opts.max_prime = _int(key, value)
-        elif key == "memory-block-size":
-            opts.block_size = _size(key, value)
-        elif key == "memory-total-size":
-            opts.total_size = _size(key, value)
+            if value.isdigit():
+                opts.max_prime = int(value)
+            else:  # the cpu test is Lua: its options' words
+                _late(opts, err=f"Invalid value for the 'cpu_max_prime' option: '{value}'\n")
+        elif key in ("memory-block-size", "memory-total-size"):
+            size = _size(value)
+            if size is None:  # the memory test is C: log_text(LOG_FATAL, ...) on stdout
+                _late(opts, out=f"FATAL: Invalid value for {key}: {value}\n")
+            elif key == "memory-block-size":
+                opts.block_size = size
+            else:
+                opts.total_size = size
         elif key == "memory-oper":
             if value not in ("read", "write", "none"):
-                raise SysbenchError(f"Invalid value for memory-oper: {value}")
+                _late(opts, out=f"FATAL: Invalid value for memory-oper: {value}\n")
             opts.oper = value
-        elif key == "percentile":
-            opts.percentile = _int(key, value)
-        elif key in ("memory-access-mode", "memory-scope", "events", "rand-type"):
+        elif key in ("memory-access-mode", "memory-scope"):
             continue
         else:
-            raise SysbenchError(f"invalid option: --{key}")
+            _late(opts, err=f"invalid option: {arg}\n")
     if positional:
         opts.test = positional[0]
     if len(positional) > 1:
         opts.command = positional[1]
+    opts.before_banner = tuple(before)
     opts.warnings = tuple(warnings)
     return opts
 
 
-def _int(key: str, value: str) -> int:
+def _late(opts: Options, *, out: str = "", err: str = "") -> None:
+    if opts.late is None:
+        opts.late = SysbenchExit(out=out, err=err)
+
+
+def _general(key: str, value: str) -> int:
     if not value.isdigit():
-        raise SysbenchError(f"Invalid value for {key}: {value}")
+        name = {"num-threads": "threads", "max-time": "time"}.get(key, key).replace("-", "_")
+        raise SysbenchExit(
+            err=f"Invalid value for the '{name}' option: '{value}'\n", after_banner=False
+        )
     return int(value)
 
 
-def _size(key: str, value: str) -> int:
+def _size(value: str) -> int | None:
     m = _SIZE.match(value.upper())
-    if not m:
-        raise SysbenchError(f"Invalid value for {key}: {value}")
-    return int(m[1]) * _UNITS[m[2]]
+    return int(m[1]) * _UNITS[m[2]] if m else None
 
 
 # -- the text ------------------------------------------------------------------------------
@@ -205,37 +238,44 @@ def memory_summary(totals: Totals, mib: float) -> list[str]:
 async def sysbench(inv: Invocation) -> int:
     try:
         opts = parse(inv.argv)
-    except SysbenchError as exc:
-        await inv.err(f"FATAL: {exc}\n")
+    except SysbenchExit as exc:  # a bad value of sysbench's own options: no banner
+        await inv.out(exc.out)
+        await inv.err(exc.err)
         return 1
+    for line in opts.before_banner:
+        await inv.out(line + "\n")
     for warning in opts.warnings:
         await inv.err(warning + "\n")
+    await inv.out(f"{BANNER}\n\n")
     if not opts.test:
-        await inv.out(f"{BANNER}\n\nUsage:\n  sysbench [options]... [testname] [command]\n")
-        return 1
+        return 0  # it runs a script from standard input, which is empty here
     if opts.test not in ("cpu", "memory"):
-        await inv.err(
+        await inv.out(
             f"FATAL: Cannot find benchmark '{opts.test}': no such built-in test, file or module\n"
         )
         return 1
+    if opts.late is not None:
+        await inv.out(opts.late.out)
+        await inv.err(opts.late.err)
+        return 1
+    if not opts.command:
+        await inv.err(
+            f"The '{opts.test}' test requires a command argument. See 'sysbench {opts.test} help'\n"
+        )
+        return 1
     if opts.command != "run":
-        what = opts.command or "(none)"
-        await inv.out(f"{BANNER}\n\n'{opts.test}' test does not implement the '{what}' command.\n")
+        await inv.err(f"'{opts.test}' test does not implement the '{opts.command}' command.\n")
         return 1
-    for line in header(opts):
+    for line in header(opts)[2:]:  # the banner and its empty line are out already
         await inv.out(line + "\n")
-    try:
-        if opts.test == "cpu":
-            return await _run_cpu(inv, opts)
-        return await _run_memory(inv, opts)
-    except SimError as exc:
-        await inv.err(f"FATAL: {exc}\n")
-        return 1
+    if opts.test == "cpu":
+        return await _run_cpu(inv, opts)
+    return await _run_memory(inv, opts)
 
 
 async def _run_cpu(inv: Invocation, opts: Options) -> int:
     model, runtime = inv.model, inv.runtime
-    w = model.start(wl.SysbenchCpu, threads=opts.threads, max_prime=opts.max_prime)
+    w = await inv.start(wl.SysbenchCpu, threads=opts.threads, max_prime=opts.max_prime)
     assert isinstance(w, wl.SysbenchCpu)
     start = runtime.now()
     rng = model.query_rng
@@ -287,7 +327,7 @@ def _cpu_latency_ms(threads: int, eps: float) -> float:
 async def _run_memory(inv: Invocation, opts: Options) -> int:
     model, runtime = inv.model, inv.runtime
     block_kib = max(1, opts.block_size // 1024)
-    w = model.start(wl.SysbenchMemory, threads=opts.threads, block_kib=block_kib)
+    w = await inv.start(wl.SysbenchMemory, threads=opts.threads, block_kib=block_kib)
     assert isinstance(w, wl.SysbenchMemory)
     start = runtime.now()
     total_mib = opts.total_size / (1 << 20)

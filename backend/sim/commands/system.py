@@ -97,18 +97,39 @@ def _is_number(text: str) -> bool:
 
 
 async def date(inv: Invocation) -> int:
+    """GNU date: ``[-u] [+FORMAT]`` on the simulated clock (the hosts run in UTC)."""
     now = inv.runtime.wall()
-    args = inv.argv[1:]
-    if args == ["+%s"]:
-        await inv.out(f"{int(now)}\n")
-    elif args == ["+%s.%N"]:
-        await inv.out(f"{now:.9f}\n")
-    elif not args:
-        await inv.out(time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(now)) + "\n")
-    else:
-        await inv.err(f"date: the simulated date knows +%s and +%s.%N, not {args[0]!r}\n")
+    formats: list[str] = []
+    for arg in inv.argv[1:]:
+        if arg in ("-u", "--utc", "--universal"):
+            continue
+        if arg.startswith("+"):
+            formats.append(arg[1:])
+        elif arg.startswith("-") and arg != "-":
+            await inv.err(
+                f"date: invalid option -- '{arg.lstrip('-')[:1]}'\n"
+                "Try 'date --help' for more information.\n"
+            )
+            return 1
+        else:  # setting the clock: GNU date reads it as a date first
+            await inv.err(f"date: invalid date '{arg}'\n")
+            return 1
+    if len(formats) > 1:
+        await inv.err(
+            f"date: extra operand '+{formats[1]}'\nTry 'date --help' for more information.\n"
+        )
         return 1
+    await inv.out(_strftime(formats[0] if formats else "%a %b %e %H:%M:%S UTC %Y", now) + "\n")
     return 0
+
+
+def _strftime(fmt: str, now: float) -> str:
+    """GNU date's +FORMAT: glibc's conversions, with %s and %N done here (UTC)."""
+    seconds = int(now)
+    nanos = f"{round((now - seconds) * 1e9):09d}"[:9]
+    parts = fmt.split("%%")
+    parts = [p.replace("%s", str(seconds)).replace("%N", nanos) for p in parts]
+    return "%".join(time.strftime(p, time.gmtime(now)) for p in parts)
 
 
 async def cat(inv: Invocation) -> int:
@@ -187,22 +208,36 @@ async def test(inv: Invocation) -> int:
     if args and args[0] == "!":
         negate, args = True, args[1:]
     result = _test(inv, args)
-    if result is None:
-        await inv.err(f"{inv.name}: the simulated test knows -e -f -d -b -n -z = !=\n")
+    if isinstance(result, str):
+        await inv.err(f"{inv.name}: {result}\n")  # coreutils test's own wording
         return 2
     return 0 if result != negate else 1
 
 
-def _test(inv: Invocation, args: list[str]) -> bool | None:
+_NEVER = frozenset("LhpScugktOG")
+"""Unary tests the simulated file system never passes: no symbolic links, pipes,
+sockets, character devices, set-id or sticky bits, terminals; root owns nothing here."""
+
+
+def _test(inv: Invocation, args: list[str]) -> bool | str:
+    """The expression's value, or coreutils test's complaint about it."""
     node = inv.node
+    if not args:
+        return False
     if len(args) == 1:
         return args[0] != ""
     if len(args) == 2:
         flag, operand = args
         if flag == "-e":
             return node.exists(operand) or inv.world.is_block(node, operand)
-        if flag in ("-f", "-s", "-r", "-w"):
+        if flag in ("-r", "-w"):
+            return node.exists(operand) or inv.world.is_block(node, operand)
+        if flag == "-x":
+            return node.is_dir(operand)  # no file here is executable; a directory is
+        if flag == "-f":
             return node.is_file(operand)
+        if flag == "-s":
+            return bool(node.read(operand)) or inv.world.is_block(node, operand)
         if flag == "-d":
             return node.is_dir(operand)
         if flag == "-b":
@@ -211,12 +246,27 @@ def _test(inv: Invocation, args: list[str]) -> bool | None:
             return operand != ""
         if flag == "-z":
             return operand == ""
-        return None
-    if len(args) == 3 and args[1] in ("=", "=="):
-        return args[0] == args[2]
-    if len(args) == 3 and args[1] == "!=":
-        return args[0] != args[2]
-    return None
+        if len(flag) == 2 and flag[0] == "-" and flag[1] in _NEVER:
+            return False
+        return f"'{flag}': unary operator expected"
+    if len(args) == 3:
+        left, op, right = args
+        if op in ("=", "=="):
+            return left == right
+        if op == "!=":
+            return left != right
+        numeric = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+        if op in numeric:
+            for value in (left, right):
+                if not value.strip().lstrip("+-").isdigit():
+                    return f"invalid integer '{value}'"
+            a, b = int(left), int(right)
+            return {
+                "-eq": a == b, "-ne": a != b, "-lt": a < b,
+                "-le": a <= b, "-gt": a > b, "-ge": a >= b,
+            }[op]  # fmt: skip
+        return f"'{op}': binary operator expected"
+    return f"extra argument '{args[3]}'"
 
 
 async def which(inv: Invocation) -> int:
@@ -278,12 +328,21 @@ async def grep(inv: Invocation) -> int:
         else:
             files.append(arg)
         i += 1
-    if not patterns or not files:
-        await inv.err("Usage: grep [OPTION]... PATTERNS [FILE]...\n")
+    if patterns and not files:
+        return 1  # it reads standard input, which is empty here: no line matches
+    if not patterns:
+        await inv.err(
+            "Usage: grep [OPTION]... PATTERNS [FILE]...\nTry 'grep --help' for more information.\n"
+        )
         return 2
     unknown = flags - set("ciEFqvsh")
     if unknown:
-        await inv.err(f"grep: the simulated grep has no -{''.join(sorted(unknown))}\n")
+        # GNU grep's words for an option it does not have (the simulated one has fewer).
+        await inv.err(
+            f"grep: invalid option -- '{sorted(unknown)[0]}'\n"
+            "Usage: grep [OPTION]... PATTERNS [FILE]...\n"
+            "Try 'grep --help' for more information.\n"
+        )
         return 2
     regexes = [_grep_regex(p, flags) for p in patterns]
     status, found = 1, 0

@@ -1,11 +1,13 @@
 """``xl`` on the simulated Xen hosts: Xen 4.4's toolstack over the model's domains.
 
 Xen 4.4 is the last xl with migration stream v1 (libxc ``xc_domain_save``), whose stop
-rules are Xen 3.x's: the study's. Subcommands: ``list [-l] [DOM]``, ``info [FIELD]``,
+rules are Xen 3.x's: the study's. Subcommands: ``list [-l] [DOM]``, ``info``,
 ``create CFG``, ``shutdown [-w] DOM``, ``destroy DOM``, ``migrate [-v] DOM HOST``.
 Formats: xl_info.c, xl_cmdimpl.c, xl_migrate.c, libxc's DPRINTFs, as composed in
-``tests/data/xl`` (``xl-migrate-v1-4.4-verbose.txt``); everything but tables goes to
-stderr, as xl does. ``xl migrate``'s lines come out as the model's migration reaches
+``tests/data/xl`` (``xl-migrate-v1-4.4-verbose.txt``) and the Xen 4.4.1 sources
+(xl.c, xl_cmdimpl.c, xl_cmdtable.c, libxl.c) for every refusal: tables, help and 4.4's
+``Parsing config from`` (a printf) go to stdout, everything else to stderr, as xl does.
+``xl migrate``'s lines come out as the model's migration reaches
 them, on the simulated clock; ``xl -v migrate`` adds libxc's per-round statistics and
 the receiver's page counts.
 """
@@ -70,21 +72,122 @@ async def xl(inv: Invocation) -> int:
         if re.fullmatch(r"-v+", flag):
             opts.verbose += len(flag) - 1
         elif flag not in ("-N", "-f", "-t", "-T"):
+            # glibc's getopt, then xl.c main()
             await inv.err(f"xl: invalid option -- '{flag.lstrip('-')[:1]}'\n")
+            await inv.err("unknown global option\n")
             return 2
     if not args:
-        await inv.err("Usage xl [-vfNtT] <subcommand> [args]\n")
+        await inv.out(_full_help())
         return 1
     sub, rest = args[0], args[1:]
     handler = SUBCOMMANDS.get(sub)
     if handler is None:
-        await inv.err("command not implemented\n")
+        await inv.err("command not implemented\n")  # xl.c main()
         return 1
     try:
         return await handler(inv, rest, opts)
-    except SimError as exc:
+    except SimError as exc:  # the model's refusals are xl's own lines
         await inv.err(f"{exc}\n")
         return 1
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A subcommand's entry in Xen 4.4's xl_cmdtable.c, for ``help()``."""
+
+    modifies: bool
+    can_dryrun: bool
+    desc: str
+    usage: str
+    options: str | None = None
+
+
+_SPECS = {
+    "create": _Spec(
+        True,
+        True,
+        "Create a domain from config file <filename>",
+        "<ConfigFile> [options] [vars]",
+        "-h                      Print this help.\n"
+        "-p                      Leave the domain paused after it is created.\n"
+        "-c                      Connect to the console after the domain is created.\n"
+        "-f FILE, --defconfig=FILE\n                     Use the given configuration file.\n"
+        "-q, --quiet             Quiet.\n"
+        "-n, --dryrun            Dry run - prints the resulting configuration\n"
+        "                         (deprecated in favour of global -N option).\n"
+        "-d                      Enable debug messages.\n"
+        "-e                      Do not wait in the background for the death of the domain.\n"
+        "-V, --vncviewer         Connect to the VNC display after the domain is created.\n"
+        "-A, --vncviewer-autopass\n"
+        "                        Pass VNC password to viewer via stdin.",
+    ),
+    "list": _Spec(
+        False,
+        False,
+        "List information about all/some domains",
+        "[options] [Domain]\n",
+        "-l, --long              Output all VM details\n"
+        "-v, --verbose           Prints out UUIDs and security context\n"
+        "-Z, --context           Prints out security context\n"
+        "-n, --numa              Prints out NUMA node affinity",
+    ),
+    "destroy": _Spec(False, True, "Terminate a domain immediately", "<Domain>"),
+    "shutdown": _Spec(
+        False,
+        True,
+        "Issue a shutdown signal to a domain",
+        "[options] <-a|Domain>",
+        "-a, --all               Shutdown all guest domains.\n"
+        "-h                      Print this help.\n"
+        "-F                      Fallback to ACPI power event for HVM guests with\n"
+        "                        no PV drivers.\n"
+        "-w, --wait              Wait for guest(s) to shutdown.\n",
+    ),
+    "migrate": _Spec(
+        False,
+        True,
+        "Migrate a domain to another host",
+        "[options] <Domain> <host>",
+        "-h              Print this help.\n"
+        "-C <config>     Send <config> instead of config file from creation.\n"
+        "-s <sshcommand> Use <sshcommand> instead of ssh.  String will be passed\n"
+        "                to sh. If empty, run <host> instead of ssh <host> xl\n"
+        "                migrate-receive [-d -e]\n"
+        "-e              Do not wait in the background (on <host>) for the death\n"
+        "                of the domain.\n"
+        "--debug         Print huge (!) amount of debug during the migration process.",
+    ),
+    "info": _Spec(
+        False,
+        False,
+        "Get information about Xen host",
+        "-n, --numa         List host NUMA topology information",
+    ),
+}
+
+
+def _help(command: str) -> str:
+    """xl.c ``help(command)`` (stdout)."""
+    spec = _SPECS[command]
+    flags = "-v" + ("f" if spec.modifies else "") + ("N" if spec.can_dryrun else "")
+    text = f"Usage: xl [{flags}] {command} {spec.usage}\n\n{spec.desc}.\n\n"
+    if spec.options is not None:
+        text += f"Options:\n\n{spec.options}\n"
+    return text
+
+
+def _full_help() -> str:
+    """xl.c ``help(NULL)``, over the subcommands the simulated xl has."""
+    rows = "".join(f" {name:<19} {spec.desc}\n" for name, spec in _SPECS.items())
+    return f"Usage xl [-vfN] <subcommand> [args]\n\nxl full list of subcommands:\n\n{rows}"
+
+
+async def _requires(inv: Invocation, command: str, count: int) -> int:
+    """xl_cmdimpl.c ``def_getopt``: too few arguments; the exit code is 2."""
+    plural = "s" if count > 1 else ""
+    await inv.err(f"'xl {command}' requires at least {count} argument{plural}.\n\n")
+    await inv.out(_help(command))
+    return 2
 
 
 # -- list, info ----------------------------------------------------------------------------
@@ -102,14 +205,16 @@ async def xl_list(inv: Invocation, args: list[str], opts: _Global) -> int:
     names = [a for a in args if not a.startswith("-")]
     rows = inv.model.domains(inv.node.name)
     if names:
-        picked = []
-        for dom in names:
-            row = _find(rows, dom)
-            if row is None:
-                await inv.err(INVALID.format(dom=dom) + "\n")
-                return 1
-            picked.append(row)
-        rows = picked
+        dom = names[0]  # xl list takes one domain; it ignores more
+        row = _find(rows, dom)
+        if row is None and dom.isdigit():
+            # find_domain takes any number; libxl_domain_info then finds no such domain
+            await inv.err(f"Error: Domain '{dom}' does not exist.\n")
+            return 6
+        if row is None:
+            await inv.err(INVALID.format(dom=dom) + "\n")
+            return 1
+        rows = [row]
     if long:
         await inv.out(json.dumps([_long(inv, r) for r in rows if r.domid != 0], indent=4) + "\n")
         return 0
@@ -197,14 +302,8 @@ def info_fields(inv: Invocation) -> list[tuple[str, str]]:
 
 
 async def xl_info(inv: Invocation, args: list[str], opts: _Global) -> int:
+    """xl_cmdimpl.c ``main_info``: every field; 4.4 ignores words after ``info``."""
     fields = info_fields(inv)
-    wanted = [a for a in args if not a.startswith("-")]
-    if wanted:
-        values = dict(fields)
-        if wanted[0] not in values:
-            return 1
-        await inv.out(values[wanted[0]] + "\n")
-        return 0
     await inv.out("".join(f"{key:<23}: {value}\n" for key, value in fields))
     return 0
 
@@ -213,23 +312,30 @@ async def xl_info(inv: Invocation, args: list[str], opts: _Global) -> int:
 
 
 async def xl_create(inv: Invocation, args: list[str], opts: _Global) -> int:
+    """xl_cmdimpl.c ``main_create`` and ``create_domain`` (Xen 4.4): exit ``-rc``."""
     files = [a for a in args if not a.startswith("-") and "=" not in a]
     if not files:
-        await inv.err("Usage: xl [-vfNtT] create <ConfigFile> [options] [vars]\n")
+        await inv.err("Config file not specified and none in save file\n")
+        return 6  # ERROR_INVAL
+    if len(files) > 1:
+        await inv.out(_help("create"))
         return 2
     path = files[0]
     cfg = inv.node.read(path)
     if cfg is None:
         await inv.err(f"Failed to read config file: {path}: No such file or directory\n")
-        return 1
-    await inv.err(f"Parsing config from {path}\n")
+        return 3  # ERROR_FAIL
+    if "-q" not in args and "--quiet" not in args:
+        await inv.out(f"Parsing config from {path}\n")  # printf: stdout in 4.4
     name = _NAME_RE.search(cfg)
-    if name is None or name[1] != inv.model.params.guest:
-        await inv.err(
-            "libxl: error: the simulated lab has one guest, "
-            f"{inv.model.params.guest!r}; {path} describes another\n"
-        )
+    if name is None:
+        await inv.err("Domain name must be specified.\n")  # parse_config_data
         return 1
+    if name[1] != inv.model.params.guest:
+        # The simulated host has room for dom0 and the lab's one guest: another domain
+        # does not fit (xl's freemem() gives up).
+        await inv.err("failed to free memory for the domain\n")
+        return 3
     disk = _DISK_RE.search(cfg)
     if disk is not None and not inv.world.disk_present(inv.node, disk[1]):
         await inv.err(
@@ -238,30 +344,59 @@ async def xl_create(inv: Invocation, args: list[str], opts: _Global) -> int:
             "libxl: error: libxl_create.c:1054:domcreate_launch_dm: "
             "unable to add disk devices\n"
         )
-        return 1
+        return 3
     try:
         inv.model.boot(inv.node.name)
-    except SimError as exc:
-        await inv.err(f"libxl: error: libxl_create.c:487:libxl__domain_make: {exc}\n")
-        return 1
+    except SimError:
+        # The model has one guest: its name is taken (libxl__domain_rename's check).
+        await inv.err(
+            "libxl: error: libxl.c:319:libxl__domain_rename: domain with name "
+            f'"{inv.model.params.guest}" already exists.\n'
+            "libxl: error: libxl_create.c:743:initiate_domain_create: cannot make domain: -6\n"
+        )
+        return 6
     return 0
 
 
-async def _domain(inv: Invocation, args: list[str]) -> DomainRow | None:
+async def _domain(inv: Invocation, args: list[str], command: str) -> DomainRow | int:
+    """The domain a subcommand names, or the exit code once xl has said why not."""
     names = [a for a in args if not a.startswith("-")]
     if not names:
-        return None
-    row = _find(inv.model.domains(inv.node.name), names[0])
-    if row is None or row.domid == 0:
-        await inv.err(INVALID.format(dom=names[0]) + "\n")
-        return None
+        return await _requires(inv, command, 1)
+    dom = names[0]
+    row = _find(inv.model.domains(inv.node.name), dom)
+    if row is None and not dom.isdigit():
+        await inv.err(INVALID.format(dom=dom) + "\n")  # xl_utils.c find_domain
+        return 1
+    if row is not None and row.domid == 0 and command == "destroy":
+        await inv.err("Cannot destroy privileged domain 0.\n\n")
+        return 255
+    if row is None:
+        # A number is taken as a domid as it is; libxl then finds no such domain.
+        if command == "destroy":
+            await inv.err(
+                f"libxl: error: libxl.c:1384:libxl__destroy_domid: non-existant domain {dom}\n"
+                "destroy failed (rc=-6)\n"
+            )
+        else:
+            await inv.err(
+                f"Shutting down domain {dom}\n"
+                "libxl: error: libxl_dom.c:35:libxl__domain_type: "
+                f"unable to get domain type for domid={dom}\n"
+                "shutdown failed (rc=-3)\n"
+            )
+        return 255
     return row
 
 
 async def xl_shutdown(inv: Invocation, args: list[str], opts: _Global) -> int:
-    row = await _domain(inv, args)
-    if row is None:
-        return 1
+    row = await _domain(inv, args, "shutdown")
+    if isinstance(row, int):
+        return row
+    if row.domid == 0:
+        # dom0 is asked to power off through xenstore; the simulated one ignores it.
+        await inv.err("Shutting down domain 0\n")
+        return 0
     off_at = inv.model.shutdown(inv.node.name)
     await inv.err(f"Shutting down domain {row.domid}\n")
     if "-w" in args or "--wait" in args:
@@ -272,9 +407,9 @@ async def xl_shutdown(inv: Invocation, args: list[str], opts: _Global) -> int:
 
 
 async def xl_destroy(inv: Invocation, args: list[str], opts: _Global) -> int:
-    row = await _domain(inv, args)
-    if row is None:
-        return 1
+    row = await _domain(inv, args, "destroy")
+    if isinstance(row, int):
+        return row
     if row.name.endswith("--migratedaway"):
         return 0  # xl migrate destroys it itself in a moment
     if row.name.endswith("--incoming"):
@@ -297,6 +432,7 @@ _TRUNCATED = (
 
 
 async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
+    """xl_cmdimpl.c ``main_migrate`` (Xen 4.4): options ``FC:s:e`` and ``--debug``."""
     positional: list[str] = []
     i = 0
     while i < len(args):
@@ -304,22 +440,26 @@ async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
         if arg in ("-C", "-s"):
             i += 2
             continue
-        if arg.startswith("-"):
-            i += 1  # -e -p -D -F --debug --live: accepted, nothing to simulate
-            continue
-        positional.append(arg)
+        if arg == "-h":
+            await inv.out(_help("migrate"))
+            return 0
+        if arg.startswith("-") and arg not in ("-F", "-e", "--debug"):
+            # def_getopt: it says so and goes on
+            await inv.err(f"option `{arg.lstrip('-')[:1]}' not supported.\n")
+        if not arg.startswith("-"):
+            positional.append(arg)
         i += 1
-    if len(positional) != 2:
-        await inv.err("Usage: xl [-vfNtT] migrate [options] <Domain> <host>\n")
-        return 2
-    dom, host = positional
+    if len(positional) < 2:
+        return await _requires(inv, "migrate", 2)
+    dom, host = positional[:2]  # more are ignored
     if _find(inv.model.domains(inv.node.name), dom) is None:
         await inv.err(INVALID.format(dom=dom) + "\n")
         return 1
-    dest = inv.world.migration_peer(inv.node, host.rpartition("@")[2])
+    hostname = host.rpartition("@")[2]
+    dest = inv.world.migration_peer(inv.node, hostname)
     if dest is None:
         await inv.err(
-            f"ssh: Could not resolve hostname {host}: Name or service not known\n"
+            f"ssh: Could not resolve hostname {hostname}: Name or service not known\n"
             f"{_TRUNCATED}\n"
             "libxl: info: libxl_exec.c:118:libxl_report_child_exitstatus: migration "
             "transport process [4242] exited with error status 255\n"
@@ -328,6 +468,8 @@ async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
     if dest.role != "hypervisor":
         await inv.err(f"bash: line 1: xl: command not found\n{_TRUNCATED}\n")
         return 1
+    if inv.model.migration is not None:
+        return await _second_migration(inv)
     disk = _DISK_RE.search(inv.node.read(_config_path(inv)) or "")
     ready = disk is None or inv.world.disk_present(dest, disk[1])
     mig = inv.model.migrate(inv.node.name, dest.name, dest_ready=ready)
@@ -335,6 +477,24 @@ async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
         return await _stream(inv, mig, opts.verbose > 0, disk[1] if disk else "")
     finally:
         inv.model.abort_migration()  # only takes effect if xl stopped before the suspend
+
+
+async def _second_migration(inv: Invocation) -> int:
+    """Another ``xl migrate`` while one runs: the receiver cannot take the name
+    ``GUEST--incoming`` (libxl__domain_rename), so the sender's stream breaks; the
+    first migration goes on."""
+    guest = inv.model.params.guest
+    await inv.err(
+        "migration target: Ready to receive domain.\n"
+        "libxl: error: libxl.c:319:libxl__domain_rename: domain with name "
+        f'"{guest}--incoming" already exists.\n'
+        "libxl: error: libxl_create.c:743:initiate_domain_create: cannot make domain: -6\n"
+        "migration target: Domain creation failed (code -6).\n"
+        f"{_PLAIN['aborted'][0]}\n"
+        "migration sender: libxl_domain_suspend failed (rc=-3)\n"
+        "Migration failed, resuming at sender.\n"
+    )
+    return 1
 
 
 async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> int:
@@ -448,8 +608,9 @@ _PLAIN: dict[str, list[str]] = {
     "done": ["migration sender: Target reports successful startup.", "Migration successful."],
     "resumed-at-source": ["Migration failed, resuming at sender."],
     # The receiver went away mid-stream (its copy destroyed); the guest never stopped.
+    # Pages go out in runs, written by the "(4c)" write of xc_domain_save.c (4.4).
     "aborted": [
-        "xc: error: Error when writing to state file (4) (errno 32) (32 = Broken pipe): "
+        "xc: error: Error when writing to state file (4c) (errno 32) (32 = Broken pipe): "
         "Internal error",
         "migration sender: libxl_domain_suspend failed (rc=-3)",
         "Migration failed, resuming at sender.",

@@ -229,6 +229,23 @@ class _Usage(Exception):
         self.stderr = stderr
 
 
+_MODES = ("discoverydb", "discovery", "node", "session", "iface", "fw", "host")
+
+
+def _mode_given(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-m", "--mode") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--mode="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-m") and len(arg) > 2 and not arg.startswith("--"):
+            value = arg[2:]
+        if value in _MODES:
+            return value
+    return None
+
+
 def _parse(argv: list[str]) -> dict[str, list[str]]:
     try:
         opts, rest = getopt.gnu_getopt(argv[1:], _SHORT, _LONG)
@@ -236,11 +253,27 @@ def _parse(argv: list[str]) -> dict[str, list[str]]:
         option = exc.opt
         if option and len(option) > 1:
             text = f"{PROGRAM}: unrecognized option '--{option}'\n"
-        elif "requires argument" in exc.msg:
+            raise _Usage(ERR_INVAL, text + _TRY) from None
+        if "requires argument" in exc.msg:
             text = f"{PROGRAM}: option requires an argument -- '{option}'\n"
         else:
             text = f"{PROGRAM}: invalid option -- '{option}'\n"
-        raise _Usage(ERR_INVAL, text + _TRY) from None
+        # getopt's '?' reaches iscsiadm's own switch: with a mode given it is that mode's
+        # refusal, else an unrecognized character (as the real iscsiadm 2.1.8 here says).
+        mode = _mode_given(argv[1:])
+        if mode is not None:
+            # Its first pass over the options (looking for -m) stops at the mode: an
+            # option before it is complained about in both passes.
+            mode_at = min(i for i, a in enumerate(argv) if a.startswith(("-m", "--mode")))
+            bad_at = next(
+                (i for i, a in enumerate(argv) if a.startswith("-") and option in a[1:2]), 0
+            )
+            if 0 < bad_at < mode_at:
+                text += text
+            text += f"{PROGRAM}: {mode} mode: option '-?' is not allowed/supported\n"
+        else:
+            text += f"{PROGRAM}: unrecognized character '{option}'\n"
+        raise _Usage(ERR_INVAL, text) from None
     if rest:
         raise _Usage(ERR_INVAL, f"{PROGRAM}: unrecognized option '{rest[0]}'\n" + _TRY)
     parsed: dict[str, list[str]] = {}

@@ -360,7 +360,14 @@ def run(argv: list[str], state: dict[str, Any]) -> Result:
     if args and args[0] in ("version", "--version", "-v"):
         return 0, "", f"{PROGRAM} version {VERSION}\n"
     if not args:
-        return 1, "", f"{PROGRAM}: the fake has no interactive shell; give a command\n"
+        # The interactive shell: its banner, then commands from standard input, which
+        # is empty here (no terminal over plain exec), so it ends at once.
+        banner = (
+            f"targetcli shell version {VERSION}\n"
+            "Copyright 2011-2013 by Datera, Inc and others.\n"
+            "For help on commands, type 'help'.\n\n"
+        )
+        return 0, banner, ""
     words = " ".join(args).split()  # targetcli joins its arguments into one line
     path = "/"
     if words and words[0].startswith("/"):

@@ -397,7 +397,7 @@ def _parse_cfg(path: str, text: str) -> dict[str, Any]:
             values[key] = ast.literal_eval(value.strip().rstrip(";"))
         except (ValueError, SyntaxError):
             near = (value.strip() or key).splitlines()[0][:20]
-            # libxlu_cfg.c's yyerror, then xl_parse.c (wording not checked)
+            # libxlu_cfg.c's xlu__cfg_yyerror, then xl_parse.c (as in RELEASE-4.17.5)
             raise _Exit(
                 EXIT_FAILURE,
                 f"Parsing config from {path}\n"
@@ -469,16 +469,16 @@ def _create(own: dict[str, Any], args: list[str], state: dict[str, Any]) -> Resu
         return EXIT_SUCCESS, "", err
     domid = int(own["next_domid"])
     if any(d["name"] == name for d in own["domains"]):
-        # libxl_create.c libxl__domain_make() and initiate_domain_create() (line numbers
-        # not checked against 4.17)
+        # libxl_domain.c libxl__domain_rename() (called by libxl__domain_make), then
+        # libxl_create.c initiate_domain_create(), lines of RELEASE-4.17.5
         return (
             EXIT_FAILURE,
             "",
             err
             + (
-                f"libxl: error: libxl_create.c:720:libxl__domain_make: Domain {domid}:Domain with "
-                f'name "{name}" already exists.\n'
-                f"libxl: error: libxl_create.c:1309:initiate_domain_create: Domain {domid}:cannot "
+                f"libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:Domain "
+                f'with name "{name}" already exists.\n'
+                f"libxl: error: libxl_create.c:1294:initiate_domain_create: Domain {domid}:cannot "
                 f"make domain: {ERROR_INVAL}\n"
             ),
         )
@@ -581,7 +581,7 @@ def _destroy(own: dict[str, Any], args: list[str]) -> Result:
     if found is None:
         return _invalid(rest[0])
     if found["domid"] == 0 and "-f" not in opts:
-        # xl_vmcontrol.c main_destroy() (wording not checked against 4.17)
+        # xl_vmcontrol.c main_destroy() (as in RELEASE-4.17.5)
         return EXIT_FAILURE, "", "Not destroying domain 0; use -f to force.\n"
     _remove(own, found["name"])
     return EXIT_SUCCESS, "", ""  # xl destroy prints nothing on success
