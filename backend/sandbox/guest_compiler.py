@@ -43,6 +43,9 @@ PROJECT_OUTPUTS = ("src/lua", "src/luac", "src/liblua.a")
 COMPILER = "/usr/bin/tcc"
 MAKE = "/usr/bin/make"
 MULTIARCH = "usr/lib/x86_64-linux-gnu"
+LIBRARY_DIR = "/lib/x86_64-linux-gnu"
+TCC_LIBRARY_PATH = ("/usr/lib/x86_64-linux-gnu", "/usr/lib", LIBRARY_DIR, "/lib")
+"""Where Debian's tcc looks for libraries (``tcc -vv``)."""
 # From libc6-dev: what tcc links every program with, and the (empty) compatibility
 # archives of libpthread/libdl/librt/libutil that -lpthread etc. ask for.
 LIBC_DEV_FILES = (
@@ -72,6 +75,7 @@ class CompilerPayload:
 
     binaries: list[BinarySpec] = field(default_factory=list)
     files: dict[str, ExtraFile] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)
 
 
 async def fetch_compiler(cache_dir: Path, progress: Progress | None = None) -> list[Path]:
@@ -153,6 +157,10 @@ def compiler_payload(roots: Sequence[Path], *, host_root: Path = Path("/")) -> C
                     raise GuestImageError(f"{name} names {named}, which this machine lacks")
                 # 0755 like the libraries ldd brings: the loader among them must be.
                 out.files[named] = (host.resolve().read_bytes(), 0o755)
+                # tcc looks up a library's own DT_NEEDED (libc.so.6 needs the loader) in
+                # its library path, which /lib64 is not on: a link where Debian keeps it.
+                if not any(named.startswith(d + "/") for d in TCC_LIBRARY_PATH):
+                    out.symlinks[f"{LIBRARY_DIR}/{Path(named).name}"] = named
 
     trees = [p for p in project.glob(PROJECT_GLOB) if (p / "src" / "lua.c").is_file()]
     if len(trees) != 1:

@@ -367,6 +367,7 @@ def _inputs_hash(
     binaries: Sequence[tuple[Path, str]],
     extra_files: Mapping[str, ExtraFile],
     package_roots: Sequence[Path] = (),
+    symlinks: Mapping[str, str] | None = None,
 ) -> str:
     """Everything but the kernel version that decides the image's bytes (blocking I/O)."""
     here = Path(__file__).parent
@@ -389,6 +390,7 @@ def _inputs_hash(
         },
         # Unpacked packages are named after their .deb: another version, another image.
         "package_roots": [str(root) for root in package_roots],
+        "symlinks": dict(sorted((symlinks or {}).items())),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -439,6 +441,7 @@ async def build_guest_image(
     extra_binaries: Sequence[BinarySpec] = (),
     extra_files: Mapping[str, ExtraFile] | None = None,
     package_roots: Sequence[Path] = (),
+    extra_symlinks: Mapping[str, str] | None = None,
     modules: Sequence[str] = DEFAULT_MODULES,
     kernel_package: str = DEFAULT_KERNEL_PACKAGE,
     kernel_version: str | None = None,
@@ -452,7 +455,8 @@ async def build_guest_image(
     paths to contents (``/etc/miglab/init.d/*.sh`` are sourced by /init before the ready
     marker); a value may be ``(content, mode)``. ``package_roots`` are packages unpacked
     with :func:`fetch_packages`: libraries the extra binaries need from them go into the
-    image at their packaged paths. ``kernel_version`` pins a kernel
+    image at their packaged paths. ``extra_symlinks`` maps image paths to link targets.
+    ``kernel_version`` pins a kernel
     (``6.1.0-56-cloud-amd64``); otherwise the newest cached image with the same inputs is
     used, else the kernel of the newest cached image, and apt is asked only when the cache
     has none or ``refresh`` is set.
@@ -462,6 +466,7 @@ async def build_guest_image(
     say: Progress = progress or (lambda _message: None)
     started = time.monotonic()
     files = dict(extra_files or {})
+    symlinks = dict(extra_symlinks or {})
     binaries = _binary_specs(extra_binaries)
     images, debs, tmp = cache_dir / "images", cache_dir / "debs", cache_dir / "tmp"
     for directory in (images, debs, tmp):
@@ -469,7 +474,7 @@ async def build_guest_image(
 
     roots = await asyncio.to_thread(lambda: [Path(root).absolute() for root in package_roots])
     inputs_hash = await asyncio.to_thread(
-        _inputs_hash, modules, kernel_package, binaries, files, roots
+        _inputs_hash, modules, kernel_package, binaries, files, roots, symlinks
     )
     if not refresh:
         cached = await asyncio.to_thread(_find_cached, images, inputs_hash, kernel_version)
@@ -501,6 +506,7 @@ async def build_guest_image(
             modules=modules,
             binaries=binaries,
             files=files,
+            symlinks=symlinks,
             roots=roots,
             refresh=refresh,
             say=say,
@@ -563,6 +569,7 @@ async def _build(
     modules: Sequence[str],
     binaries: Sequence[tuple[Path, str]],
     files: Mapping[str, ExtraFile],
+    symlinks: Mapping[str, str],
     roots: Sequence[Path],
     refresh: bool,
     say: Progress,
@@ -609,6 +616,9 @@ async def _build(
     for path, value in files.items():
         data, mode = _file_spec(path, value)
         ramfs.add_file(path, data=data, mode=mode)
+        extra_paths.append(path)
+    for path, target in symlinks.items():
+        ramfs.add_symlink(path, target)
         extra_paths.append(path)
 
     out = work / "image"

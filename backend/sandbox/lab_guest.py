@@ -150,6 +150,7 @@ async def build_lab_guest(
         ],
         extra_files=files,
         package_roots=dropbear_roots,
+        extra_symlinks=compiler.symlinks,
         modules=GUEST_MODULES,
         progress=progress,
     )
