@@ -279,15 +279,26 @@ class _Apt:
 
     async def download(self, package: str, debs: Path, work: Path) -> Path:
         """Fetch ``package``'s .deb into a fresh directory under ``work``, keep it in ``debs``."""
+        return (await self.download_many([package], debs, work))[0]
+
+    async def download_many(self, packages: Sequence[str], debs: Path, work: Path) -> list[Path]:
+        """:meth:`download` for several packages with one ``apt-get download`` (apt's
+        start-up costs seconds here), in the order given."""
         target = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="dl-", dir=work))
-        self.progress(f"apt-get download {package}")
-        await self.retrying(["apt-get", "download", package], cwd=target)
-        found = await asyncio.to_thread(lambda: sorted(target.glob(f"{package}_*.deb")))
-        if not found:
-            raise GuestImageError(f"apt-get download {package} left no .deb in {target}")
-        kept = debs / found[0].name
-        await asyncio.to_thread(shutil.move, found[0], kept)
+        self.progress(f"apt-get download {' '.join(packages)}")
+        await self.retrying(["apt-get", "download", *packages], cwd=target)
+        kept: list[Path] = []
+        for package in packages:
+            found = await asyncio.to_thread(_debs_in, target, package)
+            if not found:
+                raise GuestImageError(f"apt-get download {package} left no .deb in {target}")
+            kept.append(debs / found[0].name)
+            await asyncio.to_thread(shutil.move, found[0], kept[-1])
         return kept
+
+
+def _debs_in(directory: Path, package: str) -> list[Path]:
+    return sorted(directory.glob(f"{package}_*.deb"))
 
 
 def _cached_deb(debs: Path, package: str) -> Path | None:
@@ -316,15 +327,18 @@ async def fetch_packages(
     for directory in (debs, unpacked, tmp):
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     apt = _Apt(allow_apt_update, say)
+    cached = [await asyncio.to_thread(_cached_deb, debs, package) for package in packages]
+    missing = list(dict.fromkeys(p for p, deb in zip(packages, cached, strict=True) if deb is None))
+    fetched: dict[str, Path] = {}
+    if missing:
+        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="fetch-", dir=tmp))
+        try:
+            fetched = dict(zip(missing, await apt.download_many(missing, debs, work), strict=True))
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
     roots: list[Path] = []
-    for package in packages:
-        deb = await asyncio.to_thread(_cached_deb, debs, package)
-        if deb is None:
-            work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="fetch-", dir=tmp))
-            try:
-                deb = await apt.download(package, debs, work)
-            finally:
-                await asyncio.to_thread(shutil.rmtree, work, True)
+    for package, deb in zip(packages, cached, strict=True):
+        deb = deb or fetched[package]
         root = await asyncio.to_thread((unpacked / deb.name.removesuffix(".deb")).absolute)
         if not await asyncio.to_thread(root.is_dir):
             # Unpack beside, then rename: a killed run leaves no half-unpacked root.
