@@ -303,7 +303,7 @@ class BuildOptions(_Options):
 
     def _try_argv(self) -> list[str]:
         for directory in self.directories:
-            self.argv(directory)
+            build_command(["make"], directory=directory)  # refuses an empty one
         return self.argv()
 
 

@@ -164,7 +164,7 @@ class BuildParser:
         self._window_t = 0.0
         self._window_files = 0
         self._done = False
-        self._builds: int | None = None  # finished builds of a repeated build (exit 0)
+        self._builds: int | None = None  # builds of a repeated build that exited 0
         self._round_start: tuple[int, float, float | None] | None = None  # n, t, uptime
         self._round_files = 0
 
@@ -194,6 +194,7 @@ class BuildParser:
         t = self._clock()
         self._begin(t)
         stamp = float(uptime) if uptime is not None else None
+        self._builds = self._builds or 0  # a repeated build: its summary counts builds
         if exit_status is None:  # a build starts
             self._round_start = (n, t, stamp)
             self._round_files = 0
@@ -204,7 +205,7 @@ class BuildParser:
         self._round_start = None
         status = int(exit_status)
         if status == 0:
-            self._builds = (self._builds or 0) + 1
+            self._builds += 1
         took = stamp - stamp0 if stamp is not None and stamp0 is not None else t - t0
         values: dict[str, float | None] = {
             "round": float(n),
@@ -248,7 +249,7 @@ class BuildParser:
             "files_per_s": self._files / elapsed if elapsed > 0 else None,
             "errors": float(self._errors),
         }
-        if self._builds is not None or self._round_start is not None:
-            values["builds"] = float(self._builds or 0)
+        if self._builds is not None:
+            values["builds"] = float(self._builds)
         out.append(self._make(t, values))
         return out
