@@ -26,7 +26,8 @@ At most one sample per ``period_s`` (a kernel has thousands of files):
   ``errors`` (compiler ``error:`` lines and make's ``*** ... Error N``), and for a
   repeated build ``builds`` (how many finished with exit status 0).
 
-Times come from the clock: a compile prints none of its own.
+Times come from the clock (a compile prints none of its own), except the duration of
+each repeated build, which the wrapper's uptime stamps give.
 """
 
 from __future__ import annotations
