@@ -22,8 +22,9 @@ How things run and stop:
   prints no statistics, which nothing here needs (every reply is a sample already).
   Each tool also gets a time limit well past the planned end (``--time``, ``-w``,
   ``-t``), so that a console killed outright leaves nothing running for long.
-* dbench without a ``directory``, and the stand-in build, get a fresh scratch
-  directory in the guest (``mktemp -d``), removed when they stop.
+* dbench without a ``directory`` gets a fresh scratch directory in the guest
+  (``mktemp -d``), removed when it stops. A build runs in the first of its
+  ``directory`` trees that the guest has; none there ends the run.
 * Cancelling the task that runs :meth:`ExperimentRunner.run` (Ctrl-C, the console's
   cancel) stops a migration in progress (the driver leaves the guest on one host),
   stops every probe and workload, and closes the log with status "interrupted". The
@@ -81,7 +82,7 @@ from backend.experiments.scenarios import (
     describe_timeline,
 )
 from backend.lab import LabController
-from backend.probes import Clock, LineParser, build_command, make_argv, new_parser, ping_command
+from backend.probes import Clock, LineParser, new_parser, ping_command
 from backend.session import SessionLogWriteError, SessionLogWriter, make_header
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, TransportError
 from backend.transport.hosts import Hosts
@@ -119,9 +120,6 @@ CLEANUP_COMMAND_S = 15.0
 # migration (a non-converging one runs for minutes) and a margin.
 MIGRATION_ALLOWANCE_S = 1800.0
 LIMIT_MARGIN_S = 120.0
-# The stand-in for a kernel tree: this many C files, built with make -jN over and over.
-STAND_IN_FILES = 64
-
 _ABORTING = (DriverError, CommandFailed, TransportError)
 
 
@@ -722,7 +720,7 @@ class ExperimentRunner:
         runner, label = self._runner_of(entry)
         scratch: str | None = None
         if isinstance(entry, BuildEntry):
-            argv, scratch = await self._build_argv(entry, runner)
+            argv = await self._build_argv(entry, runner)
         elif isinstance(entry, DbenchEntry) and entry.options.directory is None:
             scratch = await self._scratch(runner, "dbench")
             argv = self._command(entry, scratch)
@@ -816,33 +814,17 @@ class ExperimentRunner:
             if not result.ok:
                 self._note(f"could not remove {path} on {runner.name}: {CommandFailed(result)}")
 
-    async def _build_argv(
-        self, entry: BuildEntry, runner: HostRunner
-    ) -> tuple[list[str], str | None]:
-        """The build in the guest: its tree, or the stand-in project when it has none."""
+    async def _build_argv(self, entry: BuildEntry, runner: HostRunner) -> list[str]:
+        """The build in the guest, in the first of the scenario's trees that it has."""
         options = entry.options
-        if options.directory is not None:
-            found = await runner.run(["sh", "-c", _IS_DIR, "miglab-isdir", options.directory])
+        if not options.directories:
+            return options.argv()
+        for directory in options.directories:
+            found = await runner.run(["sh", "-c", _IS_DIR, "miglab-isdir", directory])
             if found.ok and found.stdout.strip() == "yes":
-                return options.argv(), None
-            if not options.stand_in:
-                raise RunAborted(f"{runner.name}: no source tree at {options.directory}")
-        elif not options.stand_in:
-            return options.argv(), None
-        directory = await self._scratch(runner, "build")
-        made = await runner.run(
-            ["sh", "-c", STAND_IN_SCRIPT, "miglab-stand-in", directory, str(STAND_IN_FILES)]
-        )
-        if not made.ok:
-            await self._remove_scratch(runner, directory)
-            raise RunAborted(f"cannot write the stand-in build project: {CommandFailed(made)}")
-        make = make_argv(options.jobs, variables=options.variables)
-        loop = ["sh", "-c", REBUILD_SCRIPT, "miglab-rebuild", *make]
-        self._note(
-            f"{runner.name} has no tree at {options.directory or '(none given)'}: building "
-            f"the stand-in project ({STAND_IN_FILES} C files) over and over instead"
-        )
-        return build_command(loop, directory=directory), directory
+                return options.argv(directory)
+        trees = " or ".join(options.directories)
+        raise RunAborted(f"{runner.name}: no source tree at {trees}")
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -951,37 +933,3 @@ class ExperimentRunner:
 
 # Answers, with exit status 0 either way (a "no" is no failure): is $1 a directory?
 _IS_DIR = 'if [ -d "$1" ]; then echo yes; else echo no; fi'
-
-# $1 the directory, $2 how many C files: a small project make -jN keeps busy.
-STAND_IN_SCRIPT = """\
-dir=$1 n=$2
-i=1
-while [ "$i" -le "$n" ]; do
-  cat > "$dir/f$i.c" <<EOF || exit 1
-unsigned f$i(unsigned x)
-{
-  unsigned s = $i;
-  for (unsigned k = 0; k < x; k++)
-    s = s * 31u + k;
-  return s;
-}
-EOF
-  i=$((i + 1))
-done
-cat > "$dir/Makefile" <<'EOF'
-SRCS := $(wildcard *.c)
-all: $(SRCS:.c=.o)
-%.o: %.c
-\t$(CC) -O2 -c $< -o $@
-clean:
-\trm -f *.o
-EOF
-"""
-
-# The build's argv follows; build it, clean, build again, until stopped.
-REBUILD_SCRIPT = """\
-while :; do
-  "$@" || exit $?
-  "$@" clean > /dev/null || exit $?
-done
-"""

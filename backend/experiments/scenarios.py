@@ -314,8 +314,9 @@ class BuildOptions(_Options):
     jobs: int = Field(default=2, ge=1, le=MAX_THREADS)
     """make -jN (one job per vCPU), 1 to 1024."""
 
-    directory: str | None = None
-    """The source tree (a Linux kernel tree for the study's test 6)."""
+    directory: str | list[str] | None = None
+    """The source tree (a Linux kernel tree for the study's test 6), or a list of
+    trees: the first one the guest has is built (None: where its shell starts)."""
 
     targets: list[str] = Field(default_factory=list)
     """make targets (empty: the tree's default)."""
@@ -323,16 +324,30 @@ class BuildOptions(_Options):
     variables: list[str] = Field(default_factory=list)
     """make variables, like "V=1"."""
 
-    stand_in: bool = True
-    """When the guest has no tree at ``directory``, build miglab's small stand-in
-    project instead (a kernel tree does not fit every lab's guest)."""
+    repeat: bool = False
+    """Clean the tree and build it, over and over until the run stops; each build's
+    duration is a sample. ``make clean`` cleans, so the build takes no targets."""
+
+    @property
+    def directories(self) -> list[str]:
+        """The trees to look for, in order."""
+        if self.directory is None:
+            return []
+        return [self.directory] if isinstance(self.directory, str) else list(self.directory)
 
     def argv(self, directory: str | None = None, *, shell: str | Sequence[str] = "sh") -> list[str]:
-        """The build's argv; ``directory`` overrides the option (the stand-in's place)."""
+        """The build's argv, in ``directory`` (one of :attr:`directories`; default the first)."""
+        if self.repeat and self.targets:
+            raise ValueError("repeat builds the tree's default target: give no targets")
+        if isinstance(self.directory, list) and not self.directory:
+            raise ValueError("directory: give at least one tree (or leave it out)")
         make = make_argv(self.jobs, targets=self.targets, variables=self.variables)
-        return build_command(make, directory=directory or self.directory, shell=shell)
+        where = directory or next(iter(self.directories), None)
+        return build_command(make, directory=where, shell=shell, repeat=self.repeat)
 
     def _try_argv(self) -> list[str]:
+        for directory in self.directories:
+            build_command(["make"], directory=directory)  # refuses an empty one
         return self.argv()
 
 

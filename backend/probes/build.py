@@ -4,6 +4,12 @@
 the source directory, merges the build's stderr into stdout (one stream, in
 order) and brackets it with two marker lines, ``miglab-build start`` and
 ``miglab-build exit=N``, so the parser learns the exit status from the stream.
+With ``repeat=True`` (:data:`REBUILD_SCRIPT`) it cleans the tree (``make clean``:
+the build argv plus ``clean``) and then builds it, cleans it, builds it again until
+stopped or a build fails; each build between
+``miglab-build round=N start uptime=S`` and ``miglab-build round=N exit=RC uptime=S``
+(the guest's ``/proc/uptime``), so each build's duration is measured in the guest,
+as ``time make`` would.
 
 The parser counts compile steps: kbuild's quiet lines (``  CC      kernel/fork.o``,
 ``  CC [M]  drivers/...``, ``  HOSTCC``, ``  AS``, ``  CXX``) and plain compiler
@@ -12,11 +18,16 @@ At most one sample per ``period_s`` (a kernel has thousands of files):
 
 - progress: ``files`` (compiled so far), ``elapsed_s``, ``files_per_s`` (over
   the window since the previous progress sample);
+- one per finished build of a repeated build: ``round``, ``build_s`` (its duration
+  from the guest's uptime stamps; from the clock when a stamp is missing),
+  ``round_exit_status``, ``round_files``;
 - end (``summary: 1.0``): ``exit_status`` (None when the stream ended without
   the exit marker), ``files``, ``elapsed_s``, ``files_per_s`` (whole run),
-  ``errors`` (compiler ``error:`` lines and make's ``*** ... Error N``).
+  ``errors`` (compiler ``error:`` lines and make's ``*** ... Error N``), and for a
+  repeated build ``builds`` (how many finished with exit status 0).
 
-Times come from the clock: a compile prints none of its own.
+Times come from the clock (a compile prints none of its own), except the duration of
+each repeated build, which the wrapper's uptime stamps give.
 """
 
 from __future__ import annotations
@@ -32,9 +43,13 @@ PROBE = "build"
 START_MARKER = "miglab-build start"
 EXIT_MARKER = "miglab-build exit="
 
+REBUILD_NAME = "miglab-rebuild"
+ROUND_MARKER = "miglab-build round="
+
 UNITS: dict[str, str] = {
     "elapsed_s": "s",
     "files_per_s": "files/s",
+    "build_s": "s",
 }
 
 # $1 is the directory ("" = stay), the rest is the build's argv, never pasted into
@@ -53,14 +68,48 @@ echo "miglab-build exit=$rc"
 exit "$rc"
 """
 
+# The same contract as BUILD_SCRIPT, for a tree built over and over. A full build each
+# time: clean first (a tree may hold objects of an earlier build), then build, clean,
+# build... The clean's output is dropped (rm lines), its errors are kept.
+REBUILD_SCRIPT = """\
+exec 2>&1
+dir=$1
+shift
+if [ -n "$dir" ]; then
+  cd -- "$dir" || exit 2
+fi
+stamp() { cut -d' ' -f1 /proc/uptime 2>/dev/null; }
+echo "miglab-build start"
+n=0
+while :; do
+  "$@" clean > /dev/null
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "miglab-build clean exit=$rc"
+    break
+  fi
+  n=$((n + 1))
+  echo "miglab-build round=$n start uptime=$(stamp)"
+  "$@"
+  rc=$?
+  echo "miglab-build round=$n exit=$rc uptime=$(stamp)"
+  [ "$rc" -eq 0 ] || break
+done
+echo "miglab-build exit=$rc"
+exit "$rc"
+"""
+
 _KBUILD = re.compile(r"\s+(?:HOST)?(?:CC|CXX)(?: \[M\])?\s+\S|\s+AS(?: \[M\])?\s+\S")
 _COMPILER = re.compile(
-    r"\s*(?:ccache\s+)?(?:\S*/)?(?:[\w.+]+-)*(?:gcc|cc|clang|g\+\+|c\+\+)(?:-[\d.]+)?"
+    r"\s*(?:ccache\s+)?(?:\S*/)?(?:[\w.+]+-)*(?:gcc|cc|tcc|clang|g\+\+|c\+\+)(?:-[\d.]+)?"
     r"\s(?:.*\s)?-c(?:\s|$)"
 )
 # "fatal error: x.h: No such file", "make: *** [Makefile:23: x.o] Error 1" (not "Waiting ...").
 _ERROR = re.compile(r"make(?:\[\d+\])?: \*\*\* .*\bError \d+|.*\berror:")
 _EXIT = re.compile(re.escape(EXIT_MARKER) + r"(\d+)\s*$")
+_ROUND = re.compile(
+    re.escape(ROUND_MARKER) + r"(\d+) (?:start|exit=(\d+)) uptime=(\d+(?:\.\d+)?)?\s*$"
+)
 
 
 def make_argv(
@@ -74,14 +123,21 @@ def make_argv(
 
 
 def build_command(
-    build: Sequence[str], *, directory: str | None = None, shell: str | Sequence[str] = "sh"
+    build: Sequence[str],
+    *,
+    directory: str | None = None,
+    shell: str | Sequence[str] = "sh",
+    repeat: bool = False,
 ) -> list[str]:
-    """``[*shell, "-c", BUILD_SCRIPT, "miglab-build", directory or "", *build]``."""
+    """``[*shell, "-c", BUILD_SCRIPT, "miglab-build", directory or "", *build]``; with
+    ``repeat`` the script is :data:`REBUILD_SCRIPT`, named ``miglab-rebuild``, and
+    ``[*build, "clean"]`` cleans the tree (so ``build`` names no target of its own)."""
     if not build or not build[0]:
         raise ValueError("build must be a non-empty argv")
     if directory == "":
         raise ValueError("directory must not be empty (None: stay where the shell starts)")
-    return [*shell_argv(shell), "-c", BUILD_SCRIPT, "miglab-build", directory or "", *build]
+    script, name = (REBUILD_SCRIPT, REBUILD_NAME) if repeat else (BUILD_SCRIPT, "miglab-build")
+    return [*shell_argv(shell), "-c", script, name, directory or "", *build]
 
 
 def is_compile_line(line: str) -> bool:
@@ -109,6 +165,9 @@ class BuildParser:
         self._window_t = 0.0
         self._window_files = 0
         self._done = False
+        self._builds: int | None = None  # builds of a repeated build that exited 0
+        self._round_start: tuple[int, float, float | None] | None = None  # n, t, uptime
+        self._round_files = 0
 
     def feed(self, line: str) -> list[Sample]:
         line = line.rstrip("\r\n")
@@ -119,15 +178,43 @@ class BuildParser:
             return []
         if m := _EXIT.match(line):
             return self._end(float(m[1]))
+        if m := _ROUND.match(line):
+            return self._round(int(m[1]), m[2], m[3])
         if is_compile_line(line):
             t = self._clock()
             self._begin(t)
             self._files += 1
+            self._round_files += 1
             if t - self._window_t >= self._period:
                 return [self._progress(t)]
         elif _ERROR.match(line):
             self._errors += 1
         return []
+
+    def _round(self, n: int, exit_status: str | None, uptime: str | None) -> list[Sample]:
+        t = self._clock()
+        self._begin(t)
+        stamp = float(uptime) if uptime is not None else None
+        self._builds = self._builds or 0  # a repeated build: its summary counts builds
+        if exit_status is None:  # a build starts
+            self._round_start = (n, t, stamp)
+            self._round_files = 0
+            return []
+        if self._round_start is None or self._round_start[0] != n:
+            return []  # its start was not seen: no duration to give
+        _, t0, stamp0 = self._round_start
+        self._round_start = None
+        status = int(exit_status)
+        if status == 0:
+            self._builds += 1
+        took = stamp - stamp0 if stamp is not None and stamp0 is not None else t - t0
+        values: dict[str, float | None] = {
+            "round": float(n),
+            "build_s": took,
+            "round_exit_status": float(status),
+            "round_files": float(self._round_files),
+        }
+        return [self._make(t, values)]
 
     def finish(self) -> list[Sample]:
         return [] if self._done else self._end(None)
@@ -163,5 +250,7 @@ class BuildParser:
             "files_per_s": self._files / elapsed if elapsed > 0 else None,
             "errors": float(self._errors),
         }
+        if self._builds is not None:
+            values["builds"] = float(self._builds)
         out.append(self._make(t, values))
         return out

@@ -279,15 +279,26 @@ class _Apt:
 
     async def download(self, package: str, debs: Path, work: Path) -> Path:
         """Fetch ``package``'s .deb into a fresh directory under ``work``, keep it in ``debs``."""
+        return (await self.download_many([package], debs, work))[0]
+
+    async def download_many(self, packages: Sequence[str], debs: Path, work: Path) -> list[Path]:
+        """:meth:`download` for several packages with one ``apt-get download`` (apt's
+        start-up costs seconds here), in the order given."""
         target = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="dl-", dir=work))
-        self.progress(f"apt-get download {package}")
-        await self.retrying(["apt-get", "download", package], cwd=target)
-        found = await asyncio.to_thread(lambda: sorted(target.glob(f"{package}_*.deb")))
-        if not found:
-            raise GuestImageError(f"apt-get download {package} left no .deb in {target}")
-        kept = debs / found[0].name
-        await asyncio.to_thread(shutil.move, found[0], kept)
+        self.progress(f"apt-get download {' '.join(packages)}")
+        await self.retrying(["apt-get", "download", *packages], cwd=target)
+        kept: list[Path] = []
+        for package in packages:
+            found = await asyncio.to_thread(_debs_in, target, package)
+            if not found:
+                raise GuestImageError(f"apt-get download {package} left no .deb in {target}")
+            kept.append(debs / found[0].name)
+            await asyncio.to_thread(shutil.move, found[0], kept[-1])
         return kept
+
+
+def _debs_in(directory: Path, package: str) -> list[Path]:
+    return sorted(directory.glob(f"{package}_*.deb"))
 
 
 def _cached_deb(debs: Path, package: str) -> Path | None:
@@ -316,15 +327,18 @@ async def fetch_packages(
     for directory in (debs, unpacked, tmp):
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     apt = _Apt(allow_apt_update, say)
+    cached = [await asyncio.to_thread(_cached_deb, debs, package) for package in packages]
+    missing = list(dict.fromkeys(p for p, deb in zip(packages, cached, strict=True) if deb is None))
+    fetched: dict[str, Path] = {}
+    if missing:
+        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="fetch-", dir=tmp))
+        try:
+            fetched = dict(zip(missing, await apt.download_many(missing, debs, work), strict=True))
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
     roots: list[Path] = []
-    for package in packages:
-        deb = await asyncio.to_thread(_cached_deb, debs, package)
-        if deb is None:
-            work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="fetch-", dir=tmp))
-            try:
-                deb = await apt.download(package, debs, work)
-            finally:
-                await asyncio.to_thread(shutil.rmtree, work, True)
+    for package, deb in zip(packages, cached, strict=True):
+        deb = deb or fetched[package]
         root = await asyncio.to_thread((unpacked / deb.name.removesuffix(".deb")).absolute)
         if not await asyncio.to_thread(root.is_dir):
             # Unpack beside, then rename: a killed run leaves no half-unpacked root.
@@ -367,6 +381,7 @@ def _inputs_hash(
     binaries: Sequence[tuple[Path, str]],
     extra_files: Mapping[str, ExtraFile],
     package_roots: Sequence[Path] = (),
+    symlinks: Mapping[str, str] | None = None,
 ) -> str:
     """Everything but the kernel version that decides the image's bytes (blocking I/O)."""
     here = Path(__file__).parent
@@ -389,6 +404,7 @@ def _inputs_hash(
         },
         # Unpacked packages are named after their .deb: another version, another image.
         "package_roots": [str(root) for root in package_roots],
+        "symlinks": dict(sorted((symlinks or {}).items())),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -439,6 +455,7 @@ async def build_guest_image(
     extra_binaries: Sequence[BinarySpec] = (),
     extra_files: Mapping[str, ExtraFile] | None = None,
     package_roots: Sequence[Path] = (),
+    extra_symlinks: Mapping[str, str] | None = None,
     modules: Sequence[str] = DEFAULT_MODULES,
     kernel_package: str = DEFAULT_KERNEL_PACKAGE,
     kernel_version: str | None = None,
@@ -452,7 +469,8 @@ async def build_guest_image(
     paths to contents (``/etc/miglab/init.d/*.sh`` are sourced by /init before the ready
     marker); a value may be ``(content, mode)``. ``package_roots`` are packages unpacked
     with :func:`fetch_packages`: libraries the extra binaries need from them go into the
-    image at their packaged paths. ``kernel_version`` pins a kernel
+    image at their packaged paths. ``extra_symlinks`` maps image paths to link targets.
+    ``kernel_version`` pins a kernel
     (``6.1.0-56-cloud-amd64``); otherwise the newest cached image with the same inputs is
     used, else the kernel of the newest cached image, and apt is asked only when the cache
     has none or ``refresh`` is set.
@@ -462,6 +480,7 @@ async def build_guest_image(
     say: Progress = progress or (lambda _message: None)
     started = time.monotonic()
     files = dict(extra_files or {})
+    symlinks = dict(extra_symlinks or {})
     binaries = _binary_specs(extra_binaries)
     images, debs, tmp = cache_dir / "images", cache_dir / "debs", cache_dir / "tmp"
     for directory in (images, debs, tmp):
@@ -469,7 +488,7 @@ async def build_guest_image(
 
     roots = await asyncio.to_thread(lambda: [Path(root).absolute() for root in package_roots])
     inputs_hash = await asyncio.to_thread(
-        _inputs_hash, modules, kernel_package, binaries, files, roots
+        _inputs_hash, modules, kernel_package, binaries, files, roots, symlinks
     )
     if not refresh:
         cached = await asyncio.to_thread(_find_cached, images, inputs_hash, kernel_version)
@@ -501,6 +520,7 @@ async def build_guest_image(
             modules=modules,
             binaries=binaries,
             files=files,
+            symlinks=symlinks,
             roots=roots,
             refresh=refresh,
             say=say,
@@ -563,6 +583,7 @@ async def _build(
     modules: Sequence[str],
     binaries: Sequence[tuple[Path, str]],
     files: Mapping[str, ExtraFile],
+    symlinks: Mapping[str, str],
     roots: Sequence[Path],
     refresh: bool,
     say: Progress,
@@ -609,6 +630,9 @@ async def _build(
     for path, value in files.items():
         data, mode = _file_spec(path, value)
         ramfs.add_file(path, data=data, mode=mode)
+        extra_paths.append(path)
+    for path, target in symlinks.items():
+        ramfs.add_symlink(path, target)
         extra_paths.append(path)
 
     out = work / "image"

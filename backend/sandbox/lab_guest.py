@@ -11,9 +11,13 @@ virtio modules) the guest gets:
   and dbench's load file ``/usr/share/dbench/client.txt``;
 - the RAM dirtier as ``/usr/bin/miglab-dirtier SIZE_MIB ROUNDS PATH`` (the probe's own
   script), and a tmpfs on /dev/shm for it to dirty;
+- a real compiler and a real C project (tcc, make, the C library's headers; Lua 5.2's
+  source at :data:`~backend.sandbox.guest_compiler.PROJECT_DIR`: see
+  :mod:`backend.sandbox.guest_compiler`), for the study's test 6;
 - ext4 (module or built in), and an init hook that mounts the iSCSI disk ``/dev/vda`` on
   :data:`DISK_MOUNT` with ``dbench/`` and ``build/`` directories, so disk benchmarks write
-  to the shared disk.
+  to the shared disk, and puts a fresh copy of the project at :data:`BUILD_TREE` (the
+  compile reads and writes the shared disk, as the study's did).
 
 The serial console shows ``MIGLAB-DISK ...`` and ``MIGLAB-SSH ...`` before the ready line.
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from backend.probes.dbench import DEBIAN_LOADFILE
 from backend.probes.dirtier import DIRTIER_SCRIPT
+from backend.sandbox.guest_compiler import PROJECT_DIR, compiler_payload, fetch_compiler
 from backend.sandbox.guest_image import (
     DEFAULT_MODULES,
     ExtraFile,
@@ -45,6 +50,8 @@ DISK_DEVICE = "/dev/vda"
 DISK_MOUNT = "/mnt/disk"
 DBENCH_DIR = f"{DISK_MOUNT}/dbench"
 BUILD_DIR = f"{DISK_MOUNT}/build"
+BUILD_TREE = f"{BUILD_DIR}/lua-5.2"
+"""The project's tree on the shared disk: the built-in kernel-compile scenario builds it."""
 DIRTIER = "/usr/bin/miglab-dirtier"
 HOST_KEY_IN_GUEST = "/etc/dropbear/dropbear_ed25519_host_key"
 DISK_MARKER = "MIGLAB-DISK"
@@ -60,6 +67,8 @@ if [ -b {DISK_DEVICE} ]; then
     mkdir -p {DISK_MOUNT}
     if mount -t ext4 {DISK_DEVICE} {DISK_MOUNT}; then
         mkdir -p {DBENCH_DIR} {BUILD_DIR}
+        # A fresh tree each boot: nothing a killed build left behind is built upon.
+        rm -rf {BUILD_TREE} && cp -a {PROJECT_DIR} {BUILD_TREE} || log "no {BUILD_TREE}"
         echo "{DISK_MARKER} {DISK_DEVICE} on {DISK_MOUNT}"
     else
         log "cannot mount {DISK_DEVICE} on {DISK_MOUNT}"
@@ -119,6 +128,8 @@ async def build_lab_guest(
 ) -> GuestImage:
     """The sandbox guest image (cached in ``cache_dir`` like any guest image)."""
     dropbear = await asyncio.to_thread(_find, dropbear_roots, "usr/sbin/dropbear")
+    compiler_roots = await fetch_compiler(cache_dir, progress)
+    compiler = await asyncio.to_thread(compiler_payload, compiler_roots)
     host_key_bytes = await asyncio.to_thread(host_key.read_bytes)
     loadfile = await asyncio.to_thread(Path(DEBIAN_LOADFILE).read_bytes)
     files: dict[str, ExtraFile] = {
@@ -127,6 +138,7 @@ async def build_lab_guest(
         HOST_KEY_IN_GUEST: (host_key_bytes, 0o600),
         DEBIAN_LOADFILE: loadfile,
         DIRTIER: ("#!/bin/sh\n" + DIRTIER_SCRIPT, 0o755),
+        **compiler.files,
     }
     return await build_guest_image(
         cache_dir,
@@ -134,9 +146,11 @@ async def build_lab_guest(
             (dropbear, "/usr/sbin/dropbear"),
             (sysbench, "/usr/bin/sysbench"),
             (dbench, "/usr/bin/dbench"),
+            *compiler.binaries,
         ],
         extra_files=files,
         package_roots=dropbear_roots,
+        extra_symlinks=compiler.symlinks,
         modules=GUEST_MODULES,
         progress=progress,
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import os
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -21,6 +23,16 @@ from typing import Any
 
 import pytest
 
+from backend.probes import parse_lines
+from backend.probes.build import BuildParser, build_command, make_argv
+from backend.sandbox.guest_compiler import (
+    COMPILER,
+    GNUMAKEFILE,
+    MAKE,
+    PROJECT_DIR,
+    compiler_payload,
+    fetch_compiler,
+)
 from backend.sandbox.guest_image import (
     READY_MARKER,
     GuestImage,
@@ -194,3 +206,122 @@ async def test_binary_from_an_unpacked_package_brings_its_libraries_at_packaged_
         assert files[path.lstrip("/")][1][:4] == b"\x7fELF"
     mode, body, _ = files["etc/secret-key"]
     assert stat.S_IMODE(mode) == 0o600 and body == b"not really a key\n"
+
+
+# -- the compiler and the project (the study's test 6) ---------------------------------
+
+LUA_C_FILES = 34  # Lua 5.2.x: 32 in liblua.a, lua.c and luac.c
+
+
+async def compiler_image(**kwargs: Any) -> GuestImage:
+    roots = await fetch_compiler(default_cache_dir(), progress=print)
+    payload = await asyncio.to_thread(compiler_payload, roots)
+    files = {**payload.files, **kwargs.pop("extra_files", {})}
+    return await cached_image(
+        extra_binaries=payload.binaries,
+        extra_files=files,
+        extra_symlinks=payload.symlinks,
+        **kwargs,
+    )
+
+
+async def test_image_has_the_compiler_the_project_and_the_headers_libc_needs() -> None:
+    need_builder()
+    image = await compiler_image()
+    files = read_newc(await asyncio.to_thread(gzip.decompress, image.initrd.read_bytes()))
+    print(f"initrd {image.initrd.stat().st_size} bytes, {len(files)} entries")
+
+    def elf(path: str) -> bool:
+        mode, body, _ = files[path.lstrip("/")]
+        return stat.S_ISREG(mode) and bool(mode & 0o111) and body[:4] == b"\x7fELF"
+
+    assert elf(COMPILER) and elf(MAKE) and elf("/lib64/ld-linux-x86-64.so.2")
+    for path in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libm.so.6"):
+        assert elf(path), path  # what libc.so and libm.so (linker scripts) name
+    for path in (
+        "usr/lib/x86_64-linux-gnu/tcc/libtcc1.a",
+        "usr/lib/x86_64-linux-gnu/tcc/include/stddef.h",
+        "usr/lib/x86_64-linux-gnu/crt1.o",
+        "usr/lib/x86_64-linux-gnu/libc_nonshared.a",
+        "usr/include/stdio.h",
+        "usr/include/x86_64-linux-gnu/bits/errno.h",
+        "usr/include/linux/errno.h",  # reached from <errno.h>
+        "usr/include/x86_64-linux-gnu/asm/errno.h",
+        "usr/include/asm-generic/errno-base.h",
+    ):
+        assert stat.S_ISREG(files[path][0]), path
+    assert b"GROUP" in files["usr/lib/x86_64-linux-gnu/libc.so"][1]
+    # tcc finds the loader libc.so.6 needs in its library path, where Debian keeps it.
+    mode, target, _ = files["lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
+    assert stat.S_ISLNK(mode) and target == b"/lib64/ld-linux-x86-64.so.2"
+    assert "usr/include/linux/kvm.h" not in files  # no libc header includes it
+    assert "usr/lib/x86_64-linux-gnu/libc.a" not in files  # tcc links dynamically
+    # Lua 5.2, as Debian ships its source: every C file, its own Makefiles, and ours.
+    project = PROJECT_DIR.lstrip("/")
+    sources = sorted(p for p in files if p.startswith(project + "/src/") and p.endswith(".c"))
+    assert len(sources) == LUA_C_FILES, sources
+    assert b"lua_newstate" in files[f"{project}/src/lstate.c"][1]
+    assert b"posix:" in files[f"{project}/src/Makefile"][1]
+    assert files[f"{project}/GNUmakefile"][1] == GNUMAKEFILE.encode()
+
+
+def console_lines(log: str, first: str, last: str) -> list[str]:
+    """The serial console's lines from the first one starting with ``last`` back to the
+    nearest one that is ``first`` (kernel messages in between are not the build's; the
+    console shell's prompt may share a line with a marker the background build printed)."""
+    lines = [line.rstrip("\r") for line in log.splitlines()]
+    lines = [
+        line[line.index("miglab-build") :] if "miglab-build" in line else line for line in lines
+    ]
+    end = next(i for i, line in enumerate(lines) if line.startswith(last))
+    start = max(i for i in range(end + 1) if lines[i] == first)
+    return [line for line in lines[start : end + 1] if not line.startswith("[")]
+
+
+async def test_guest_builds_the_project_with_make_j2_and_the_probe_times_each_build(
+    rundir: Path,
+) -> None:
+    # One build with the probe's once-only wrapper, then its outputs run; then the
+    # repeated build the kernel-compile scenario runs, until its first build ends.
+    need_builder()
+    once = build_command(make_argv(2), directory="/tmp/once")
+    again = build_command(make_argv(2), directory="/tmp/again", repeat=True)
+    hook = (
+        f"cp -a {PROJECT_DIR} /tmp/once && cp -a {PROJECT_DIR} /tmp/again\n"
+        f"{shlex.join(once)}\n"
+        "cd /tmp/once && echo MIGLAB-BUILT $(ls src/*.o | wc -l) objects,"
+        " $(ls src/lua src/luac src/liblua.a | wc -l) outputs,"
+        " lua says $(src/lua -e 'print(6 * 7, _VERSION)'); cd /\n"
+        f"{shlex.join(again)} &\n"
+    )
+    image = await compiler_image(extra_files={"/etc/miglab/init.d/50-build.sh": hook})
+    serial = rundir / "serial.log"
+    argv = qemu_guest_argv(
+        image, memory_mb=256, vcpus=2, qmp_socket=rundir / "qmp.sock", serial_log=serial
+    )
+    async with LocalQemu(argv, qmp_socket=rundir / "qmp.sock", serial_log=serial) as vm:
+        built = await vm.wait_console("MIGLAB-BUILT", timeout=300)
+        await vm.wait_console("miglab-build round=1 exit=", timeout=300)
+    log = await asyncio.to_thread(serial.read_text, errors="replace")
+    print(built)
+    assert built.endswith("MIGLAB-BUILT 34 objects, 3 outputs, lua says 42 Lua 5.2"), built
+
+    ticks = itertools.count(0.0, 0.1)
+    lines = console_lines(log, "miglab-build start", "miglab-build exit=")
+    samples = parse_lines(BuildParser("guest", clock=lambda: next(ticks)), lines)
+    summary = samples[-1].values
+    assert summary["exit_status"] == 0 and summary["errors"] == 0, summary
+    assert summary["files"] == LUA_C_FILES  # every C file compiled, as tcc's command lines show
+
+    lines = console_lines(log, "miglab-build start", "miglab-build round=1 exit=")
+    parser = BuildParser("guest", clock=lambda: next(ticks))
+    [first] = [s for s in parse_lines(parser, lines) if "build_s" in s.values]
+    assert first.values["round"] == 1 and first.values["round_exit_status"] == 0
+    assert first.values["round_files"] == LUA_C_FILES
+    took = first.values["build_s"]
+    assert took is not None and 0 < took < 300  # from the guest's uptime stamps
+    start = next(line for line in lines if line.startswith("miglab-build round=1 start"))
+    end = next(line for line in lines if line.startswith("miglab-build round=1 exit=0"))
+    stamps = [float(line.rsplit("uptime=", 1)[1]) for line in (start, end)]
+    assert took == pytest.approx(stamps[1] - stamps[0])
+    print(f"one build of Lua 5.2 with tcc, make -j2, 2 vCPUs under TCG: {took:.2f} s")

@@ -24,7 +24,6 @@ import pytest
 
 from backend.events import CommandFinished, CommandStarted, Phase, Sample
 from backend.experiments.report import build_report, report_json
-from backend.experiments.runner import STAND_IN_SCRIPT
 from backend.probes import unreachable_gaps
 from backend.session import Session, read_session
 from backend.sim import loop as sim_loop
@@ -369,27 +368,32 @@ async def test_the_idle_clock_needs_its_loop() -> None:
 
 
 def test_the_runners_scripts_run_in_the_simulated_guest(tmp_path: Path) -> None:
-    # A kernel tree where the simulated guest has one, the stand-in project where it has
-    # none (miglab-isdir, miglab-scratch, miglab-stand-in, miglab-rebuild), dbench in a
-    # scratch directory; each scratch directory removed at the end (rm -rf --).
+    # A build in the first tree the simulated guest has (miglab-isdir), once or over and
+    # over (miglab-rebuild), dbench in a scratch directory (miglab-scratch), removed at
+    # the end (rm -rf --).
     scenario = tmp_path / "scripts.toml"
     scenario.write_text(
         'id = "sim-scripts"\ntitle = "the runner\'s scripts"\nmigrations = 0\n'
         "[timeline]\nwarmup_s = 2\nbaseline_s = 5\n"
         '[[workloads]]\nkind = "build"\noptions = { directory = "/usr/src/linux" }\n'
-        '[[workloads]]\nkind = "build"\noptions = { directory = "/nowhere", stand_in = true }\n'
+        '[[workloads]]\nkind = "build"\n'
+        'options = { directory = ["/nowhere", "/usr/src/linux"], repeat = true }\n'
         '[[workloads]]\nkind = "dbench"\n'
     )
     run = run_sim(tmp_path, str(scenario))
     understood_everything(run)
     finished = [e for e in run.session.events if isinstance(e, CommandFinished)]
     asked = {(e.argv[3] if e.argv[:2] == ["sh", "-c"] else e.argv[0]): e for e in finished}
-    assert asked["miglab-isdir"].stdout_tail == ["no"]  # the last one asked: /nowhere
-    assert {"miglab-scratch", "miglab-stand-in", "miglab-build"} <= asked.keys()
-    assert asked["miglab-stand-in"].argv[2] == STAND_IN_SCRIPT
+    isdir = [e for e in finished if e.argv[3:4] == ["miglab-isdir"]]
+    assert [(e.argv[4], e.stdout_tail) for e in isdir] == [
+        ("/usr/src/linux", ["yes"]), ("/nowhere", ["no"]), ("/usr/src/linux", ["yes"]),
+    ]  # fmt: skip
+    assert {"miglab-scratch", "miglab-build", "miglab-rebuild"} <= asked.keys()
     removed = [e for e in finished if e.argv[:3] == ["rm", "-rf", "--"]]
-    assert len(removed) == 2 and all(e.exit_status == 0 for e in removed)
-    builds = [e for e in finished if e.argv[:2] == ["sh", "-c"] and e.argv[3] == "miglab-build"]
-    assert {e.argv[5] for e in builds} == {"make", "sh"}  # the tree's make; the stand-in loop
+    assert len(removed) == 1 and all(e.exit_status == 0 for e in removed)  # dbench's
+    builds = [e for e in finished if e.argv[3:4] in (["miglab-build"], ["miglab-rebuild"])]
+    assert sorted((e.argv[3], e.argv[4], e.argv[5]) for e in builds) == [
+        ("miglab-build", "/usr/src/linux", "make"), ("miglab-rebuild", "/usr/src/linux", "make"),
+    ]  # fmt: skip
     files = [v["files_per_s"] for _, v in run.samples("build") if v.get("files_per_s")]
     assert files and run.report["probes"]["dbench.mb_per_s_1s"]["baseline"] > 0

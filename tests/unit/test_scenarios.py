@@ -28,6 +28,7 @@ from backend.probes import (
     sysbench_cpu_command,
     sysbench_memory_command,
 )
+from backend.probes.build import REBUILD_SCRIPT
 from tui.commands import scenarios as scenarios_command
 from tui.commands.common import BadInput
 
@@ -118,9 +119,13 @@ def test_tests_4_to_7_ping_the_guest() -> None:
             "198.18.0.2", interval_s=0.2
         )
     build = builtins["migrate-kernel-compile"].workloads[0]
-    assert build.options.stand_in and build.options.jobs == 2  # type: ignore[union-attr]
+    assert build.options.repeat and build.options.jobs == 2  # type: ignore[union-attr]
+    # A kernel tree first (the study's lab), then the sandbox guest's real project.
+    trees = build.options.directories  # type: ignore[union-attr]
+    assert trees == ["/usr/src/linux", "/mnt/disk/build/lua-5.2"]
     argv = build.options.argv()  # type: ignore[call-arg]
     assert argv[-2:] == ["make", "-j2"] and "/usr/src/linux" in argv
+    assert argv[:5] == ["sh", "-c", REBUILD_SCRIPT, "miglab-rebuild", "/usr/src/linux"]
 
 
 def test_analysis_1_compares_disks_one_benchmark_at_a_time() -> None:

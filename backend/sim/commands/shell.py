@@ -233,9 +233,10 @@ def kernel_objects() -> list[str]:
 KERNEL_OBJECTS = kernel_objects()
 
 
-async def build(inv: Invocation, args: list[str]) -> int:
+async def build(inv: Invocation, args: list[str], *, repeat: bool = False) -> int:
     """miglab-build DIR ARGV...: ``make -jN`` in DIR, a kernel tree (kbuild's quiet lines);
-    or the runner's stand-in project rebuilt in a loop (``miglab-rebuild``)."""
+    miglab-rebuild: the same tree built over and over, each build between round markers
+    stamped with the model's clock as the guest's uptime."""
     directory, command = (args[0] if args else ""), args[1:]
     if directory and not inv.node.is_dir(directory):
         await inv.out(f"sh: 5: cd: can't cd to {directory}\n")  # stderr joins stdout
@@ -244,35 +245,42 @@ async def build(inv: Invocation, args: list[str]) -> int:
     if not command:
         await inv.out("miglab-build exit=0\n")
         return 0
-    stand_in = command[:2] == ["sh", "-c"] and command[3:4] == ["miglab-rebuild"]
-    make = command[4:] if stand_in else command
-    if not make or make[0] != "make":
-        await inv.out(f"sh: 8: {(make or command)[0]}: not found\nmiglab-build exit=127\n")
+    if command[0] != "make":
+        await inv.out(f"sh: 8: {command[0]}: not found\nmiglab-build exit=127\n")
         return 127
     jobs = 1
-    for arg in make[1:]:
+    for arg in command[1:]:
         if arg.startswith("-j") and arg[2:].isdigit():
             jobs = int(arg[2:])
-    if stand_in:
-        sources = sorted(p for p in inv.node.files if p.startswith(directory + "/f"))
-        objects = [posixpath.basename(p)[:-2] for p in sources if p.endswith(".c")]
-        lines = [f"cc -O2 -c {o}.c -o {o}.o" for o in objects] or ["make: Nothing to be done"]
-    else:
-        lines = [f"  CC      {name}" for name in KERNEL_OBJECTS]
+    lines = [f"  CC      {name}" for name in KERNEL_OBJECTS]
     w = await inv.start(wl.Build, jobs=jobs)
     try:
-        done = 0
-        while stand_in or done < len(lines):
-            while len(w.marks) <= done:
-                await inv.runtime.until(inv.model.t + 0.1)
-            fresh = len(w.marks) if stand_in else min(len(w.marks), len(lines))
-            for k in range(done, fresh):
-                await inv.out(lines[k % len(lines)] + "\n")
-            done = fresh
-        await inv.out("  LD      vmlinux.o\n  LD      vmlinux\nmiglab-build exit=0\n")
+        done, n = 0, 0
+        while True:
+            n += 1
+            if repeat:
+                await inv.out(f"miglab-build round={n} start uptime={inv.model.t:.2f}\n")
+            end = done + len(lines)
+            while done < end:
+                while len(w.marks) <= done:
+                    await inv.runtime.until(inv.model.t + 0.1)
+                fresh = min(len(w.marks), end)
+                for k in range(done, fresh):
+                    await inv.out(lines[k % len(lines)] + "\n")
+                done = fresh
+            await inv.out("  LD      vmlinux.o\n  LD      vmlinux\n")
+            if not repeat:
+                break
+            await inv.out(f"miglab-build round={n} exit=0 uptime={inv.model.t:.2f}\n")
+        await inv.out("miglab-build exit=0\n")
         return 0
     finally:
         inv.model.stop(w)
+
+
+async def rebuild(inv: Invocation, args: list[str]) -> int:
+    """miglab-rebuild DIR ARGV...: see :func:`build`."""
+    return await build(inv, args, repeat=True)
 
 
 # -- the experiment runner's scripts (backend/experiments/runner.py) -----------------------
@@ -295,24 +303,11 @@ async def is_dir(inv: Invocation, args: list[str]) -> int:
     return 0
 
 
-async def stand_in(inv: Invocation, args: list[str]) -> int:
-    """miglab-stand-in DIR N: N small C files and a Makefile in DIR."""
-    directory, count = [*args, "", ""][:2]
-    if not inv.node.is_dir(directory) or not count.isdigit():
-        await inv.err(
-            f"miglab-stand-in: 4: cannot create {directory}/f1.c: Directory nonexistent\n"
-        )
-        return 1
-    for i in range(1, int(count) + 1):
-        inv.node.write(f"{directory}/f{i}.c", f"unsigned f{i}(unsigned x);\n")
-    inv.node.write(f"{directory}/Makefile", "SRCS := $(wildcard *.c)\n")
-    return 0
-
-
 SCRIPTS: dict[str, Script] = {
     "miglab-check": check_tools,
     "miglab-dirtier": dirtier,
     "miglab-build": build,
+    "miglab-rebuild": rebuild,
     "miglab-kill": kill,
     "miglab-kind": device_kind,
     "miglab-iet": count_users,
@@ -320,5 +315,4 @@ SCRIPTS: dict[str, Script] = {
     "miglab-install": install_file,
     "miglab-scratch": scratch,
     "miglab-isdir": is_dir,
-    "miglab-stand-in": stand_in,
 }
