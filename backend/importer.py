@@ -93,12 +93,16 @@ def _query_migrate_answers(lines: Iterable[str]) -> Iterable[tuple[float | None,
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ImportError_(f"line {number}: not JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise ImportError_(f"line {number}: nested too deep to read") from None
+        except ValueError as exc:  # int() of more than 4300 digits
+            raise ImportError_(f"line {number}: a number too long to read ({exc})") from None
         t = None
         if isinstance(data, dict) and "line" in data and "dir" in data:  # a capture record
             t = data.get("t")
             try:
                 data = json.loads(data["line"])
-            except (TypeError, json.JSONDecodeError):
+            except (TypeError, ValueError, RecursionError):
                 continue
         if isinstance(data, dict) and isinstance(data.get("return"), dict):
             data = data["return"]
@@ -115,6 +119,8 @@ def import_qemu(lines: list[str], domain: str, source: str, dest: str, start: fl
             status = MigrationStatus.model_validate(answer)
         except ValidationError as exc:
             raise ImportError_(f"a query-migrate answer that does not validate: {exc}") from exc
+        except RecursionError:
+            raise ImportError_("a query-migrate answer nested too deep to read") from None
         # Without a capture time, QEMU's own total-time places the answer.
         offset = t if t is not None else (status.total_time_ms or 0) / 1000
         events.append(qemu_progress(domain, source, dest, status).model_copy(

@@ -6,7 +6,8 @@
 - csv: one row per reading value: ``t,phase,probe,metric,value,unit`` (t in seconds
   since the session started; end-of-run summaries are left out: they are no time point).
 - json: ``{"scenario", "lab", "simulated", "cut_short", "migrations": [...],
-  "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null}``; every
+  "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null,
+  "skipped_lines": {"count", "why": {reason: count}}, "warnings": [...]}``; every
   unknown value is null. ``started_at`` is in seconds since the session started,
   the clock of the csv's ``t``.
 
@@ -26,7 +27,7 @@ import os
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from backend.events import Event, Sample
@@ -40,7 +41,7 @@ from backend.experiments.metrics import (
 from backend.experiments.plots import probe_plot
 from backend.experiments.scenarios import Scenario, builtin_scenarios
 from backend.probes import SUMMARY
-from backend.session import Session, read_session
+from backend.session import Session, Skipped, read_session
 
 __all__ = [
     "FORMATS",
@@ -81,6 +82,10 @@ class Report:
     bad_lines: tuple[int, ...]
     events: Sequence[Event]
     analysis: Analysis
+    skipped: Skipped = field(default_factory=Skipped)
+    """Log lines not read as events, counted by why."""
+    warnings: tuple[str, ...] = ()
+    """What the reader should know before trusting the numbers (a newer schema)."""
 
 
 def build_report(session: Session) -> Report:
@@ -99,6 +104,8 @@ def build_report(session: Session) -> Report:
         bad_lines=tuple(session.bad_lines),
         events=session.events,
         analysis=analysis,
+        skipped=session.skipped,
+        warnings=tuple(session.warnings),
     )
 
 
@@ -385,12 +392,11 @@ def _facts(report: Report) -> list[str]:
 
 
 def _remarks(report: Report) -> list[str]:
-    remarks = [*report.analysis.notes]
+    remarks = [f"warning: {warning}" for warning in report.warnings]
+    remarks.extend(report.skipped.describe())
+    remarks.extend(report.analysis.notes)
     for migration in report.analysis.migrations:
         remarks.extend(f"migration {migration.number}: {note}" for note in migration.notes)
-    if report.bad_lines:
-        lines = ", ".join(map(str, report.bad_lines[:10]))
-        remarks.append(f"unreadable log lines skipped: {lines}")
     return remarks
 
 
@@ -561,6 +567,8 @@ def report_json(report: Report) -> dict[str, Any]:
             },
         },
         "disk_comparison": disk,
+        "skipped_lines": {"count": report.skipped.total, "why": dict(report.skipped.counts)},
+        "warnings": list(report.warnings),
     }
 
 

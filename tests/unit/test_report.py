@@ -61,7 +61,7 @@ def test_json_has_the_agreed_shape(study_log: Path) -> None:
     data = json.loads(render(load_report(study_log), "json"))
     assert set(data) == {
         "scenario", "lab", "simulated", "cut_short", "migrations", "probes", "repetitions",
-        "disk_comparison",
+        "disk_comparison", "skipped_lines", "warnings",
     }  # fmt: skip
     assert (data["scenario"], data["lab"], data["simulated"]) == (
         "migrate-combined",

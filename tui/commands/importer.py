@@ -10,6 +10,14 @@ from typing import Any
 
 from backend.events import Event, EventBus
 from backend.importer import KINDS, ImportError_, import_probe, import_qemu, import_xl
+from backend.inputs import (
+    IMPORT_MAX_BYTES,
+    LINE_MAX_BYTES,
+    InputError,
+    iter_lines,
+    open_input,
+    size_text,
+)
 from backend.session import SessionLogWriter, make_header
 from tui.commands.common import EXIT_OK, BadInput
 
@@ -48,13 +56,24 @@ def _events(args: argparse.Namespace, lines: list[str], start: float) -> list[Ev
     return import_probe(args.kind, lines, args.host, start)
 
 
+def _text(number: int, line: bytes | None) -> str:
+    if line is None:  # not read into memory
+        raise InputError("", f"a line longer than {size_text(LINE_MAX_BYTES)}", number)
+    return line.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        start = args.start if args.start is not None else path.stat().st_mtime
+    try:  # a regular file, read a line at a time: never /dev/zero or a FIFO
+        with open_input(path, "file to import", IMPORT_MAX_BYTES) as file:
+            mtime = os.fstat(file.fileno()).st_mtime
+            lines = [_text(number, line) for number, line in iter_lines(file)]
+    except InputError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else str(path)
+        raise BadInput(f"{where}: cannot import it: {exc.reason}") from None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read it: {exc.strerror}") from None
+    start = args.start if args.start is not None else mtime
     try:
         events = _events(args, lines, start)
     except ImportError_ as exc:

@@ -52,5 +52,7 @@ def run(args: argparse.Namespace) -> int:
         first = exc.errors(include_url=False)[0]
         where = ".".join(map(str, first["loc"]))
         raise BadInput(f"{args.log}: an event does not validate: {where}: {first['msg']}") from None
+    for warning in report.warnings:
+        print(f"miglab: warning: {args.log}: {warning}", file=sys.stderr)
     sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
     return EXIT_OK
