@@ -42,6 +42,7 @@ from backend.experiments.plots import probe_plot
 from backend.experiments.scenarios import Scenario, builtin_scenarios
 from backend.probes import SUMMARY
 from backend.session import Session, Skipped, read_session
+from backend.terminal_text import printable
 
 __all__ = [
     "FORMATS",
@@ -421,8 +422,10 @@ def render_text(report: Report, *, colors: bool = False, width: int = WIDTH) -> 
             out += textwrap.wrap(remark, width, initial_indent="- ", subsequent_indent="  ")
         if len(remarks) > 20:
             out.append(f"- ... and {len(remarks) - 20} more")
-    out += _plots(report, colors=colors, width=width)
-    return "\n".join(out) + "\n"
+    # Names, notes and errors come from the log: never terminal escapes. The plots'
+    # own colours are added after (their labels are made printable on their own).
+    text = printable("\n".join(out), keep_newlines=True)
+    return "\n".join([text, *_plots(report, colors=colors, width=width)]) + "\n"
 
 
 def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
@@ -442,7 +445,7 @@ def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
             width - 2,
             PLOT_HEIGHT,
             colors,
-            title=f"{label}, {series.spec.unit}",
+            title=printable(f"{label}, {series.spec.unit}"),
             xlabel="seconds since the session started",
         )
         out += ["", plot]
@@ -463,7 +466,7 @@ def render_markdown(report: Report) -> str:
     if remarks:
         out += ["", "## Notes", ""]
         out += [f"- {remark}" for remark in remarks]
-    return "\n".join(out) + "\n"
+    return printable("\n".join(out), keep_newlines=True) + "\n"  # no escapes from the log
 
 
 # --------------------------------------------------------------------------- csv
@@ -485,7 +488,7 @@ def render_csv(report: Report) -> str:
         for key, value in sample.values.items():
             shown = "" if value is None else repr(float(value))
             writer.writerow((t, phase, probe, key, shown, sample.unit.get(key, "")))
-    return buffer.getvalue()
+    return printable(buffer.getvalue(), keep_newlines=True)  # no escapes from the log
 
 
 # --------------------------------------------------------------------------- json

@@ -19,6 +19,7 @@ from backend.inputs import (
     size_text,
 )
 from backend.session import SessionLogWriter, make_header
+from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
 
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.output):
         raise BadInput(f"{args.output} exists; a session log is never overwritten")
     asyncio.run(_write(args, events))
-    print(f"{args.output}: {len(events)} events from {path} ({args.kind})")
+    print(printable(f"{args.output}: {len(events)} events from {path} ({args.kind})"))
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from backend.experiments.report import FORMATS, load_report, render
 from backend.session import SessionLogError
+from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
 
 
@@ -53,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         where = ".".join(map(str, first["loc"]))
         raise BadInput(f"{args.log}: an event does not validate: {where}: {first['msg']}") from None
     for warning in report.warnings:
-        print(f"miglab: warning: {args.log}: {warning}", file=sys.stderr)
+        print(printable(f"miglab: warning: {args.log}: {warning}"), file=sys.stderr)
     sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
     return EXIT_OK
