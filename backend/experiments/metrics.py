@@ -41,7 +41,7 @@ import statistics
 from array import array
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -638,6 +638,11 @@ class LogData:
         self.count = 0
         self.t_min = math.inf
         self.t_max = -math.inf
+        self.sample_hosts: dict[str, set[str]] = {}
+        """Probe -> the hosts it ran on (of the samples that are readings, not summaries)."""
+        self.samples_in_order = True
+        """Whether those samples came in time order (the csv then needs no sort)."""
+        self._last_sample_t = -math.inf
 
     def add(self, event: Event) -> None:
         self._time(event.t)
@@ -646,24 +651,19 @@ class LogData:
         elif isinstance(event, _TIMELINE):
             self.timeline.append(event)
 
-    def add_record(
-        self, data: dict[str, Any], parse: Callable[[dict[str, Any]], Event | None]
-    ) -> None:
-        """One log line's object; ``parse`` makes an event of it (None: not an event).
-
-        A sample that plainly fits the Sample model (numbers where numbers go) is read
-        without building the model; anything else goes through ``parse``.
-        """
-        if data.get("kind") == "sample":
-            sample = _plain_sample(data)
-            if sample is not None:
-                t, probe, host, values = sample
-                self._time(t)
-                self._sample(t, probe, host, values)
-                return
-        event = parse(data)
-        if event is not None:
-            self.add(event)
+    def add_plain_sample(self, data: dict[str, Any]) -> bool:
+        """A log line's object, if it is a sample that plainly fits the Sample model
+        (numbers where numbers go): read without building the model. False for anything
+        else: make it an event (``parse_event``) and :meth:`add` that."""
+        if data.get("kind") != "sample":
+            return False
+        sample = plain_sample(data)
+        if sample is None:
+            return False
+        t, probe, host, values = sample
+        self._time(t)
+        self._sample(t, probe, host, values)
+        return True
 
     def _time(self, t: float) -> None:
         self.count += 1
@@ -673,6 +673,14 @@ class LogData:
             self.t_max = t
 
     def _sample(self, t: float, probe: str, host: str, values: Mapping[str, float | None]) -> None:
+        if values.get(SUMMARY) != 1.0:  # what the csv shows
+            hosts = self.sample_hosts.get(probe)
+            if hosts is None:
+                hosts = self.sample_hosts[probe] = set()
+            hosts.add(host)
+            if t < self._last_sample_t:
+                self.samples_in_order = False
+            self._last_sample_t = t
         if SUMMARY in values:  # an end-of-run summary is no time point
             return
         if probe == "ping":
@@ -714,7 +722,7 @@ class LogData:
         return out
 
 
-def _plain_sample(
+def plain_sample(
     data: dict[str, Any],
 ) -> tuple[float, str, str, dict[str, float | None]] | None:
     """(t, probe, host, values) of a sample record that fits the Sample model as it is;

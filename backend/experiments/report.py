@@ -25,23 +25,25 @@ import io
 import json
 import os
 import textwrap
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
 from backend.events import Event, Sample
 from backend.experiments.metrics import (
     Analysis,
+    LogData,
     MigrationMetrics,
     ProbeMetrics,
     Stats,
-    analyze,
+    analyze_data,
+    plain_sample,
 )
 from backend.experiments.plots import probe_plot
 from backend.experiments.scenarios import Scenario, builtin_scenarios
 from backend.probes import SUMMARY
-from backend.session import Session, Skipped, read_session
+from backend.session import T_MAX, T_MIN, Session, SessionLog, Skipped
 from backend.terminal_text import printable
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "render_markdown",
     "render_text",
     "report_json",
+    "write_csv",
 ]
 
 Format = Literal["text", "md", "csv", "json"]
@@ -73,6 +76,7 @@ CUT_SHORT = (
 @dataclass(frozen=True)
 class Report:
     path: str
+    """The log, as the report names it."""
     scenario_id: str | None
     scenario: Scenario | None
     """The built-in the log's scenario id names, if any (for its title and the study's result)."""
@@ -81,38 +85,75 @@ class Report:
     cut_short: bool
     end_status: str | None
     bad_lines: tuple[int, ...]
-    events: Sequence[Event]
+    events: Sequence[Event] | None
+    """The session's events when the report was built from a loaded :class:`Session`;
+    None when it was read from the log a line at a time (the csv reads the log again)."""
     analysis: Analysis
     skipped: Skipped = field(default_factory=Skipped)
     """Log lines not read as events, counted by why."""
     warnings: tuple[str, ...] = ()
     """What the reader should know before trusting the numbers (a newer schema)."""
+    source: Path | None = None
+    """The log file the report was read from (for the csv's second pass)."""
+    sample_hosts: Mapping[str, set[str]] = field(default_factory=dict)
+    samples_in_order: bool = True
 
 
 def build_report(session: Session) -> Report:
-    header = session.header
+    """The report of a session log loaded whole (:func:`read_session`)."""
+    data = LogData()
+    for event in session.events:
+        data.add(event)
+    return _report(session.path, session.header, session.end, session, data, events=session.events)
+
+
+def load_report(path: str | os.PathLike[str]) -> Report:
+    """Read a session log a line at a time and build its report (blocking).
+
+    Memory does not follow the log's size: samples are kept as flat arrays of numbers
+    and only the few other events become objects. Raises SessionLogError.
+    """
+    with SessionLog(path) as log:
+        data = LogData()
+        for number, record in log.records():
+            if not data.add_plain_sample(record):
+                event = log.parse(number, record)
+                if event is not None:
+                    data.add(event)
+        return _report(log.path, log.header, log.end, log, data, events=None)
+
+
+def _report(
+    path: Path,
+    header: dict[str, Any],
+    end: dict[str, Any] | None,
+    read: Session | SessionLog,
+    data: LogData,
+    *,
+    events: Sequence[Event] | None,
+) -> Report:
     scenario_id = header.get("scenario") if isinstance(header.get("scenario"), str) else None
     t0 = header.get("t")
-    analysis = analyze(session.events, t0=float(t0) if isinstance(t0, int | float) else None)
+    known = isinstance(t0, int | float) and not isinstance(t0, bool) and T_MIN <= t0 <= T_MAX
+    analysis = analyze_data(data, t0=float(t0) if known and t0 is not None else None)
+    status = (end or {}).get("status")
     return Report(
-        path=str(session.path),
+        path=str(path),
         scenario_id=scenario_id,
         scenario=builtin_scenarios().get(scenario_id) if scenario_id else None,
         lab=_lab_name(header.get("lab")),
         simulated=bool(header.get("simulated")),
-        cut_short=session.cut_short,
-        end_status=(session.end or {}).get("status"),
-        bad_lines=tuple(session.bad_lines),
-        events=session.events,
+        cut_short=end is None,
+        end_status=status if isinstance(status, str) else None,
+        bad_lines=tuple(read.bad_lines),
+        events=events,
         analysis=analysis,
-        skipped=session.skipped,
-        warnings=tuple(session.warnings),
+        skipped=read.skipped,
+        warnings=tuple(read.warnings),
+        source=path,
+        sample_hosts=data.sample_hosts,
+        samples_in_order=data.samples_in_order,
     )
-
-
-def load_report(path: str | os.PathLike[str]) -> Report:
-    """Read a session log and build its report (blocking). Raises SessionLogError."""
-    return build_report(read_session(path))
 
 
 def _lab_name(lab: object) -> str | None:
@@ -438,9 +479,9 @@ def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
     for name, series in analysis.series.items():
         probe = analysis.probes.get(name)
         label = _metric_label(report, probe) if probe else name
-        points = [(_rel(report, t), v) for t, v in series.points]
+        t0 = report.analysis.t0
         plot = probe_plot(
-            points,
+            ((t - t0, v) for t, v in zip(series.times, series.values, strict=True)),
             windows,
             width - 2,
             PLOT_HEIGHT,
@@ -473,22 +514,68 @@ def render_markdown(report: Report) -> str:
 
 
 def render_csv(report: Report) -> str:
-    analysis = report.analysis
-    hosts: dict[str, set[str]] = defaultdict(set)
-    samples = [e for e in report.events if isinstance(e, Sample) and e.values.get(SUMMARY) != 1.0]
-    for sample in samples:
-        hosts[sample.probe].add(sample.host)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    write_csv(report, buffer)
+    return buffer.getvalue()
+
+
+def write_csv(report: Report, out: TextIO) -> None:
+    """The csv, written a row at a time (a report read from a log reads it again)."""
+    analysis = report.analysis
+    hosts = report.sample_hosts
+    writer = csv.writer(_Printable(out), lineterminator="\n")
     writer.writerow(CSV_HEADER)
-    for sample in sorted(samples, key=lambda s: s.t):
-        probe = sample.probe if len(hosts[sample.probe]) == 1 else f"{sample.probe}@{sample.host}"
-        phase = analysis.phase_at(sample.t) or ""
-        t = f"{sample.t - analysis.t0:.6f}"
-        for key, value in sample.values.items():
+    readings = _readings(report)
+    if not report.samples_in_order:
+        readings = iter(sorted(readings, key=lambda reading: reading[0]))
+    for t_abs, probe_name, host, values, unit in readings:
+        probe = probe_name if len(hosts[probe_name]) == 1 else f"{probe_name}@{host}"
+        phase = analysis.phase_at(t_abs) or ""
+        t = f"{t_abs - analysis.t0:.6f}"
+        for key, value in values.items():
             shown = "" if value is None else repr(float(value))
-            writer.writerow((t, phase, probe, key, shown, sample.unit.get(key, "")))
-    return printable(buffer.getvalue(), keep_newlines=True)  # no escapes from the log
+            writer.writerow((t, phase, probe, key, shown, unit.get(key, "")))
+
+
+_Reading = tuple[float, str, str, Mapping[str, float | None], Mapping[str, str]]
+
+
+def _readings(report: Report) -> Iterator[_Reading]:
+    """(t, probe, host, values, unit) of every sample that is a reading, in log order."""
+    if report.events is not None:
+        for event in report.events:
+            if isinstance(event, Sample) and event.values.get(SUMMARY) != 1.0:
+                yield event.t, event.probe, event.host, event.values, event.unit
+        return
+    if report.source is None:
+        return
+    with SessionLog(report.source) as log:
+        for number, record in log.records():
+            if record.get("kind") != "sample":
+                continue
+            plain = plain_sample(record)
+            if plain is not None:
+                t, probe, host, values = plain
+                unit = record.get("unit") or {}
+            else:
+                sample = log.parse(number, record)
+                if not isinstance(sample, Sample):
+                    continue
+                t, probe, host, values, unit = (
+                    sample.t, sample.probe, sample.host, sample.values, sample.unit
+                )  # fmt: skip
+            if values.get(SUMMARY) != 1.0:
+                yield t, probe, host, values, unit
+
+
+class _Printable:
+    """A text stream that writes everything with its control characters made visible."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(printable(text, keep_newlines=True))
 
 
 # --------------------------------------------------------------------------- json

@@ -17,7 +17,7 @@ from backend.events import Event, Phase, Sample
 from backend.experiments.metrics import DiskStarted, RepetitionStarted
 from backend.experiments.plots import SHADE, probe_plot
 from backend.experiments.report import CSV_HEADER, load_report, render
-from backend.session import SessionLogWriter, make_header
+from backend.session import SessionLogWriter, make_header, read_session
 from tests.conftest import DATA
 from tests.unit.test_metrics import T0, dbench, in_order, one_migration, study_run
 from tui.commands import report as report_command
@@ -111,7 +111,8 @@ def test_csv_has_one_row_per_reading_value(study_log: Path) -> None:
     report = load_report(study_log)
     rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
     assert tuple(rows[0]) == CSV_HEADER
-    samples = [e for e in report.events if isinstance(e, Sample) and "summary" not in e.values]
+    events = read_session(study_log).events
+    samples = [e for e in events if isinstance(e, Sample) and "summary" not in e.values]
     assert len(rows) == sum(len(s.values) for s in samples)
     times = [float(r["t"]) for r in rows]
     assert times == sorted(times) and 0 <= times[0] < 1

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.experiments.report import load_report, render
+from backend.experiments.report import build_report, load_report, render
+from backend.session import read_session
 from tests.support.report_logs import CORPUS, write_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,3 +46,15 @@ def test_every_format_is_what_it_was(name: str, tmp_path: Path) -> None:
     for suffix, text in renders(log).items():
         expected = (GOLDEN / f"{name}.{suffix}").read_text(encoding="utf-8")
         assert text == expected, f"{name}.{suffix} changed"
+
+
+@pytest.mark.parametrize("name", ["jittered-failed", "round-trip-two-pings"])
+def test_a_report_read_a_line_at_a_time_equals_one_of_the_loaded_session(
+    name: str, tmp_path: Path
+) -> None:
+    log = write_log(tmp_path / f"{name}.jsonl", CORPUS[name])
+    streamed = load_report(log)
+    loaded = build_report(read_session(log))
+    assert streamed.events is None and loaded.events is not None
+    for fmt in ("json", "text", "md", "csv"):
+        assert render(streamed, fmt) == render(loaded, fmt), fmt

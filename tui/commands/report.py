@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend.experiments.report import FORMATS, load_report, render
+from backend.experiments.report import FORMATS, load_report, render, write_csv
 from backend.session import SessionLogError
 from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
@@ -55,5 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"{args.log}: an event does not validate: {where}: {first['msg']}") from None
     for warning in report.warnings:
         print(printable(f"miglab: warning: {args.log}: {warning}"), file=sys.stderr)
-    sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
+    if args.format == "csv":  # a row per reading: written as it is read, not held
+        write_csv(report, sys.stdout)
+    else:
+        sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
     return EXIT_OK
