@@ -8,8 +8,9 @@ recorded one are the same kind of data.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,19 +43,27 @@ def _sysbench_kind(lines: list[str]) -> str:
 
 def import_probe(kind: str, lines: list[str], host: str, start: float) -> list[Event]:
     """A probe's raw output as its samples (tools without timestamps start at ``start``)."""
-    if kind == "sysbench":
-        kind = _sysbench_kind(lines)
-    parser = new_parser(kind, host, clock=lambda: start)
-    events: list[Event] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            events.extend(parser.feed(line))
-        except (ParseError, ValueError) as exc:
-            raise ImportError_(f"line {number}: {exc}") from exc
-    events.extend(parser.finish())
+    events = list(iter_probe(kind, lines, host, start))
     if not events:
         raise ImportError_(f"no {kind} readings found")
     return events
+
+
+def iter_probe(kind: str, lines: Iterable[str], host: str, start: float) -> Iterator[Event]:
+    """:func:`import_probe` a line at a time: the samples as the lines are read (a capture
+    of millions of lines is never held); no sample at all is the caller's to refuse."""
+    stream = iter(lines)
+    if kind == "sysbench":  # told apart by its first lines
+        head = list(itertools.islice(stream, 40))
+        kind = _sysbench_kind(head)
+        stream = itertools.chain(head, stream)
+    parser = new_parser(kind, host, clock=lambda: start)
+    for number, line in enumerate(stream, start=1):
+        try:
+            yield from parser.feed(line)
+        except (ParseError, ValueError) as exc:
+            raise ImportError_(f"line {number}: {exc}") from exc
+    yield from parser.finish()
 
 
 def import_xl(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:

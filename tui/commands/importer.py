@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import math
 import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from backend.events import Event, EventBus
-from backend.importer import KINDS, ImportError_, import_probe, import_qemu, import_xl
+from backend.events import Event, now
+from backend.importer import KINDS, ImportError_, import_qemu, import_xl, iter_probe
 from backend.inputs import (
     IMPORT_MAX_BYTES,
     LINE_MAX_BYTES,
@@ -18,7 +22,7 @@ from backend.inputs import (
     open_input,
     size_text,
 )
-from backend.session import SessionLogWriter, make_header
+from backend.session import END_KIND, make_header
 from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
 
@@ -49,47 +53,75 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _events(args: argparse.Namespace, lines: list[str], start: float) -> list[Event]:
+def _events(args: argparse.Namespace, lines: Iterable[str], start: float) -> Iterator[Event]:
     if args.kind == "xl":
-        return import_xl(lines, args.domain, args.source, args.dest, start)
+        return iter(import_xl(list(lines), args.domain, args.source, args.dest, start))
     if args.kind == "qemu":
-        return import_qemu(lines, args.domain, args.source, args.dest, start)
-    return import_probe(args.kind, lines, args.host, start)
+        return iter(import_qemu(list(lines), args.domain, args.source, args.dest, start))
+    return iter_probe(args.kind, lines, args.host, start)
 
 
-def _text(number: int, line: bytes | None) -> str:
-    if line is None:  # not read into memory
-        raise InputError("", f"a line longer than {size_text(LINE_MAX_BYTES)}", number)
-    return line.decode("utf-8", errors="replace").rstrip("\r\n")
+def _lines(file: BinaryIO) -> Iterator[str]:
+    for number, line in iter_lines(file):
+        if line is None:  # not read into memory
+            raise InputError("", f"a line longer than {size_text(LINE_MAX_BYTES)}", number)
+        yield line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    output = Path(args.output)
+    if output.exists():
+        raise BadInput(f"{args.output} exists; a session log is never overwritten")
     try:  # a regular file, read a line at a time: never /dev/zero or a FIFO
         with open_input(path, "file to import", IMPORT_MAX_BYTES) as file:
-            mtime = os.fstat(file.fileno()).st_mtime
-            lines = [_text(number, line) for number, line in iter_lines(file)]
+            start = args.start if args.start is not None else os.fstat(file.fileno()).st_mtime
+            count = _write(args, output, _events(args, _lines(file), start))
     except InputError as exc:
         where = f"{path}:{exc.line}" if exc.line is not None else str(path)
         raise BadInput(f"{where}: cannot import it: {exc.reason}") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read it: {exc.strerror}") from None
-    start = args.start if args.start is not None else mtime
-    try:
-        events = _events(args, lines, start)
     except ImportError_ as exc:
         raise BadInput(f"{path}: not {args.kind} output: {exc}") from None
-    if os.path.exists(args.output):
-        raise BadInput(f"{args.output} exists; a session log is never overwritten")
-    asyncio.run(_write(args, events))
-    print(printable(f"{args.output}: {len(events)} events from {path} ({args.kind})"))
+    except OSError as exc:
+        name = exc.filename or path
+        raise BadInput(f"{name}: cannot read or write it: {exc.strerror}") from None
+    print(printable(f"{args.output}: {count} events from {path} ({args.kind})"))
     return EXIT_OK
 
 
-async def _write(args: argparse.Namespace, events: list[Event]) -> None:
-    bus = EventBus()
-    header = make_header(scenario=f"import:{args.kind}")
-    header["t"] = min(event.t for event in events)  # the session began with its data
-    async with await SessionLogWriter.create(args.output, header, bus):
+def _write(args: argparse.Namespace, output: Path, events: Iterator[Event]) -> int:
+    """Write the session log a line at a time; returns how many events it holds.
+
+    The header comes first and carries the time of the earliest event, known only at
+    the end: the events go to a spool file next to the log, then the log is made from
+    the header and the spool. Nothing is written when the input has no readings; a log
+    that could not be written whole is removed.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    count, first = 0, math.inf
+    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=output.parent) as spool:
         for event in events:
-            bus.publish(event)
+            spool.write(_json_line(event.model_dump(mode="json")))
+            count += 1
+            first = min(first, event.t)
+        if not count:
+            raise ImportError_(f"no {args.kind} readings found")
+        header = make_header(scenario=f"import:{args.kind}")
+        header["t"] = first  # the session began with its data
+        spool.seek(0)
+        with output.open("x", encoding="utf-8") as log:  # never overwrite a log
+            try:
+                log.write(_json_line(header))
+                shutil.copyfileobj(spool, log, 2**20)
+                log.write(_json_line({"kind": END_KIND, "t": now(), "status": "ok"}))
+                log.flush()
+                os.fsync(log.fileno())
+            except BaseException:
+                output.unlink(missing_ok=True)
+                raise
+    return count
+
+
+def _json_line(data: dict[str, Any]) -> str:
+    """A log line as the session log writer makes it."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
