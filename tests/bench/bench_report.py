@@ -88,10 +88,13 @@ def ping_capture(tmp: Path, lines: int) -> Path:
     with path.open("w") as out:
         out.write("PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n")
         for seq in range(1, lines + 1):
+            shown = seq % 65536  # ping prints icmp_seq modulo 2^16
             if seq % 997 == 0:
-                out.write(f"[{t + 0.2:.6f}] no answer yet for icmp_seq={seq}\n")
+                out.write(f"[{t + 0.2:.6f}] no answer yet for icmp_seq={shown}\n")
             else:
-                out.write(f"[{t:.6f}] 64 bytes from 10.0.0.2: icmp_seq={seq} ttl=64 time=0.4 ms\n")
+                out.write(
+                    f"[{t:.6f}] 64 bytes from 10.0.0.2: icmp_seq={shown} ttl=64 time=0.4 ms\n"
+                )
             t += 0.2
     return path
 

@@ -51,7 +51,7 @@ async def test_nothing_is_published_while_paused(session_log: Path) -> None:
     assert seen == [] and backend.clock() == backend.session_start
     backend.toggle_pause()
     await backend.wait_finished()
-    assert len(seen) == len(backend.session.events)
+    assert len(seen) == len(read_session(session_log).events)
     await backend.close()
 
 
@@ -62,7 +62,7 @@ async def test_at_a_finite_speed_the_clock_leads_the_events(session_log: Path) -
     backend.subscribe(lambda e: seen.append(e) or None)  # type: ignore[func-returns-value]
     await backend.start()
     await backend.wait_finished()
-    assert len(seen) == len(backend.session.events)
+    assert len(seen) == len(read_session(session_log).events)
     assert backend.clock() == seen[-1].t
     await backend.close()
 
@@ -76,7 +76,7 @@ async def test_close_stops_a_replay_midway(session_log: Path) -> None:
     await backend.close()
     count = len(seen)
     await asyncio.sleep(0.05)
-    assert len(seen) == count < len(backend.session.events)
+    assert len(seen) == count < len(read_session(session_log).events)
 
 
 async def test_a_replay_refuses_every_action(session_log: Path) -> None:
@@ -132,3 +132,20 @@ def test_miglab_replay_accepts_speeds(tmp_path: Path) -> None:
     assert parse("replay", "x.jsonl").speed == 1.0
     assert parse("replay", "x.jsonl", "--speed", "0").speed == 0.0
     assert parse("replay", "x.jsonl", "--speed", "16").speed == 16.0
+
+
+async def test_a_large_log_is_read_as_it_plays_not_before(tmp_path: Path) -> None:
+    from tests.support.report_logs import Shape, write_log
+
+    log = write_log(tmp_path / "large.jsonl", Shape(seed=3, seconds=6000))  # ~42k events
+    backend = ReplayBackend.open(log, speed=0)
+    # Read so far: the first events and the window that puts them in time order.
+    assert backend._log is not None and backend._log._file.tell() < log.stat().st_size / 3
+    seen: list[Event] = []
+    backend.subscribe(seen.append)
+    await backend.start()
+    await backend.wait_finished()
+    expected = sorted(read_session(log).events, key=lambda e: e.t)
+    assert seen == expected and backend.finished and backend._log is None
+    assert backend.duration == pytest.approx(expected[-1].t - backend.session_start)
+    await backend.close()
