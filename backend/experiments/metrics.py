@@ -517,8 +517,10 @@ class _PingTrace:
         self.times.append(t)
         if values.get("rtt_ms") is not None:
             self.reply_times.append(t)
-        self.lo = min(self.lo, t)
-        self.hi = max(self.hi, t)
+        if t < self.lo:
+            self.lo = t
+        if t > self.hi:
+            self.hi = t
 
     def resolution(self) -> float:
         """ping's interval, read from the replies: the median gap between consecutive ones."""
@@ -643,6 +645,7 @@ class LogData:
         self.samples_in_order = True
         """Whether those samples came in time order (the csv then needs no sort)."""
         self._last_sample_t = -math.inf
+        self._last_source = ("", "")
 
     def add(self, event: Event) -> None:
         self._time(event.t)
@@ -674,10 +677,9 @@ class LogData:
 
     def _sample(self, t: float, probe: str, host: str, values: Mapping[str, float | None]) -> None:
         if values.get(SUMMARY) != 1.0:  # what the csv shows
-            hosts = self.sample_hosts.get(probe)
-            if hosts is None:
-                hosts = self.sample_hosts[probe] = set()
-            hosts.add(host)
+            if (probe, host) != self._last_source:
+                self.sample_hosts.setdefault(probe, set()).add(host)
+                self._last_source = (probe, host)
             if t < self._last_sample_t:
                 self.samples_in_order = False
             self._last_sample_t = t
@@ -722,6 +724,10 @@ class LogData:
         return out
 
 
+_plain_unit: list[dict[str, str]] = [{}]
+"""The last sample's units that were found plain (a dict of strings)."""
+
+
 def plain_sample(
     data: dict[str, Any],
 ) -> tuple[float, str, str, dict[str, float | None]] | None:
@@ -734,10 +740,12 @@ def plain_sample(
         return None
     if "unit" in data:
         unit = data["unit"]
-        if type(unit) is not dict or not all(
-            type(k) is str and type(v) is str for k, v in unit.items()
-        ):
+        if type(unit) is not dict:
             return None
+        if unit != _plain_unit[0]:  # most samples carry the same units as the one before
+            if not all(type(k) is str and type(v) is str for k, v in unit.items()):
+                return None
+            _plain_unit[0] = unit
     plain = values
     for key, value in values.items():
         kind = type(value)
