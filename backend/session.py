@@ -313,7 +313,7 @@ class SessionLog:
             yield number, data
 
     def events(self) -> Iterator[Event]:
-        """Each event line as its event (see :func:`parse_record`)."""
+        """Each event line as its event (see :meth:`parse`)."""
         for number, data in self.records():
             event = self.parse(number, data)
             if event is not None:

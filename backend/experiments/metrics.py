@@ -1,4 +1,6 @@
-"""Metrics of a session: pure functions over its events (as :func:`read_session` gives them).
+"""Metrics of a session: pure functions over its events (as :func:`read_session` gives them),
+or over a log read a line at a time into :class:`LogData` (samples as flat arrays of numbers,
+so a report of millions of readings takes a few bytes each: :func:`analyze_data`).
 
 What a session log holds for these metrics (the experiment runner emits exactly this):
 
@@ -41,7 +43,7 @@ import statistics
 from array import array
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -274,6 +276,20 @@ class Analysis:
         starts = [r.start for r in self.repetitions]
         k = bisect_right(starts, t) - 1
         return self.repetitions[k].phase_at(t)[0] if k >= 0 else None
+
+    def phase_finder(self) -> Callable[[float], str | None]:
+        """:meth:`phase_at` for many readings: what it looks up is worked out once."""
+        starts = [r.start for r in self.repetitions]
+        locators = [
+            _Locator(_Segment(r.number, r.start, r.end, [], list(r.phases), list(r.windows)), {})
+            for r in self.repetitions
+        ]
+
+        def phase_at(t: float) -> str | None:
+            k = bisect_right(starts, t) - 1
+            return locators[k].locate(t)[0] if k >= 0 else None
+
+        return phase_at
 
 
 # --------------------------------------------------------------------------- statistics
@@ -826,7 +842,7 @@ class _Locator:
     def __init__(self, segment: _Segment, window_index: dict[int, int]) -> None:
         self.segment = segment
         self.spans = [
-            (w.start, w.end if w.end is not None else segment.end, window_index[id(w)])
+            (w.start, w.end if w.end is not None else segment.end, window_index.get(id(w), -1))
             for w in segment.windows
         ]
         self.starts = [start for _, start in segment.phases]

@@ -15,7 +15,8 @@ A disk comparison (``disk-iscsi-vs-local``) reports the study's Figure 4.1 table
 test, local disk, iSCSI storage, change. A log cut short (no end marker) is
 reported as far as it goes, and says so.
 
-Building a report is pure; only :func:`load_report` reads a file (blocking).
+Building a report is pure; only :func:`load_report` reads a file (blocking), a line at a
+time, and :func:`write_csv` reads it once more for the rows of a report so loaded.
 """
 
 from __future__ import annotations
@@ -528,9 +529,10 @@ def write_csv(report: Report, out: TextIO) -> None:
     readings = _readings(report)
     if not report.samples_in_order:
         readings = iter(sorted(readings, key=lambda reading: reading[0]))
+    phase_at = analysis.phase_finder()
     for t_abs, probe_name, host, values, unit in readings:
         probe = probe_name if len(hosts[probe_name]) == 1 else f"{probe_name}@{host}"
-        phase = analysis.phase_at(t_abs) or ""
+        phase = phase_at(t_abs) or ""
         t = f"{t_abs - analysis.t0:.6f}"
         for key, value in values.items():
             shown = "" if value is None else repr(float(value))

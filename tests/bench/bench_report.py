@@ -28,13 +28,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
-from tests.support.report_logs import Shape, events_per_second, write_log  # noqa: E402
+# The logs are made in a process of their own: a child's peak RSS (wait4) counts what it
+# inherited from this process at the fork, so this one must stay small.
+MAKE_LOG = """
+import sys
+from pathlib import Path
+from tests.support.report_logs import Shape, events_per_second, write_log
+shape = Shape(seed=7, repetitions=10, round_trip=True)
+seconds = int(sys.argv[2]) / events_per_second(shape) / shape.repetitions
+write_log(Path(sys.argv[1]), replace(shape, seconds=seconds))
+"""
 
 FLOOR = """
 import json, sys
@@ -75,10 +82,9 @@ def measure(argv: list[str]) -> tuple[float, float]:
 
 
 def report_log(tmp: Path, events: int) -> Path:
-    shape = Shape(seed=7, repetitions=10, round_trip=True)
-    seconds = events / events_per_second(shape) / shape.repetitions
     path = tmp / f"session-{events}.jsonl"
-    write_log(path, replace(shape, seconds=seconds))
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", MAKE_LOG, str(path), str(events)], env=env, check=True)
     return path
 
 
