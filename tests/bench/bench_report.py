@@ -4,7 +4,8 @@ nothing.
 For each size (events), a synthetic session log (tests/support/report_logs.py: ping
 every 0.2 s, sysbench and dbench every second, repetitions with a migration each) is
 written to a temporary directory, and each of these runs as its own process, side by
-side in this one run, timed (wall) with its peak RSS (from wait4):
+side in this one run, timed (wall) with its peak RSS (from wait4; the logs are made
+in a process of their own, so that no child inherits a large RSS from this one):
 
   floor       python reading the log a line at a time and json.loads-ing each line:
               the least any reader of the log can do (the anchor of the ratios)
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # inherited from this process at the fork, so this one must stay small.
 MAKE_LOG = """
 import sys
+from dataclasses import replace
 from pathlib import Path
 from tests.support.report_logs import Shape, events_per_second, write_log
 shape = Shape(seed=7, repetitions=10, round_trip=True)
