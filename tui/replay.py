@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from backend.events import Event
-from backend.session import Session, SessionLog
+from backend.session import Session, SessionLog, read_session
 from tui.backend_api import EventCallback, LabLayout, ReadOnlyActions
 
 # Speed 0 yields to the event loop every this many events, so keys keep working.
@@ -89,6 +89,7 @@ class ReplayBackend(ReadOnlyActions):
         self._task: asyncio.Task[None] | None = None
         self._published = 0
         self._log: SessionLog | None = None
+        self._streamed = stream is not None
 
     @classmethod
     def open(cls, path: str | Path, *, speed: float = 1.0) -> ReplayBackend:
@@ -136,6 +137,11 @@ class ReplayBackend(ReadOnlyActions):
 
     @property
     def session(self) -> Session:
+        """The whole session. Of a replay read as it plays, the log is read whole on first
+        use, apart from the replay (the console never asks: only tools and tests do)."""
+        if self._streamed:
+            self._session = read_session(self._session.path)
+            self._streamed = False
         return self._session
 
     @property

@@ -51,7 +51,7 @@ async def test_nothing_is_published_while_paused(session_log: Path) -> None:
     assert seen == [] and backend.clock() == backend.session_start
     backend.toggle_pause()
     await backend.wait_finished()
-    assert len(seen) == len(read_session(session_log).events)
+    assert len(seen) == len(backend.session.events)
     await backend.close()
 
 
@@ -62,7 +62,7 @@ async def test_at_a_finite_speed_the_clock_leads_the_events(session_log: Path) -
     backend.subscribe(lambda e: seen.append(e) or None)  # type: ignore[func-returns-value]
     await backend.start()
     await backend.wait_finished()
-    assert len(seen) == len(read_session(session_log).events)
+    assert len(seen) == len(backend.session.events)
     assert backend.clock() == seen[-1].t
     await backend.close()
 
@@ -76,7 +76,7 @@ async def test_close_stops_a_replay_midway(session_log: Path) -> None:
     await backend.close()
     count = len(seen)
     await asyncio.sleep(0.05)
-    assert len(seen) == count < len(read_session(session_log).events)
+    assert len(seen) == count < len(backend.session.events)
 
 
 async def test_a_replay_refuses_every_action(session_log: Path) -> None:
