@@ -52,6 +52,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from backend.inputs import (
+    LAB_MAX_BYTES,
+    InputError,
+    read_input,
+    too_deep,
+    too_long_number,
+)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -1210,12 +1218,12 @@ def load_lab(path: str | os.PathLike[str]) -> LabConfig:
     """
     file = os.fspath(path)
     p = Path(file)
-    try:
-        raw = p.read_bytes()
+    try:  # a regular file of bounded size: never /dev/zero or a FIFO
+        raw = read_input(file, "lab.toml file", LAB_MAX_BYTES)
     except FileNotFoundError:
         raise ConfigError(file, None, "", "no such file (give one with --lab FILE)") from None
-    except IsADirectoryError:
-        raise ConfigError(file, None, "", "is a directory, not a lab.toml file") from None
+    except InputError as exc:
+        raise ConfigError(file, None, "", exc.reason) from None
     except OSError as exc:
         raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
     try:
@@ -1223,9 +1231,20 @@ def load_lab(path: str | os.PathLike[str]) -> LabConfig:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(file, line, "", "the file is not UTF-8 text") from None
-    config = parse_lab(text, file=file, base_dir=p.parent.absolute())
+    try:
+        config = parse_lab(text, file=file, base_dir=p.parent.absolute())
+    except RecursionError:
+        raise _input_problem(too_deep(file, text)) from None
+    except ValueError as exc:  # tomllib's int() past Python's 4300-digit limit
+        if isinstance(exc, ValidationError) or (long := too_long_number(file, text)) is None:
+            raise
+        raise _input_problem(long) from None
     config._digest = lab_digest(raw)  # of the bytes on disk, BOM and line endings included
     return config
+
+
+def _input_problem(error: InputError) -> ConfigError:
+    return ConfigError(error.path, error.line, "", error.reason)
 
 
 def parse_lab(text: str, file: str = "lab.toml", base_dir: Path | None = None) -> LabConfig:

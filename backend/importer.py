@@ -8,8 +8,9 @@ recorded one are the same kind of data.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,19 +43,27 @@ def _sysbench_kind(lines: list[str]) -> str:
 
 def import_probe(kind: str, lines: list[str], host: str, start: float) -> list[Event]:
     """A probe's raw output as its samples (tools without timestamps start at ``start``)."""
-    if kind == "sysbench":
-        kind = _sysbench_kind(lines)
-    parser = new_parser(kind, host, clock=lambda: start)
-    events: list[Event] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            events.extend(parser.feed(line))
-        except (ParseError, ValueError) as exc:
-            raise ImportError_(f"line {number}: {exc}") from exc
-    events.extend(parser.finish())
+    events = list(iter_probe(kind, lines, host, start))
     if not events:
         raise ImportError_(f"no {kind} readings found")
     return events
+
+
+def iter_probe(kind: str, lines: Iterable[str], host: str, start: float) -> Iterator[Event]:
+    """:func:`import_probe` a line at a time: the samples as the lines are read (a capture
+    of millions of lines is never held); no sample at all is the caller's to refuse."""
+    stream = iter(lines)
+    if kind == "sysbench":  # told apart by its first lines
+        head = list(itertools.islice(stream, 40))
+        kind = _sysbench_kind(head)
+        stream = itertools.chain(head, stream)
+    parser = new_parser(kind, host, clock=lambda: start)
+    for number, line in enumerate(stream, start=1):
+        try:
+            yield from parser.feed(line)
+        except (ParseError, ValueError) as exc:
+            raise ImportError_(f"line {number}: {exc}") from exc
+    yield from parser.finish()
 
 
 def import_xl(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:
@@ -93,12 +102,16 @@ def _query_migrate_answers(lines: Iterable[str]) -> Iterable[tuple[float | None,
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ImportError_(f"line {number}: not JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise ImportError_(f"line {number}: nested too deep to read") from None
+        except ValueError as exc:  # int() of more than 4300 digits
+            raise ImportError_(f"line {number}: a number too long to read ({exc})") from None
         t = None
         if isinstance(data, dict) and "line" in data and "dir" in data:  # a capture record
             t = data.get("t")
             try:
                 data = json.loads(data["line"])
-            except (TypeError, json.JSONDecodeError):
+            except (TypeError, ValueError, RecursionError):
                 continue
         if isinstance(data, dict) and isinstance(data.get("return"), dict):
             data = data["return"]
@@ -115,6 +128,8 @@ def import_qemu(lines: list[str], domain: str, source: str, dest: str, start: fl
             status = MigrationStatus.model_validate(answer)
         except ValidationError as exc:
             raise ImportError_(f"a query-migrate answer that does not validate: {exc}") from exc
+        except RecursionError:
+            raise ImportError_("a query-migrate answer nested too deep to read") from None
         # Without a capture time, QEMU's own total-time places the answer.
         offset = t if t is not None else (status.total_time_ms or 0) / 1000
         events.append(qemu_progress(domain, source, dest, status).model_copy(

@@ -19,7 +19,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,9 +34,11 @@ from backend.events import (
     EventBus,
     MigrationFinished,
     Phase,
+    UnknownEvent,
     now,
     parse_event,
 )
+from backend.inputs import LINE_MAX_BYTES, LOG_MAX_BYTES, InputError, iter_lines, open_input
 
 HEADER_KIND = "session.header"
 END_KIND = "session.end"
@@ -91,7 +93,7 @@ def _line(data: dict[str, Any]) -> bytes:
     return text.encode("utf-8", errors="backslashreplace")
 
 
-def _write_error(path: Path, exc: OSError) -> SessionLogWriteError:
+def write_error(path: Path, exc: OSError) -> SessionLogWriteError:
     why = exc.strerror or str(exc)
     error = SessionLogWriteError(exc.errno, f"cannot write the session log {path}: {why}")
     error.filename = str(path)
@@ -136,13 +138,13 @@ class SessionLogWriter:
         except FileExistsError:
             raise  # as it is: the caller may pick another name
         except OSError as exc:
-            raise _write_error(target, exc) from None
+            raise write_error(target, exc) from None
         writer = cls(target, file)
         try:
             await writer._write(_line(header))
         except OSError as exc:
             await writer._discard()
-            raise _write_error(target, exc) from None
+            raise write_error(target, exc) from None
         writer._task = asyncio.get_running_loop().create_task(writer._drain())
         if bus is not None:
             bus.subscribe(writer.write)
@@ -183,7 +185,7 @@ class SessionLogWriter:
             await asyncio.to_thread(self.path.unlink)
 
     def _fail(self, exc: OSError) -> None:
-        self.error = _write_error(self.path, exc)
+        self.error = write_error(self.path, exc)
         self.failed.set()
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
@@ -244,6 +246,44 @@ class SessionLogWriter:
         await self.close(status)
 
 
+# Event times outside this range are not times (NaN, 1e308): such lines are skipped.
+T_MIN, T_MAX = 0.0, 1e11  # the epoch .. the year 5138
+
+
+@dataclass
+class Skipped:
+    """Lines of a log that were not read as events, counted by why (not silently dropped)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    """Why -> how many lines."""
+    first_lines: dict[str, list[int]] = field(default_factory=dict)
+    """Why -> the first few line numbers (to look at)."""
+
+    def add(self, why: str, number: int) -> None:
+        self.counts[why] = self.counts.get(why, 0) + 1
+        examples = self.first_lines.setdefault(why, [])
+        if len(examples) < _EXAMPLES:
+            examples.append(number)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def describe(self) -> list[str]:
+        """One sentence per reason: "3 lines skipped (not JSON): 4, 9, 12"."""
+        out = []
+        for why, count in self.counts.items():
+            lines = ", ".join(map(str, self.first_lines.get(why, [])))
+            more = ", ..." if count > len(self.first_lines.get(why, [])) else ""
+            plural = "s" if count != 1 else ""
+            out.append(f"{count} line{plural} skipped ({why}): line{plural} {lines}{more}")
+        return out
+
+
+_EXAMPLES = 10
+_BAD_LINES_KEPT = 10_000  # line numbers kept in Session.bad_lines; the counts are complete
+
+
 @dataclass
 class Session:
     path: Path
@@ -252,6 +292,11 @@ class Session:
     end: dict[str, Any] | None = None
     truncated_last_line: bool = False
     bad_lines: list[int] = field(default_factory=list)
+    """Lines that are not events at all (not JSON, not an object, no kind, a bad time)."""
+    skipped: Skipped = field(default_factory=Skipped)
+    """Every line not read as an event, by why: bad lines and events that did not validate."""
+    warnings: list[str] = field(default_factory=list)
+    """What the reader of the log should know (a schema newer than this miglab's)."""
 
     @property
     def cut_short(self) -> bool:
@@ -262,44 +307,193 @@ class Session:
         return [event for event in self.events if event.kind == kind]
 
 
-def read_session(path: str | os.PathLike[str]) -> Session:
-    """Load a session log, tolerating a truncated last line (blocking: use to_thread)."""
-    target = Path(path)
-    try:
-        text = target.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise SessionLogError(f"{target}: cannot read the session log: {exc.strerror}") from exc
-    lines = text.split("\n")
-    truncated = lines[-1] != ""  # a complete log ends with a newline
-    if not truncated:
-        lines.pop()
-    if not lines or not lines[0].strip():
-        raise SessionLogError(f"{target}: empty file, not a session log")
-    try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("kind") != HEADER_KIND:
-        raise SessionLogError(
-            f"{target}:1: not a miglab session log (the first line must be a "
-            f'"{HEADER_KIND}" object)'
-        )
-    session = Session(path=target, header=header, truncated_last_line=truncated)
-    last = len(lines)
-    for number, line in enumerate(lines[1:], start=2):
+class SessionLog:
+    """A session log read a line at a time: memory does not grow with the log.
+
+    Opening reads and checks the header (:class:`SessionLogError` if it is not a miglab
+    log); :meth:`records` then yields each event line as its JSON object, and
+    :meth:`events` as events. ``end``, ``bad_lines`` and ``skipped`` are complete once
+    the iteration has ended. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.end: dict[str, Any] | None = None
+        self.truncated_last_line = False
+        self.bad_lines: list[int] = []
+        self.skipped = Skipped()
+        self.warnings: list[str] = []
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if not (truncated and number == last):
-                session.bad_lines.append(number)
-            continue
-        if not isinstance(data, dict):
-            session.bad_lines.append(number)
-        elif data.get("kind") == END_KIND:
-            session.end = data
-        else:
-            try:
-                session.events.append(parse_event(data))
-            except ValidationError:  # not even a generic event (no kind, or a bad time)
-                session.bad_lines.append(number)
-    return session
+            self._file = open_input(self.path, "session log", LOG_MAX_BYTES)
+        except InputError as exc:
+            raise SessionLogError(
+                f"{self.path}: cannot read the session log: {exc.reason}"
+            ) from None
+        except OSError as exc:
+            raise SessionLogError(
+                f"{self.path}: cannot read the session log: {exc.strerror}"
+            ) from None
+        self._lines = iter_lines(self._file)
+        try:
+            self.header = self._read_header()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> SessionLog:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _read_header(self) -> dict[str, Any]:
+        first = next(self._lines, None)
+        raw = first[1] if first is not None else b""
+        if raw is not None:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark from an editor
+        if raw is not None and not raw.strip():
+            raise SessionLogError(f"{self.path}: empty file, not a session log")
+        header: object = None
+        why = ""
+        if raw is not None:
+            header, why = _loads(raw)
+        if not isinstance(header, dict) or header.get("kind") != HEADER_KIND:
+            detail = f" ({why})" if why else ""
+            raise SessionLogError(
+                f"{self.path}:1: not a miglab session log (the first line must be a "
+                f'"{HEADER_KIND}" object){detail}'
+            )
+        schema = header.get("schema")
+        if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+            self.warnings.append(
+                f"the log is of schema {schema}, newer than this miglab's ({SCHEMA_VERSION}): "
+                "what this version does not know is left out; a newer miglab reads it all"
+            )
+        return header
+
+    def _bad(self, why: str, number: int) -> None:
+        self.skipped.add(why, number)
+        if len(self.bad_lines) < _BAD_LINES_KEPT:
+            self.bad_lines.append(number)
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, object) of each event line whose kind is a string and whose time is
+        a time; the end marker, bad lines and a cut-off last line are noted, not given."""
+        for number, raw in self._lines:
+            if raw is None:
+                self._bad(f"longer than {LINE_MAX_BYTES // 2**20} MiB", number)
+                continue
+            cut = not raw.endswith(b"\n")  # only the last line can lack its newline
+            data, why = _loads(raw)
+            if why:
+                if cut:  # a process killed mid-write: its last partial line is no loss
+                    self.truncated_last_line = True
+                else:
+                    self._bad(why, number)
+                continue
+            self.truncated_last_line = cut
+            if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+                self._bad("not an event object", number)
+                continue
+            if data["kind"] == END_KIND:
+                self.end = data
+                continue
+            t = data.get("t")
+            if t is not None and not (
+                isinstance(t, int | float)
+                and not isinstance(t, bool)
+                and T_MIN <= t <= T_MAX  # False for NaN too
+            ):
+                self._bad("a time that is not a time (NaN, infinite or out of range)", number)
+                continue
+            yield number, data
+
+    def events(self) -> Iterator[Event]:
+        """Each event line as its event (see :meth:`parse`)."""
+        for number, data in self.records():
+            event = self.parse(number, data)
+            if event is not None:
+                yield event
+
+    def parse(self, number: int, data: dict[str, Any]) -> Event | None:
+        """One record as an event; None (counted in ``skipped``) if it does not validate.
+
+        A kind this miglab knows whose fields do not fit (a sample whose values are not
+        numbers) is skipped and counted, not kept as an event nobody looks at.
+        """
+        try:
+            event = parse_event(data)
+        except ValidationError:  # not even a generic event
+            self._bad("not an event", number)
+            return None
+        except (RecursionError, ValueError):
+            self._bad("not an event (nested too deep or a number too large)", number)
+            return None
+        if isinstance(event, UnknownEvent):
+            why = _why_invalid(data)
+            if why is not None:
+                self.skipped.add(f"a {data['kind']} event that does not validate: {why}", number)
+                return None
+        return event
+
+
+def _loads(raw: bytes) -> tuple[object, str]:
+    """(the line's JSON value, "") or (None, why it is not JSON)."""
+    try:
+        return json.loads(raw.decode("utf-8", errors="replace")), ""
+    except RecursionError:
+        return None, "nested too deep"
+    except json.JSONDecodeError:
+        return None, "not JSON"
+    except ValueError:  # int() of more than 4300 digits
+        return None, "a number too long"
+
+
+def _why_invalid(data: dict[str, Any]) -> str | None:
+    """Why an event of a known kind does not validate as it; None for an unknown kind."""
+    cls = _known_kinds().get(data["kind"])
+    if cls is None:
+        return None
+    try:
+        cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"]))
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    except (RecursionError, ValueError):
+        return "nested too deep or a number too large"
+    return None
+
+
+def _known_kinds() -> dict[str, type[Event]]:
+    found: dict[str, type[Event]] = {}
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        kind = cls.model_fields["kind"].default
+        if isinstance(kind, str) and cls is not UnknownEvent:
+            found[kind] = cls
+    return found
+
+
+def read_session(path: str | os.PathLike[str]) -> Session:
+    """Load a whole session log, tolerating a truncated last line (blocking: use to_thread).
+
+    Holds every event in memory; to go through a large log, use :class:`SessionLog`.
+    """
+    with SessionLog(path) as log:
+        events = list(log.events())
+        return Session(
+            path=log.path,
+            header=log.header,
+            events=events,
+            end=log.end,
+            truncated_last_line=log.truncated_last_line,
+            bad_lines=log.bad_lines,
+            skipped=log.skipped,
+            warnings=log.warnings,
+        )

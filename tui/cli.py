@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from backend import __version__
+from backend.terminal_text import printable
 from tui.commands import console
 from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
@@ -55,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = handler(args)
     except BadInput as exc:
-        print(f"miglab: {exc}", file=sys.stderr)
+        # The message quotes files and hosts: shown, never run as terminal escapes.
+        print(f"miglab: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("miglab: interrupted", file=sys.stderr)

@@ -32,6 +32,7 @@ from backend.events import (
     Phase,
     RepetitionStarted,
 )
+from backend.terminal_text import printable
 
 __all__ = ["HeadlessPrinter"]
 
@@ -52,7 +53,8 @@ class HeadlessPrinter:
             return
         if self._t0 is None:
             self._t0 = event.t
-        self._out.write(f"{event.t - self._t0:7.1f} s  {text}\n")
+        # Names, notes and errors come from files and hosts: never terminal escapes.
+        self._out.write(f"{event.t - self._t0:7.1f} s  {printable(text)}\n")
         self._out.flush()
         self.lines += 1
 

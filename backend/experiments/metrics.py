@@ -1,4 +1,6 @@
-"""Metrics of a session: pure functions over its events (as :func:`read_session` gives them).
+"""Metrics of a session: pure functions over its events (as :func:`read_session` gives them),
+or over a log read a line at a time into :class:`LogData` (samples as flat arrays of numbers,
+so a report of millions of readings takes a few bytes each: :func:`analyze_data`).
 
 What a session log holds for these metrics (the experiment runner emits exactly this):
 
@@ -38,10 +40,12 @@ import itertools
 import math
 import shlex
 import statistics
+from array import array
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from backend.events import (
     CommandFinished,
@@ -54,13 +58,14 @@ from backend.events import (
     RepetitionStarted,
     Sample,
 )
-from backend.probes import SUMMARY, Gap, unreachable_gaps
+from backend.probes import SUMMARY, Gap
 
 __all__ = [
     "METRICS",
     "PHASES",
     "Analysis",
     "DiskRow",
+    "LogData",
     "MetricSpec",
     "MigrationMetrics",
     "ProbeMetrics",
@@ -69,6 +74,7 @@ __all__ = [
     "Stats",
     "Window",
     "analyze",
+    "analyze_data",
     "change_pct",
     "stats",
     "t_quantile_975",
@@ -120,7 +126,7 @@ _DBENCH_WARMUP = 0.0  # dbench's own warm-up lines (values["phase"] == 0) are no
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Series:
     """One metric of one probe over time: ``name`` is "probe.key" (or "probe@host.key"
     when the same probe ran on several hosts)."""
@@ -128,8 +134,17 @@ class Series:
     name: str
     spec: MetricSpec
     host: str
-    points: tuple[tuple[float, float], ...]
-    """(t, value), t in seconds since the epoch, in time order."""
+    times: array[float]
+    """Seconds since the epoch, in time order (a flat array: 8 bytes a reading)."""
+    values: array[float]
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        """(t, value) pairs, in time order (built on each call: use times/values for many)."""
+        return tuple(zip(self.times, self.values, strict=True))
+
+    def __len__(self) -> int:
+        return len(self.times)
 
 
 @dataclass(frozen=True)
@@ -249,6 +264,20 @@ class Analysis:
         k = bisect_right(starts, t) - 1
         return self.repetitions[k].phase_at(t)[0] if k >= 0 else None
 
+    def phase_finder(self) -> Callable[[float], str | None]:
+        """:meth:`phase_at` for many readings: what it looks up is worked out once."""
+        starts = [r.start for r in self.repetitions]
+        locators = [
+            _Locator(_Segment(r.number, r.start, r.end, [], list(r.phases), list(r.windows)), {})
+            for r in self.repetitions
+        ]
+
+        def phase_at(t: float) -> str | None:
+            k = bisect_right(starts, t) - 1
+            return locators[k].locate(t)[0] if k >= 0 else None
+
+        return phase_at
+
 
 # --------------------------------------------------------------------------- statistics
 
@@ -301,7 +330,7 @@ def change_pct(value: float | None, reference: float | None) -> float | None:
     return (value - reference) / abs(reference) * 100.0
 
 
-def _mean(values: Sequence[float]) -> float | None:
+def _mean(values: Sequence[float]) -> float | None:  # fmean: fsum, exact whatever the order
     return statistics.fmean(values) if values else None
 
 
@@ -321,12 +350,12 @@ class _Segment:
     migrations: list[MigrationMetrics] = field(default_factory=list)
 
 
-def _segments(events: Sequence[Event], end: float) -> list[_Segment]:
-    """Split at each RepetitionStarted; without one, the whole log is repetition 1."""
+def _segments(events: Sequence[Event], end: float, first: float) -> list[_Segment]:
+    """Split the timeline at each RepetitionStarted; without one, the whole log is
+    repetition 1, from ``first``: the earliest event of all (not the first logged: a
+    parser may date a reading before the event logged ahead of it)."""
     starts = [i for i, e in enumerate(events) if isinstance(e, RepetitionStarted)]
     if not starts:
-        # min, not the first: a parser may date a reading before the event logged ahead of it.
-        first = min((e.t for e in events), default=end)
         return [_Segment(1, first, end, list(events))]
     segments: list[_Segment] = []
     for k, i in enumerate(starts):
@@ -418,8 +447,7 @@ def _migration(
     segment: _Segment,
     pending: _Pending,
     finished: MigrationFinished | None,
-    pings: dict[str, list[Sample]],
-    gaps: dict[str, list[Gap]],
+    pings: dict[str, _Ping],
 ) -> MigrationMetrics:
     window = segment.windows[number - 1]
     notes: list[str] = []
@@ -438,7 +466,7 @@ def _migration(
             bytes_sent = finished.transferred_bytes
         if finished.iterations is not None:
             iterations = finished.iterations
-    unreachable, lost, ping_notes = _unreachable(window, segment.end, pings, gaps)
+    unreachable, lost, ping_notes = _unreachable(window, segment.end, pings)
     notes.extend(ping_notes)
     return MigrationMetrics(
         number=number,
@@ -461,39 +489,111 @@ def _migration(
 
 # --------------------------------------------------------------------------- ping
 
-
-def _ping_samples(events: Sequence[Event]) -> dict[str, list[Sample]]:
-    """Each ping's samples (by the host it ran on), in stream order, summaries left out."""
-    out: dict[str, list[Sample]] = defaultdict(list)
-    for event in events:
-        if isinstance(event, Sample) and event.probe == "ping" and SUMMARY not in event.values:
-            out[event.host].append(event)
-    return dict(out)
+_REPLY, _LOSS, _OTHER = 0, 1, 2
 
 
-def _resolution(samples: Sequence[Sample]) -> float:
-    """ping's interval, read from the replies: the median gap between consecutive ones."""
-    times = sorted(s.t for s in samples if s.values.get("rtt_ms") is not None)
-    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
-    return statistics.median(steps) if steps else 0.0
+class _PingTrace:
+    """One ping's samples (by the host it ran on) in stream order, summaries left out,
+    as flat arrays (a few bytes a reading, not an object)."""
+
+    def __init__(self) -> None:
+        self.kinds = array("b")
+        self.seqs = array("d")
+        self.times = array("d")
+        self.reply_times = array("d")
+        """Of the samples with a round trip: ping's interval is read from them."""
+        self.lo = math.inf
+        self.hi = -math.inf
+
+    def add(self, t: float, values: Mapping[str, float | None]) -> None:
+        # What a sample is, as backend.probes.ping.sample_kind tells it.
+        if "lost" in values:
+            kind = _LOSS
+        elif "dup" in values or "icmp_error" in values:
+            kind = _OTHER
+        elif "rtt_ms" in values and "seq" in values:
+            kind = _REPLY
+        else:
+            kind = _OTHER
+        self.kinds.append(kind)
+        self.seqs.append((values.get("seq") or 0.0) if kind != _OTHER else 0.0)
+        self.times.append(t)
+        if values.get("rtt_ms") is not None:
+            self.reply_times.append(t)
+        if t < self.lo:
+            self.lo = t
+        if t > self.hi:
+            self.hi = t
+
+    def resolution(self) -> float:
+        """ping's interval, read from the replies: the median gap between consecutive ones."""
+        times = self.reply_times
+        if not _ascending(times):
+            times = array("d", sorted(times))
+        steps = array("d", (b - a for a, b in itertools.pairwise(times) if b > a))
+        return statistics.median(steps) if steps else 0.0
+
+    def gaps(self) -> list[Gap]:
+        """As :func:`backend.probes.ping.unreachable_gaps` finds them, in one pass more."""
+        reported = {_seq(s) for k, s in zip(self.kinds, self.seqs, strict=True) if k == _LOSS}
+        answered = {
+            seq
+            for k, s in zip(self.kinds, self.seqs, strict=True)
+            if k == _REPLY and (seq := _seq(s)) in reported
+        }
+        lost = reported - answered  # a seq reported unanswered that later got a reply is not
+        gaps: list[Gap] = []
+        last_reply_t: float | None = None
+        run: list[int] = []
+        for kind, seq_value, t in zip(self.kinds, self.seqs, self.times, strict=True):
+            if kind == _REPLY:
+                if run:
+                    gaps.append(Gap(last_reply_t, t, len(run), min(run), max(run)))
+                    run = []
+                last_reply_t = t
+            elif kind == _LOSS:
+                seq = _seq(seq_value)
+                if seq in lost:
+                    lost.discard(seq)  # a seq counts once even if reported twice
+                    run.append(seq)
+        if run:
+            gaps.append(Gap(last_reply_t, None, len(run), min(run), max(run)))
+        return gaps
+
+
+def _seq(value: float) -> int:
+    return int(value) if math.isfinite(value) else 0
+
+
+def _ascending(values: array[float]) -> bool:
+    return all(a <= b for a, b in itertools.pairwise(values))
+
+
+@dataclass(frozen=True)
+class _Ping:
+    """What the unreachable time needs of one ping, worked out once (not per migration)."""
+
+    resolution: float
+    lo: float
+    hi: float
+    gaps: list[Gap]
 
 
 def _unreachable(
-    window: Window, segment_end: float, pings: dict[str, list[Sample]], gaps: dict[str, list[Gap]]
+    window: Window, segment_end: float, pings: dict[str, _Ping]
 ) -> tuple[float | None, int | None, list[str]]:
     """(unreachable_s, lost_probes, notes) of one window, over every ping that covered it."""
     best: tuple[float, int] | None = None
     notes: list[str] = []
     unknown = False
     end = window.end if window.end is not None else segment_end
-    for host, samples in pings.items():
-        tolerance = _resolution(samples)
+    for host, ping in pings.items():
+        tolerance = ping.resolution
         lo, hi = window.start - tolerance, end + tolerance
-        times = [s.t for s in samples]
-        if not times or min(times) > window.start + tolerance or max(times) < end - tolerance:
+        if ping.lo > window.start + tolerance or ping.hi < end - tolerance:
             continue  # this ping did not run through the window: it cannot tell
         longest, lost = 0.0, 0
-        for gap in gaps[host]:
+        for gap in ping.gaps:
             gap_start = gap.start_t if gap.start_t is not None else -math.inf
             gap_end = gap.end_t if gap.end_t is not None else math.inf
             if gap_start > hi or gap_end < lo:
@@ -516,108 +616,237 @@ def _unreachable(
     return (None if unknown else best[0]), best[1], notes
 
 
+# --------------------------------------------------------------------------- reading
+
+# The events the timeline, the notes and the disk marks are made of; other kinds
+# (command output, host states...) count only for the session's time span.
+_TIMELINE = (
+    RepetitionStarted,
+    DiskStarted,
+    Phase,
+    MigrationProgress,
+    MigrationFinished,
+    CommandFinished,
+    Note,
+)
+
+
+class LogData:
+    """A session's events as the metrics need them, fed one at a time (:meth:`add`, or
+    :meth:`add_record` for a log line's JSON object): the few timeline events as they are,
+    the many samples as flat arrays, so the memory a log takes is a few bytes a reading."""
+
+    def __init__(self) -> None:
+        self.timeline: list[Event] = []
+        self.pings: dict[str, _PingTrace] = {}
+        self.points: dict[tuple[MetricSpec, str], tuple[array[float], array[float]]] = {}
+        self.count = 0
+        self.t_min = math.inf
+        self.t_max = -math.inf
+        self.sample_hosts: dict[str, set[str]] = {}
+        """Probe -> the hosts it ran on (of the samples that are readings, not summaries)."""
+        self.samples_in_order = True
+        """Whether those samples came in time order (the csv then needs no sort)."""
+        self._last_sample_t = -math.inf
+        self._last_source = ("", "")
+
+    def add(self, event: Event) -> None:
+        self._time(event.t)
+        if isinstance(event, Sample):
+            self._sample(event.t, event.probe, event.host, event.values)
+        elif isinstance(event, _TIMELINE):
+            self.timeline.append(event)
+
+    def add_plain_sample(self, data: dict[str, Any]) -> bool:
+        """A log line's object, if it is a sample that plainly fits the Sample model
+        (numbers where numbers go): read without building the model. False for anything
+        else: make it an event (``parse_event``) and :meth:`add` that."""
+        if data.get("kind") != "sample":
+            return False
+        sample = plain_sample(data)
+        if sample is None:
+            return False
+        t, probe, host, values = sample
+        self._time(t)
+        self._sample(t, probe, host, values)
+        return True
+
+    def _time(self, t: float) -> None:
+        self.count += 1
+        if t < self.t_min:
+            self.t_min = t
+        if t > self.t_max:
+            self.t_max = t
+
+    def _sample(self, t: float, probe: str, host: str, values: Mapping[str, float | None]) -> None:
+        if values.get(SUMMARY) != 1.0:  # what the csv shows
+            if (probe, host) != self._last_source:
+                self.sample_hosts.setdefault(probe, set()).add(host)
+                self._last_source = (probe, host)
+            if t < self._last_sample_t:
+                self.samples_in_order = False
+            self._last_sample_t = t
+        if SUMMARY in values:  # an end-of-run summary is no time point
+            return
+        if probe == "ping":
+            trace = self.pings.get(host)
+            if trace is None:
+                trace = self.pings[host] = _PingTrace()
+            trace.add(t, values)
+        specs = _SPECS.get(probe)
+        if not specs:
+            return
+        if probe == "dbench" and values.get("phase") == _DBENCH_WARMUP:
+            return
+        for spec in specs:
+            value = values.get(spec.key)
+            if value is not None and math.isfinite(value):
+                found = self.points.get((spec, host))
+                if found is None:
+                    found = self.points[(spec, host)] = (array("d"), array("d"))
+                found[0].append(t)
+                found[1].append(float(value))
+
+    def series(self) -> dict[str, Series]:
+        hosts: dict[str, set[str]] = defaultdict(set)
+        for spec, host in self.points:
+            hosts[spec.probe].add(host)
+        out: dict[str, Series] = {}
+        for spec in METRICS:  # a stable order: the table's
+            for host in sorted(hosts.get(spec.probe, ())):
+                if (spec, host) not in self.points:
+                    continue
+                probe = spec.probe if len(hosts[spec.probe]) == 1 else f"{spec.probe}@{host}"
+                name = f"{probe}.{spec.key}"
+                times, values = self.points[(spec, host)]
+                if not _ascending(times):  # in time order; equal times keep their log order
+                    order = sorted(range(len(times)), key=times.__getitem__)
+                    times = array("d", (times[i] for i in order))
+                    values = array("d", (values[i] for i in order))
+                out[name] = Series(name, spec, host, times, values)
+        return out
+
+
+_plain_unit: list[dict[str, str]] = [{}]
+"""The last sample's units that were found plain (a dict of strings)."""
+
+
+def plain_sample(
+    data: dict[str, Any],
+) -> tuple[float, str, str, dict[str, float | None]] | None:
+    """(t, probe, host, values) of a sample record that fits the Sample model as it is;
+    None when it needs the model's own judgement."""
+    t, probe, host, values = data.get("t"), data.get("probe"), data.get("host"), data.get("values")
+    if type(t) is not float and type(t) is not int:  # bool is neither: the model's call
+        return None
+    if type(probe) is not str or type(host) is not str or type(values) is not dict:
+        return None
+    if "unit" in data:
+        unit = data["unit"]
+        if type(unit) is not dict:
+            return None
+        if unit != _plain_unit[0]:  # most samples carry the same units as the one before
+            if not all(type(k) is str and type(v) is str for k, v in unit.items()):
+                return None
+            _plain_unit[0] = unit
+    plain = values
+    for key, value in values.items():
+        kind = type(value)
+        if kind is float or value is None:
+            continue
+        if kind is not int:
+            return None
+        try:
+            converted = float(value)
+        except OverflowError:
+            return None
+        if plain is values:
+            plain = dict(values)
+        plain[key] = converted
+    return float(t), probe, host, plain
+
+
 # --------------------------------------------------------------------------- probes
 
 
-def _series(events: Sequence[Event]) -> dict[str, Series]:
-    points: dict[tuple[MetricSpec, str], list[tuple[float, float]]] = defaultdict(list)
-    for event in events:
-        if not isinstance(event, Sample) or SUMMARY in event.values:
-            continue
-        specs = _SPECS.get(event.probe)
-        if not specs:
-            continue
-        if event.probe == "dbench" and event.values.get("phase") == _DBENCH_WARMUP:
-            continue
-        for spec in specs:
-            value = event.values.get(spec.key)
-            if value is not None and math.isfinite(value):
-                points[(spec, event.host)].append((event.t, float(value)))
-    hosts: dict[str, set[str]] = defaultdict(set)
-    for spec, host in points:
-        hosts[spec.probe].add(host)
-    out: dict[str, Series] = {}
-    for spec in METRICS:  # a stable order: the table's
-        for host in sorted(hosts.get(spec.probe, ())):
-            if (spec, host) not in points:
-                continue
-            probe = spec.probe if len(hosts[spec.probe]) == 1 else f"{spec.probe}@{host}"
-            name = f"{probe}.{spec.key}"
-            ordered = tuple(sorted(points[(spec, host)], key=lambda p: p[0]))
-            out[name] = Series(name, spec, host, ordered)
-    return out
+class _ProbeValues:
+    """The points of one series that count in one result (a repetition, or all of them)."""
 
+    __slots__ = ("buckets", "by_phase")
 
-_Point = tuple[float, float, str | None, int | None]
-"""(t, value, phase, index of its migration window) of one reading."""
+    def __init__(self) -> None:
+        self.by_phase: dict[str, array[float]] = {}
+        self.buckets: dict[tuple[int, int], list[float]] = {}
 
-
-def _probe_metrics(
-    series: Series, classified: Sequence[_Point], windows: Sequence[Window]
-) -> ProbeMetrics:
-    """``classified``: (t, value, phase, window index) of the points that count here."""
-    by_phase: dict[str, list[float]] = defaultdict(list)
-    buckets: dict[tuple[int, int], list[float]] = defaultdict(list)
-    for t, value, phase, window in classified:
+    def add(
+        self, t: float, value: float, phase: str | None, window: int | None, start: float
+    ) -> None:
+        """``start``: the start of the point's migration window (when ``window``)."""
         if phase is None:
-            continue
-        by_phase[phase].append(value)
+            return
+        values = self.by_phase.get(phase)
+        if values is None:
+            values = self.by_phase[phase] = array("d")
+        values.append(value)
         if window is not None:
-            second = int((t - windows[window].start) // 1.0)
-            buckets[(window, second)].append(value)
-    baseline = _mean(by_phase.get("baseline", []))
-    during = _mean(by_phase.get("migrating", []))
-    worst: float | None = None
-    worst_at: float | None = None
-    for (window, second), values in sorted(buckets.items()):
-        mean = statistics.fmean(values)
-        if (
-            worst is None
-            or (series.spec.higher_is_better and mean < worst)
-            or (not series.spec.higher_is_better and mean > worst)
-        ):
-            worst, worst_at = mean, windows[window].start + second
-    return ProbeMetrics(
-        name=series.name,
-        spec=series.spec,
-        host=series.host,
-        baseline=baseline,
-        during=during,
-        after=_mean(by_phase.get("after", [])),
-        during_change_pct=change_pct(during, baseline),
-        worst_change_pct=change_pct(worst, baseline),
-        worst_at=worst_at,
-        counts={name: len(values) for name, values in by_phase.items()},
-    )
+            second = int((t - start) // 1.0)
+            bucket = self.buckets.get((window, second))
+            if bucket is None:
+                bucket = self.buckets[(window, second)] = []
+            bucket.append(value)
+
+    def metrics(self, series: Series, windows: Sequence[Window]) -> ProbeMetrics:
+        by_phase = self.by_phase
+        baseline = _mean(by_phase.get("baseline", ()))
+        during = _mean(by_phase.get("migrating", ()))
+        worst: float | None = None
+        worst_at: float | None = None
+        for (window, second), values in sorted(self.buckets.items()):
+            mean = statistics.fmean(values)
+            if (
+                worst is None
+                or (series.spec.higher_is_better and mean < worst)
+                or (not series.spec.higher_is_better and mean > worst)
+            ):
+                worst, worst_at = mean, windows[window].start + second
+        return ProbeMetrics(
+            name=series.name,
+            spec=series.spec,
+            host=series.host,
+            baseline=baseline,
+            during=during,
+            after=_mean(by_phase.get("after", ())),
+            during_change_pct=change_pct(during, baseline),
+            worst_change_pct=change_pct(worst, baseline),
+            worst_at=worst_at,
+            counts={name: len(values) for name, values in by_phase.items()},
+        )
 
 
-# --------------------------------------------------------------------------- disks
+class _Locator:
+    """The phase and window of readings in one repetition (see :func:`_locate`)."""
 
+    def __init__(self, segment: _Segment, window_index: dict[int, int]) -> None:
+        self.segment = segment
+        self.spans = [
+            (w.start, w.end if w.end is not None else segment.end, window_index.get(id(w), -1))
+            for w in segment.windows
+        ]
+        self.starts = [start for _, start in segment.phases]
 
-def _disk_rows(
-    events: Sequence[Event],
-    series: dict[str, Series],
-    phase_of: dict[str, list[str | None]],
-) -> tuple[tuple[str, ...], tuple[DiskRow, ...]]:
-    marks = [(e.t, e.disk) for e in events if isinstance(e, DiskStarted)]
-    if not marks:
-        return (), ()
-    seen = list(dict.fromkeys(disk for _, disk in marks))
-    # The study's order: the local disk is the reference the iSCSI disk is compared with.
-    order = ("local", "iscsi")
-    disks = tuple(sorted(seen, key=lambda d: order.index(d) if d in order else len(order)))
-    starts = [t for t, _ in marks]
-    rows: list[DiskRow] = []
-    for name, one in series.items():
-        values: dict[str, list[float]] = defaultdict(list)
-        for (t, value), phase in zip(one.points, phase_of[name], strict=True):
-            i = bisect_right(starts, t) - 1
-            if i >= 0 and phase == "baseline":
-                values[marks[i][1]].append(value)
-        means = {disk: _mean(values.get(disk, [])) for disk in disks}
-        change = change_pct(means[disks[1]], means[disks[0]]) if len(disks) >= 2 else None
-        rows.append(DiskRow(name, one.spec, means, change))
-    return disks, tuple(rows)
+    def locate(self, t: float) -> tuple[str | None, int | None]:
+        for start, end, index in self.spans:
+            if start <= t <= end:
+                return "migrating", index
+        segment = self.segment
+        if self.starts:
+            i = bisect_right(self.starts, t) - 1
+            if i < 0:
+                return None, None  # before the timeline began: set-up
+            name = segment.phases[i][0]
+            # A "migrating" phase outside any window: neither before nor during; not counted.
+            return (None if name == "migrating" else name), None
+        return _phase_by_spans(segment.phases, segment.windows, t, segment.end), None
 
 
 # --------------------------------------------------------------------------- analysis
@@ -643,61 +872,77 @@ def _notes(events: Sequence[Event]) -> list[str]:
     return notes
 
 
-def analyze(events: Sequence[Event], *, t0: float | None = None) -> Analysis:
+def analyze(events: Iterable[Event], *, t0: float | None = None) -> Analysis:
     """Every metric of a session's events (in log order). ``t0``: the session's start."""
-    end = max((e.t for e in events), default=t0 or 0.0)
-    start = t0 if t0 is not None else min((e.t for e in events), default=0.0)
-    segments = _segments(events, end)
-    pings = _ping_samples(events)
-    gaps = {host: unreachable_gaps(samples) for host, samples in pings.items()}
+    data = LogData()
+    for event in events:
+        data.add(event)
+    return analyze_data(data, t0=t0)
+
+
+def analyze_data(data: LogData, *, t0: float | None = None) -> Analysis:
+    """Every metric of a session read into :class:`LogData`. ``t0``: the session's start."""
+    end = data.t_max if data.count else (t0 or 0.0)
+    start = t0 if t0 is not None else (data.t_min if data.count else 0.0)
+    events = data.timeline
+    segments = _segments(events, end, data.t_min if data.count else end)
+    pings = {
+        host: _Ping(trace.resolution(), trace.lo, trace.hi, trace.gaps())
+        for host, trace in data.pings.items()
+    }
     for segment in segments:
         found = _read_timeline(segment)
         for number, (pending, finished) in enumerate(found, start=1):
-            segment.migrations.append(_migration(number, segment, pending, finished, pings, gaps))
+            segment.migrations.append(_migration(number, segment, pending, finished, pings))
     windows = [w for segment in segments for w in segment.windows]
     window_index = {id(w): i for i, w in enumerate(windows)}
+    locators = [_Locator(segment, window_index) for segment in segments]
 
-    # Each point of each series: its repetition, phase and window.
-    series = _series(events)
+    # Each point of each series: its repetition, phase and window, into its results.
+    series = data.series()
     seg_starts = [s.start for s in segments]
-    located: dict[str, list[tuple[int, _Point]]] = {}
+    marks = [(e.t, e.disk) for e in events if isinstance(e, DiskStarted)]
+    disk_starts = [t for t, _ in marks]
+    pooled: dict[str, ProbeMetrics] = {}
+    per_repetition: list[dict[str, ProbeMetrics]] = [{} for _ in segments]
+    disk_values: dict[str, dict[str, array[float]]] = {}
     for name, one in series.items():
-        points: list[tuple[int, _Point]] = []
-        for t, value in one.points:
+        everything = _ProbeValues()
+        mine: dict[int, _ProbeValues] = {}
+        on_disk: dict[str, array[float]] = defaultdict(lambda: array("d"))
+        for t, value in zip(one.times, one.values, strict=True):
             k = bisect_right(seg_starts, t) - 1
             if k < 0:  # before the first repetition: set-up, part of no result
-                points.append((k, (t, value, None, None)))
                 continue
-            segment = segments[k]
-            phase, window = _locate(segment.phases, segment.windows, segment.end, t)
-            index = window_index[id(window)] if window is not None else None
-            points.append((k, (t, value, phase, index)))
-        located[name] = points
+            phase, index = locators[k].locate(t)
+            at = windows[index].start if index is not None else 0.0
+            repetition = mine.get(k)
+            if repetition is None:
+                repetition = mine[k] = _ProbeValues()
+            repetition.add(t, value, phase, index, at)
+            everything.add(t, value, phase, index, at)
+            if marks and phase == "baseline":
+                i = bisect_right(disk_starts, t) - 1
+                if i >= 0:
+                    on_disk[marks[i][1]].append(value)
+        for k, values in sorted(mine.items()):
+            per_repetition[k][name] = values.metrics(one, windows)
+        pooled[name] = everything.metrics(one, windows)
+        disk_values[name] = on_disk
 
-    repetitions: list[RepetitionMetrics] = []
-    for k, segment in enumerate(segments):
-        probes: dict[str, ProbeMetrics] = {}
-        for name, points in located.items():
-            mine = [point for at, point in points if at == k]
-            if mine:
-                probes[name] = _probe_metrics(series[name], mine, windows)
-        repetitions.append(
-            RepetitionMetrics(
-                number=segment.number,
-                start=segment.start,
-                end=segment.end,
-                phases=tuple(segment.phases),
-                windows=tuple(segment.windows),
-                migrations=tuple(segment.migrations),
-                probes=probes,
-            )
+    repetitions = [
+        RepetitionMetrics(
+            number=segment.number,
+            start=segment.start,
+            end=segment.end,
+            phases=tuple(segment.phases),
+            windows=tuple(segment.windows),
+            migrations=tuple(segment.migrations),
+            probes=per_repetition[k],
         )
-    pooled = {
-        name: _probe_metrics(series[name], [point for _, point in points], windows)
-        for name, points in located.items()
-    }
-    phase_of = {name: [point[2] for _, point in points] for name, points in located.items()}
-    disks, disk_rows = _disk_rows(events, series, phase_of)
+        for k, segment in enumerate(segments)
+    ]
+    disks, disk_rows = _disk_rows(marks, series, disk_values)
     return Analysis(
         t0=start,
         end=end,
@@ -711,6 +956,26 @@ def analyze(events: Sequence[Event], *, t0: float | None = None) -> Analysis:
         disk_rows=disk_rows,
         notes=tuple(_notes(events)),
     )
+
+
+def _disk_rows(
+    marks: Sequence[tuple[float, str]],
+    series: dict[str, Series],
+    values: dict[str, dict[str, array[float]]],
+) -> tuple[tuple[str, ...], tuple[DiskRow, ...]]:
+    """``values``: per series, per disk, its baseline readings while that disk was in use."""
+    if not marks:
+        return (), ()
+    seen = list(dict.fromkeys(disk for _, disk in marks))
+    # The study's order: the local disk is the reference the iSCSI disk is compared with.
+    order = ("local", "iscsi")
+    disks = tuple(sorted(seen, key=lambda d: order.index(d) if d in order else len(order)))
+    rows: list[DiskRow] = []
+    for name, one in series.items():
+        means = {disk: _mean(values[name].get(disk, ())) for disk in disks}
+        change = change_pct(means[disks[1]], means[disks[0]]) if len(disks) >= 2 else None
+        rows.append(DiskRow(name, one.spec, means, change))
+    return disks, tuple(rows)
 
 
 MIGRATION_FIELDS = ("total_s", "downtime_ms", "unreachable_s", "lost_probes")

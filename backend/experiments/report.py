@@ -6,7 +6,8 @@
 - csv: one row per reading value: ``t,phase,probe,metric,value,unit`` (t in seconds
   since the session started; end-of-run summaries are left out: they are no time point).
 - json: ``{"scenario", "lab", "simulated", "cut_short", "migrations": [...],
-  "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null}``; every
+  "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null,
+  "skipped_lines": {"count", "why": {reason: count}}, "warnings": [...]}``; every
   unknown value is null. ``started_at`` is in seconds since the session started,
   the clock of the csv's ``t``.
 
@@ -14,7 +15,8 @@ A disk comparison (``disk-iscsi-vs-local``) reports the study's Figure 4.1 table
 test, local disk, iSCSI storage, change. A log cut short (no end marker) is
 reported as far as it goes, and says so.
 
-Building a report is pure; only :func:`load_report` reads a file (blocking).
+Building a report is pure; only :func:`load_report` reads a file (blocking), a line at a
+time, and :func:`write_csv` reads it once more for the rows of a report so loaded.
 """
 
 from __future__ import annotations
@@ -24,23 +26,26 @@ import io
 import json
 import os
 import textwrap
-from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
 from backend.events import Event, Sample
 from backend.experiments.metrics import (
     Analysis,
+    LogData,
     MigrationMetrics,
     ProbeMetrics,
     Stats,
-    analyze,
+    analyze_data,
+    plain_sample,
 )
 from backend.experiments.plots import probe_plot
 from backend.experiments.scenarios import Scenario, builtin_scenarios
 from backend.probes import SUMMARY
-from backend.session import Session, read_session
+from backend.session import T_MAX, T_MIN, Session, SessionLog, Skipped
+from backend.terminal_text import printable
 
 __all__ = [
     "FORMATS",
@@ -55,6 +60,7 @@ __all__ = [
     "render_markdown",
     "render_text",
     "report_json",
+    "write_csv",
 ]
 
 Format = Literal["text", "md", "csv", "json"]
@@ -71,6 +77,7 @@ CUT_SHORT = (
 @dataclass(frozen=True)
 class Report:
     path: str
+    """The log, as the report names it."""
     scenario_id: str | None
     scenario: Scenario | None
     """The built-in the log's scenario id names, if any (for its title and the study's result)."""
@@ -79,32 +86,75 @@ class Report:
     cut_short: bool
     end_status: str | None
     bad_lines: tuple[int, ...]
-    events: Sequence[Event]
+    events: Sequence[Event] | None
+    """The session's events when the report was built from a loaded :class:`Session`;
+    None when it was read from the log a line at a time (the csv reads the log again)."""
     analysis: Analysis
+    skipped: Skipped = field(default_factory=Skipped)
+    """Log lines not read as events, counted by why."""
+    warnings: tuple[str, ...] = ()
+    """What the reader should know before trusting the numbers (a newer schema)."""
+    source: Path | None = None
+    """The log file the report was read from (for the csv's second pass)."""
+    sample_hosts: Mapping[str, set[str]] = field(default_factory=dict)
+    samples_in_order: bool = True
 
 
 def build_report(session: Session) -> Report:
-    header = session.header
+    """The report of a session log loaded whole (:func:`read_session`)."""
+    data = LogData()
+    for event in session.events:
+        data.add(event)
+    return _report(session.path, session.header, session.end, session, data, events=session.events)
+
+
+def load_report(path: str | os.PathLike[str]) -> Report:
+    """Read a session log a line at a time and build its report (blocking).
+
+    Memory does not follow the log's size: samples are kept as flat arrays of numbers
+    and only the few other events become objects. Raises SessionLogError.
+    """
+    with SessionLog(path) as log:
+        data = LogData()
+        for number, record in log.records():
+            if not data.add_plain_sample(record):
+                event = log.parse(number, record)
+                if event is not None:
+                    data.add(event)
+        return _report(log.path, log.header, log.end, log, data, events=None)
+
+
+def _report(
+    path: Path,
+    header: dict[str, Any],
+    end: dict[str, Any] | None,
+    read: Session | SessionLog,
+    data: LogData,
+    *,
+    events: Sequence[Event] | None,
+) -> Report:
     scenario_id = header.get("scenario") if isinstance(header.get("scenario"), str) else None
     t0 = header.get("t")
-    analysis = analyze(session.events, t0=float(t0) if isinstance(t0, int | float) else None)
+    known = isinstance(t0, int | float) and not isinstance(t0, bool) and T_MIN <= t0 <= T_MAX
+    analysis = analyze_data(data, t0=float(t0) if known and t0 is not None else None)
+    status = (end or {}).get("status")
     return Report(
-        path=str(session.path),
+        path=str(path),
         scenario_id=scenario_id,
         scenario=builtin_scenarios().get(scenario_id) if scenario_id else None,
         lab=_lab_name(header.get("lab")),
         simulated=bool(header.get("simulated")),
-        cut_short=session.cut_short,
-        end_status=(session.end or {}).get("status"),
-        bad_lines=tuple(session.bad_lines),
-        events=session.events,
+        cut_short=end is None,
+        end_status=status if isinstance(status, str) else None,
+        bad_lines=tuple(read.bad_lines),
+        events=events,
         analysis=analysis,
+        skipped=read.skipped,
+        warnings=tuple(read.warnings),
+        source=path,
+        sample_hosts=data.sample_hosts,
+        samples_in_order=data.samples_in_order,
     )
-
-
-def load_report(path: str | os.PathLike[str]) -> Report:
-    """Read a session log and build its report (blocking). Raises SessionLogError."""
-    return build_report(read_session(path))
 
 
 def _lab_name(lab: object) -> str | None:
@@ -385,12 +435,11 @@ def _facts(report: Report) -> list[str]:
 
 
 def _remarks(report: Report) -> list[str]:
-    remarks = [*report.analysis.notes]
+    remarks = [f"warning: {warning}" for warning in report.warnings]
+    remarks.extend(report.skipped.describe())
+    remarks.extend(report.analysis.notes)
     for migration in report.analysis.migrations:
         remarks.extend(f"migration {migration.number}: {note}" for note in migration.notes)
-    if report.bad_lines:
-        lines = ", ".join(map(str, report.bad_lines[:10]))
-        remarks.append(f"unreadable log lines skipped: {lines}")
     return remarks
 
 
@@ -415,8 +464,10 @@ def render_text(report: Report, *, colors: bool = False, width: int = WIDTH) -> 
             out += textwrap.wrap(remark, width, initial_indent="- ", subsequent_indent="  ")
         if len(remarks) > 20:
             out.append(f"- ... and {len(remarks) - 20} more")
-    out += _plots(report, colors=colors, width=width)
-    return "\n".join(out) + "\n"
+    # Names, notes and errors come from the log: never terminal escapes. The plots'
+    # own colours are added after (their labels are made printable on their own).
+    text = printable("\n".join(out), keep_newlines=True)
+    return "\n".join([text, *_plots(report, colors=colors, width=width)]) + "\n"
 
 
 def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
@@ -429,14 +480,14 @@ def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
     for name, series in analysis.series.items():
         probe = analysis.probes.get(name)
         label = _metric_label(report, probe) if probe else name
-        points = [(_rel(report, t), v) for t, v in series.points]
+        t0 = report.analysis.t0
         plot = probe_plot(
-            points,
+            ((t - t0, v) for t, v in zip(series.times, series.values, strict=True)),
             windows,
             width - 2,
             PLOT_HEIGHT,
             colors,
-            title=f"{label}, {series.spec.unit}",
+            title=printable(f"{label}, {series.spec.unit}"),
             xlabel="seconds since the session started",
         )
         out += ["", plot]
@@ -457,29 +508,76 @@ def render_markdown(report: Report) -> str:
     if remarks:
         out += ["", "## Notes", ""]
         out += [f"- {remark}" for remark in remarks]
-    return "\n".join(out) + "\n"
+    return printable("\n".join(out), keep_newlines=True) + "\n"  # no escapes from the log
 
 
 # --------------------------------------------------------------------------- csv
 
 
 def render_csv(report: Report) -> str:
-    analysis = report.analysis
-    hosts: dict[str, set[str]] = defaultdict(set)
-    samples = [e for e in report.events if isinstance(e, Sample) and e.values.get(SUMMARY) != 1.0]
-    for sample in samples:
-        hosts[sample.probe].add(sample.host)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
-    for sample in sorted(samples, key=lambda s: s.t):
-        probe = sample.probe if len(hosts[sample.probe]) == 1 else f"{sample.probe}@{sample.host}"
-        phase = analysis.phase_at(sample.t) or ""
-        t = f"{sample.t - analysis.t0:.6f}"
-        for key, value in sample.values.items():
-            shown = "" if value is None else repr(float(value))
-            writer.writerow((t, phase, probe, key, shown, sample.unit.get(key, "")))
+    write_csv(report, buffer)
     return buffer.getvalue()
+
+
+def write_csv(report: Report, out: TextIO) -> None:
+    """The csv, written a row at a time (a report read from a log reads it again)."""
+    analysis = report.analysis
+    hosts = report.sample_hosts
+    writer = csv.writer(_Printable(out), lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    readings = _readings(report)
+    if not report.samples_in_order:
+        readings = iter(sorted(readings, key=lambda reading: reading[0]))
+    phase_at = analysis.phase_finder()
+    for t_abs, probe_name, host, values, unit in readings:
+        probe = probe_name if len(hosts[probe_name]) == 1 else f"{probe_name}@{host}"
+        phase = phase_at(t_abs) or ""
+        t = f"{t_abs - analysis.t0:.6f}"
+        for key, value in values.items():
+            shown = "" if value is None else repr(float(value))
+            writer.writerow((t, phase, probe, key, shown, unit.get(key, "")))
+
+
+_Reading = tuple[float, str, str, Mapping[str, float | None], Mapping[str, str]]
+
+
+def _readings(report: Report) -> Iterator[_Reading]:
+    """(t, probe, host, values, unit) of every sample that is a reading, in log order."""
+    if report.events is not None:
+        for event in report.events:
+            if isinstance(event, Sample) and event.values.get(SUMMARY) != 1.0:
+                yield event.t, event.probe, event.host, event.values, event.unit
+        return
+    if report.source is None:
+        return
+    with SessionLog(report.source) as log:
+        for number, record in log.records():
+            if record.get("kind") != "sample":
+                continue
+            plain = plain_sample(record)
+            if plain is not None:
+                t, probe, host, values = plain
+                unit = record.get("unit") or {}
+            else:
+                sample = log.parse(number, record)
+                if not isinstance(sample, Sample):
+                    continue
+                t, probe, host, values, unit = (
+                    sample.t, sample.probe, sample.host, sample.values, sample.unit
+                )  # fmt: skip
+            if values.get(SUMMARY) != 1.0:
+                yield t, probe, host, values, unit
+
+
+class _Printable:
+    """A text stream that writes everything with its control characters made visible."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(printable(text, keep_newlines=True))
 
 
 # --------------------------------------------------------------------------- json
@@ -561,6 +659,8 @@ def report_json(report: Report) -> dict[str, Any]:
             },
         },
         "disk_comparison": disk,
+        "skipped_lines": {"count": report.skipped.total, "why": dict(report.skipped.counts)},
+        "warnings": list(report.warnings),
     }
 
 

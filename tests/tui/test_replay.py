@@ -132,3 +132,20 @@ def test_miglab_replay_accepts_speeds(tmp_path: Path) -> None:
     assert parse("replay", "x.jsonl").speed == 1.0
     assert parse("replay", "x.jsonl", "--speed", "0").speed == 0.0
     assert parse("replay", "x.jsonl", "--speed", "16").speed == 16.0
+
+
+async def test_a_large_log_is_read_as_it_plays_not_before(tmp_path: Path) -> None:
+    from tests.support.report_logs import Shape, write_log
+
+    log = write_log(tmp_path / "large.jsonl", Shape(seed=3, seconds=6000))  # ~42k events
+    backend = ReplayBackend.open(log, speed=0)
+    # Read so far: the first events and the window that puts them in time order.
+    assert backend._log is not None and backend._log._file.tell() < log.stat().st_size / 3
+    seen: list[Event] = []
+    backend.subscribe(seen.append)
+    await backend.start()
+    await backend.wait_finished()
+    expected = sorted(read_session(log).events, key=lambda e: e.t)
+    assert seen == expected and backend.finished and backend._log is None
+    assert backend.duration == pytest.approx(expected[-1].t - backend.session_start)
+    await backend.close()

@@ -16,7 +16,7 @@ import pytest
 from backend.events import DiskStarted, Event, Phase, RepetitionStarted, Sample
 from backend.experiments.plots import SHADE, probe_plot
 from backend.experiments.report import CSV_HEADER, load_report, render
-from backend.session import SessionLogWriter, make_header
+from backend.session import SessionLogWriter, make_header, read_session
 from tests.conftest import DATA
 from tests.unit.test_metrics import T0, dbench, in_order, one_migration, study_run
 from tui.commands import report as report_command
@@ -60,7 +60,7 @@ def test_json_has_the_agreed_shape(study_log: Path) -> None:
     data = json.loads(render(load_report(study_log), "json"))
     assert set(data) == {
         "scenario", "lab", "simulated", "cut_short", "migrations", "probes", "repetitions",
-        "disk_comparison",
+        "disk_comparison", "skipped_lines", "warnings",
     }  # fmt: skip
     assert (data["scenario"], data["lab"], data["simulated"]) == (
         "migrate-combined",
@@ -110,7 +110,8 @@ def test_csv_has_one_row_per_reading_value(study_log: Path) -> None:
     report = load_report(study_log)
     rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
     assert tuple(rows[0]) == CSV_HEADER
-    samples = [e for e in report.events if isinstance(e, Sample) and "summary" not in e.values]
+    events = read_session(study_log).events
+    samples = [e for e in events if isinstance(e, Sample) and "summary" not in e.values]
     assert len(rows) == sum(len(s.values) for s in samples)
     times = [float(r["t"]) for r in rows]
     assert times == sorted(times) and 0 <= times[0] < 1

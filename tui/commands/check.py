@@ -9,6 +9,7 @@ from typing import Any
 
 from backend.config import LabConfig, lab_json_schema
 from backend.events import EventBus
+from backend.terminal_text import printable
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, load
 
 
@@ -39,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"lab": lab.lab.name, "valid": True, "file": args.lab}))
         else:
             first, second = lab.hypervisor.hosts
-            print(
-                f"{args.lab}: valid. Lab {lab.lab.name!r}: {len(lab.hosts)} hosts, "
-                f"{lab.storage.driver} target on {lab.storage.host}, "
-                f"{lab.hypervisor.driver} on {first} and {second}, "
-                f"guest {lab.guest.name} ({lab.guest.vcpus} vCPU, {lab.guest.memory_mb} MB), "
-                f"{lab.lab.link_mbit} Mbit/s."
+            print(  # the lab's names are data: shown, never run as terminal escapes
+                printable(
+                    f"{args.lab}: valid. Lab {lab.lab.name!r}: {len(lab.hosts)} hosts, "
+                    f"{lab.storage.driver} target on {lab.storage.host}, "
+                    f"{lab.hypervisor.driver} on {first} and {second}, "
+                    f"guest {lab.guest.name} ({lab.guest.vcpus} vCPU, {lab.guest.memory_mb} MB), "
+                    f"{lab.lab.link_mbit} Mbit/s."
+                )
             )
         return EXIT_OK
     return asyncio.run(_check_connect(lab, args.json))
@@ -65,10 +68,10 @@ async def _check_connect(lab: LabConfig, as_json: bool) -> int:
         width = max(len(name) for name in reports)
         for name, report in reports.items():
             if not report.reachable:
-                print(f"{name:<{width}}  UNREACHABLE  {report.error}")
+                print(printable(f"{name:<{width}}  UNREACHABLE  {report.error}"))
                 continue
             found = " ".join(tool for tool, path in report.tools.items() if path) or "none"
             rtt = f"{report.rtt_ms:.1f} ms" if report.rtt_ms is not None else "? ms"
             line = f"{name:<{width}}  reachable  {rtt:>9}  {report.kernel or '?'}  tools: {found}"
-            print(line + (f"  ({report.error})" if report.error else ""))
+            print(printable(line + (f"  ({report.error})" if report.error else "")))
     return EXIT_OK if all(r.reachable for r in reports.values()) else EXIT_FAILED

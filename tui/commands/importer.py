@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import json
+import math
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from backend.events import Event, EventBus
-from backend.importer import KINDS, ImportError_, import_probe, import_qemu, import_xl
-from backend.session import SessionLogWriteError, SessionLogWriter, make_header
+from backend.events import Event, now
+from backend.importer import KINDS, ImportError_, import_qemu, import_xl, iter_probe
+from backend.inputs import (
+    IMPORT_MAX_BYTES,
+    LINE_MAX_BYTES,
+    InputError,
+    iter_lines,
+    open_input,
+    size_text,
+)
+from backend.session import END_KIND, SessionLogWriteError, make_header, write_error
+from backend.terminal_text import printable
 from tui.commands import numbers
 from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput
 
@@ -42,45 +56,96 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _events(args: argparse.Namespace, lines: list[str], start: float) -> list[Event]:
+def _events(args: argparse.Namespace, lines: Iterable[str], start: float) -> Iterator[Event]:
     if args.kind == "xl":
-        return import_xl(lines, args.domain, args.source, args.dest, start)
+        return iter(import_xl(list(lines), args.domain, args.source, args.dest, start))
     if args.kind == "qemu":
-        return import_qemu(lines, args.domain, args.source, args.dest, start)
-    return import_probe(args.kind, lines, args.host, start)
+        return iter(import_qemu(list(lines), args.domain, args.source, args.dest, start))
+    return iter_probe(args.kind, lines, args.host, start)
+
+
+def _lines(file: BinaryIO) -> Iterator[str]:
+    for number, line in iter_lines(file):
+        if line is None:  # not read into memory
+            raise InputError("", f"a line longer than {size_text(LINE_MAX_BYTES)}", number)
+        yield line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        start = args.start if args.start is not None else path.stat().st_mtime
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read it: {exc.strerror}") from None
-    try:
-        events = _events(args, lines, start)
+    output = Path(args.output)
+    if output.exists():
+        raise BadInput(f"{args.output} exists; a session log is never overwritten")
+    try:  # a regular file, read a line at a time: never /dev/zero or a FIFO
+        with open_input(path, "file to import", IMPORT_MAX_BYTES) as file:
+            start = args.start if args.start is not None else os.fstat(file.fileno()).st_mtime
+            count = _write(args, output, _events(args, _lines(file), start))
+    except InputError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else str(path)
+        raise BadInput(f"{where}: cannot import it: {exc.reason}") from None
     except ImportError_ as exc:
         raise BadInput(f"{path}: not {args.kind} output: {exc}") from None
-    if os.path.exists(args.output):
-        raise BadInput(f"{args.output} exists; a session log is never overwritten")
-    error = asyncio.run(_write(args, events))
-    if error is not None:  # the disk filled, say: what was written up to then is kept
-        print(f"miglab: {error}", file=sys.stderr)
+    except FileExistsError:  # made meanwhile by someone else
+        raise BadInput(f"{args.output} exists; a session log is never overwritten") from None
+    except SessionLogWriteError as exc:  # the disk filled, say: no partial log is left
+        print(f"miglab: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{args.output}: {len(events)} events from {path} ({args.kind})")
+    except OSError as exc:
+        name = exc.filename or path
+        raise BadInput(f"{name}: cannot read it: {exc.strerror}") from None
+    print(printable(f"{args.output}: {count} events from {path} ({args.kind})"))
     return EXIT_OK
 
 
-async def _write(args: argparse.Namespace, events: list[Event]) -> SessionLogWriteError | None:
-    """Write the log; why it could not be written, if it could not."""
-    bus = EventBus()
-    header = make_header(scenario=f"import:{args.kind}")
-    header["t"] = min(event.t for event in events)  # the session began with its data
+def _write(args: argparse.Namespace, output: Path, events: Iterator[Event]) -> int:
+    """Write the session log a line at a time; returns how many events it holds.
+
+    The header comes first and carries the time of the earliest event, known only at
+    the end: the events go to a spool file next to the log, then the log is made from
+    the header and the spool. Nothing is written when the input has no readings; a log
+    that could not be written whole is removed, and a failed write (a full disk) is a
+    :class:`SessionLogWriteError` naming the log, as the session log writer says it.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    count, first = 0, math.inf
+    with _writing(output):
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=output.parent)
+    with spool:
+        for event in events:  # reading the input: its errors are not the log's
+            with _writing(output):
+                spool.write(_json_line(event.model_dump(mode="json")))
+            count += 1
+            first = min(first, event.t)
+        if not count:
+            raise ImportError_(f"no {args.kind} readings found")
+        header = make_header(scenario=f"import:{args.kind}")
+        header["t"] = first  # the session began with its data
+        with _writing(output):
+            spool.seek(0)
+            with output.open("x", encoding="utf-8") as log:  # never overwrite a log
+                try:
+                    log.write(_json_line(header))
+                    shutil.copyfileobj(spool, log, 2**20)
+                    log.write(_json_line({"kind": END_KIND, "t": now(), "status": "ok"}))
+                    log.flush()
+                    os.fsync(log.fileno())
+                except BaseException:
+                    output.unlink(missing_ok=True)
+                    raise
+    return count
+
+
+@contextlib.contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    """An OSError while writing becomes the session log's write error."""
     try:
-        writer = await SessionLogWriter.create(args.output, header, bus)
-    except SessionLogWriteError as exc:  # no file is left behind
-        return exc
-    async with writer:
-        for event in events:
-            bus.publish(event)
-    return writer.error
+        yield
+    except (SessionLogWriteError, FileExistsError):  # an existing log is never touched
+        raise
+    except OSError as exc:
+        raise write_error(output, exc) from None
+
+
+def _json_line(data: dict[str, Any]) -> str:
+    """A log line as the session log writer makes it."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         backend = ReplayBackend.open(args.log, speed=args.speed)
     except SessionLogError as error:
         raise BadInput(str(error)) from None
-    if not backend.session.events:
+    if backend.empty:
         raise BadInput(f"{args.log}: the session log has no events to replay")
     try:
         code = run_console(backend, theme=args.theme)

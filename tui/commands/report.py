@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend.experiments.report import FORMATS, load_report, render
+from backend.experiments.report import FORMATS, load_report, render, write_csv
 from backend.session import SessionLogError
+from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
 
 
@@ -52,5 +53,10 @@ def run(args: argparse.Namespace) -> int:
         first = exc.errors(include_url=False)[0]
         where = ".".join(map(str, first["loc"]))
         raise BadInput(f"{args.log}: an event does not validate: {where}: {first['msg']}") from None
-    sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
+    for warning in report.warnings:
+        print(printable(f"miglab: warning: {args.log}: {warning}"), file=sys.stderr)
+    if args.format == "csv":  # a row per reading: written as it is read, not held
+        write_csv(report, sys.stdout)
+    else:
+        sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
     return EXIT_OK

@@ -14,6 +14,7 @@ from backend.experiments.scenarios import (
     describe_timeline,
     find_scenario,
 )
+from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
 
 
@@ -63,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
         dumped = [{**s.model_dump(mode="json"), "source": s.source} for s in selected]
         print(json.dumps(dumped, indent=2))
         return EXIT_OK
-    width = max(len(s.id) for s in selected)
+    # A scenario file is data: its id and title are shown, never run as terminal escapes.
+    width = max(len(printable(s.id)) for s in selected)
     for scenario in selected:
-        print(f"{scenario.id:<{width}}  {scenario.title}")
+        print(printable(f"{printable(scenario.id):<{width}}  {scenario.title}"))
         if args.verbose:
             study = f"{scenario.study_test}; " if scenario.study_test else ""
             timeline = describe_timeline(scenario.timeline, scenario.migrations)
-            print(f"{'':<{width}}  {study}{timeline}; from {scenario.source}")
+            print(printable(f"{'':<{width}}  {study}{timeline}; from {scenario.source}"))
     return EXIT_OK
