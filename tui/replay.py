@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from backend.aio import wait_for
 from backend.events import Event
 from backend.session import Session, SessionLog, read_session
 from tui.backend_api import EventCallback, LabLayout, ReadOnlyActions
@@ -246,4 +247,4 @@ class ReplayBackend(ReadOnlyActions):
     async def _wait_change(self, timeout: float | None) -> None:
         self._changed.clear()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await wait_for(self._changed.wait(), timeout)

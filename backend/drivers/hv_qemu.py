@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from backend.aio import wait_for
 from backend.config import LabConfig
 from backend.drivers.base import (
     DomainInfo,
@@ -397,7 +398,7 @@ class QemuDriver(HypervisorBase):
     async def _connect(self, host: str) -> QmpClient:
         path = self.files(host).qmp
         try:
-            reader, writer = await asyncio.wait_for(
+            reader, writer = await wait_for(
                 self.runner(host).open_unix_stream(path), _QMP_CONNECT_TIMEOUT_S
             )
             return await QmpClient.connect(reader, writer, timeout=_QMP_CONNECT_TIMEOUT_S)

@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
@@ -226,7 +228,7 @@ class QmpClient:
             raise RuntimeError("QMP client already started")
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
         try:
-            greeting = await asyncio.wait_for(asyncio.shield(self._greeting), self.timeout)
+            greeting = await wait_for(asyncio.shield(self._greeting), self.timeout)
         except asyncio.TimeoutError:
             raise QmpTimeoutError(f"no QMP greeting within {self.timeout} s") from None
         await self.execute("qmp_capabilities")
@@ -248,7 +250,7 @@ class QmpClient:
             self._writer.close()
             wait_closed = getattr(self._writer, "wait_closed", None)
             if wait_closed is not None:
-                await asyncio.wait_for(wait_closed(), 5)
+                await wait_for(wait_closed(), 5)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -292,7 +294,7 @@ class QmpClient:
             async with self._write_lock:
                 self._writer.write(json.dumps(message).encode() + b"\r\n")
                 await self._writer.drain()
-            return await asyncio.wait_for(future, limit)
+            return await wait_for(future, limit)
         except asyncio.TimeoutError:
             raise QmpTimeoutError(f"{command}: no reply within {limit} s") from None
         except (ConnectionError, OSError) as exc:
@@ -327,7 +329,7 @@ class QmpClient:
         future = self.event_waiter(name, predicate)
         limit = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(future, limit)
+            return await wait_for(future, limit)
         except asyncio.TimeoutError:
             raise QmpTimeoutError(f"no {name} event within {limit} s") from None
         finally:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from backend.aio import wait_for
 from backend.config import (
     ConfigError,
     LabConfig,
@@ -234,7 +235,7 @@ async def _channel(
             write_eof = getattr(writer, "write_eof", None)
             if callable(write_eof):
                 write_eof()  # the helper reads until end of stream
-            reply = await asyncio.wait_for(reader.read(), CHANNEL_TIMEOUT_S)
+            reply = await wait_for(reader.read(), CHANNEL_TIMEOUT_S)
         finally:
             writer.close()
         finished = await helper

@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from backend.aio import wait_for
 from backend.check import probe_host
 from backend.config import LabConfig
 from backend.drivers.base import DriverError, HostCommand, MigrationOutcome
@@ -834,7 +835,7 @@ class ExperimentRunner:
             await self._stop(list(self._launches))
         if self._interrupted_migration:
             with contextlib.suppress(*_ABORTING, TimeoutError):
-                placement = await asyncio.wait_for(self.controller.where(), CLEANUP_COMMAND_S)
+                placement = await wait_for(self.controller.where(), CLEANUP_COMMAND_S)
                 where = placement.host or "no single host"
                 self._note(f"after the interrupted migration the guest runs on {where}", "warning")
         if error is not None and not self._migration_failed:  # that one has its event
@@ -849,7 +850,7 @@ class ExperimentRunner:
             closing.append(self._guest)
         for runner in closing:  # a connection to a host that is gone must not hold us up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.close(), CLEANUP_COMMAND_S)
+                await wait_for(runner.close(), CLEANUP_COMMAND_S)
         if not self._log_opened:  # the run ended before its log began: keep what it saw
             with contextlib.suppress(OSError):
                 await self._open_log({})

@@ -55,6 +55,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from backend.aio import wait_for
 from backend.sandbox.initramfs import Initramfs, shared_libraries
 from backend.sandbox.kmod import ModuleTree, plan_load_order, read_module
 
@@ -215,7 +216,7 @@ async def _run(argv: Sequence[str], *, cwd: Path | None = None, timeout: float =
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await wait_for(proc.communicate(), timeout)
     except BaseException:  # timeout or cancellation: do not leave apt/dpkg behind
         if proc.returncode is None:
             proc.kill()

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from backend.aio import wait_for
 from backend.drivers.qmp import QmpClient
 from backend.sandbox.guest_image import READY_MARKER, GuestImageError, wait_for_console
 
@@ -78,9 +79,9 @@ class LocalQemu:
         """Wait for QEMU to exit by itself (after ``quit``); its exit status."""
         if self.process is None:
             raise RuntimeError("QEMU not started")
-        code = await asyncio.wait_for(self.process.wait(), timeout)
+        code = await wait_for(self.process.wait(), timeout)
         if self._stderr_task is not None:
-            await asyncio.wait_for(self._stderr_task, 5)
+            await wait_for(self._stderr_task, 5)
         return code
 
     async def stop(self, timeout: float = 5.0) -> int | None:

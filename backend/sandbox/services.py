@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from backend.aio import wait_for
 from backend.sandbox.processes import (
     ProcessRecord,
     ensure_running,
@@ -114,9 +115,9 @@ async def wait_for_ssh(record: ProcessRecord, address: str, timeout: float = 15.
     while True:
         await ensure_running(record)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, SSH_PORT), 2.0)
+            reader, writer = await wait_for(asyncio.open_connection(address, SSH_PORT), 2.0)
             try:
-                banner = await asyncio.wait_for(reader.readline(), 2.0)
+                banner = await wait_for(reader.readline(), 2.0)
                 # Say who we are before leaving: a silent close is an error in sshd's log.
                 writer.write(b"SSH-2.0-miglab-sandbox-probe\r\n")
                 await writer.drain()

@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Sequence
 
+from backend.aio import wait_for
 from backend.events import HostState
 from backend.transport.base import (
     CommandRecorder,
@@ -79,7 +80,7 @@ class LocalRunner(HostRunner):
             _pump(process.stdout, "stdout", recorder), _pump(process.stderr, "stderr", recorder)
         )
         try:
-            await asyncio.wait_for(asyncio.shield(pumps), timeout)
+            await wait_for(asyncio.shield(pumps), timeout)
             status = await process.wait()
         except TimeoutError:
             await self._stop(process)
@@ -96,7 +97,7 @@ class LocalRunner(HostRunner):
     async def _stop(self, process: asyncio.subprocess.Process) -> None:
         _signal_group(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), KILL_GRACE_S)
+            await wait_for(process.wait(), KILL_GRACE_S)
         except TimeoutError:
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()

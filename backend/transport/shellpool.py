@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from backend.aio import wait_for
 from backend.transport.base import CommandRecorder, Expired, Stream, command_line
 
 
@@ -214,7 +215,7 @@ class ShellPool:
         loop = asyncio.get_running_loop()
         wait = None if deadline is None else max(0.0, deadline - loop.time())
         try:
-            await asyncio.wait_for(self._slots.acquire(), wait)
+            await wait_for(self._slots.acquire(), wait)
         except TimeoutError:
             raise Expired("waiting for a free shell") from None
         try:

@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 
 import asyncssh
 
+from backend.aio import wait_for
 from backend.events import HostState
 from backend.transport.base import (
     CommandRecorder,
@@ -266,7 +267,7 @@ def _earliest(deadline: float | None, other: float) -> float:
 async def _within(step: Awaitable[Any], deadline: float | None, what: str) -> Any:
     """Await a step before the command starts; :class:`Expired` if the deadline passes."""
     try:
-        return await asyncio.wait_for(step, _remaining(deadline))
+        return await wait_for(step, _remaining(deadline))
     except TimeoutError:
         raise Expired(what) from None
 
@@ -427,7 +428,7 @@ class SshHost(HostRunner):
         if not self._ready.is_set():
             limit = _earliest(deadline, _loop_time() + self.target.connect_timeout_s)
             try:
-                await asyncio.wait_for(self._ready.wait(), _remaining(limit))
+                await wait_for(self._ready.wait(), _remaining(limit))
             except TimeoutError:
                 reason = self._lost_reason or "not connected"
                 raise TransportError(self.name, f"not connected: {reason}") from None
@@ -448,7 +449,7 @@ class SshHost(HostRunner):
         limit = _earliest(deadline, no_answer)
         opening = asyncio.ensure_future(conn.create_process(command, encoding=None))
         try:
-            return await asyncio.wait_for(asyncio.shield(opening), _remaining(limit))
+            return await wait_for(asyncio.shield(opening), _remaining(limit))
         except TimeoutError:
             opening.add_done_callback(_close_when_opened)
             if limit != no_answer:
@@ -510,8 +511,8 @@ class SshHost(HostRunner):
             except ShellDied as exc:
                 return recorder.finish(None, f"connection lost: {self._lost_reason or exc}")
             try:
-                code = await asyncio.wait_for(asyncio.shield(status), _remaining(deadline))
-                await asyncio.wait_for(asyncio.shield(stderr_done), _remaining(deadline))
+                code = await wait_for(asyncio.shield(status), _remaining(deadline))
+                await wait_for(asyncio.shield(stderr_done), _remaining(deadline))
                 return recorder.finish(code)
             except TimeoutError:
                 await self._stop_pooled(shell, pid, status, stderr_done)
@@ -533,9 +534,9 @@ class SshHost(HostRunner):
         """Kill a pooled command's tree; within STOP_GRACE_S, else give up on the shell."""
         give_up = _loop_time() + STOP_GRACE_S
         try:
-            known = await asyncio.wait_for(asyncio.shield(pid), KILL_GRACE_S)
+            known = await wait_for(asyncio.shield(pid), KILL_GRACE_S)
             await self._kill(known, "tree", give_up)
-            await asyncio.wait_for(asyncio.gather(status, stderr_done), _remaining(give_up))
+            await wait_for(asyncio.gather(status, stderr_done), _remaining(give_up))
         except (TimeoutError, ShellDied, TransportError):
             shell.close()  # it did not come back: never reuse it
 
@@ -562,8 +563,8 @@ class SshHost(HostRunner):
                 _pump(process.stderr, "stderr", recorder, (marker.encode(), pid)),
             )
             try:
-                await asyncio.wait_for(asyncio.shield(pumps), _remaining(deadline))
-                await asyncio.wait_for(process.wait_closed(), _remaining(deadline))
+                await wait_for(asyncio.shield(pumps), _remaining(deadline))
+                await wait_for(process.wait_closed(), _remaining(deadline))
             except TimeoutError:
                 if not kill:  # a kill that overran is abandoned, not killed in turn
                     await self._stop_exec(pid, pumps)
@@ -598,8 +599,8 @@ class SshHost(HostRunner):
                 _pump(process.stderr, "stderr", recorder, None),
             )
             try:
-                await asyncio.wait_for(asyncio.shield(pumps), _remaining(deadline))
-                await asyncio.wait_for(process.wait_closed(), _remaining(deadline))
+                await wait_for(asyncio.shield(pumps), _remaining(deadline))
+                await wait_for(process.wait_closed(), _remaining(deadline))
             except TimeoutError:
                 return recorder.finish(None, "timeout")
             except asyncio.CancelledError:
@@ -619,10 +620,10 @@ class SshHost(HostRunner):
         """Kill an exec command's group and collect its last output, within STOP_GRACE_S."""
         give_up = _loop_time() + STOP_GRACE_S
         with contextlib.suppress(TimeoutError, TransportError):
-            known = await asyncio.wait_for(asyncio.shield(pid), KILL_GRACE_S)
+            known = await wait_for(asyncio.shield(pid), KILL_GRACE_S)
             await self._kill(known, "group", give_up)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(pumps, _remaining(give_up))
+            await wait_for(pumps, _remaining(give_up))
 
     async def _kill(self, pid: int, mode: Literal["tree", "group"], deadline: float) -> None:
         """Stop a process (tree or group) on this host from a channel of its own."""
@@ -640,7 +641,7 @@ class SshHost(HostRunner):
     async def open_unix_stream(self, path: str) -> tuple[StreamReaderLike, StreamWriterLike]:
         conn = await self._connection(None)
         try:
-            reader, writer = await asyncio.wait_for(
+            reader, writer = await wait_for(
                 conn.open_unix_connection(path, encoding=None), self.target.connect_timeout_s
             )
         except TimeoutError:
@@ -668,7 +669,7 @@ class SshHost(HostRunner):
             conn.close()
             with contextlib.suppress(Exception):
                 # A host that stopped answering cannot complete a clean close.
-                await asyncio.wait_for(conn.wait_closed(), KILL_GRACE_S)
+                await wait_for(conn.wait_closed(), KILL_GRACE_S)
             conn.abort()
         self._ready.clear()
         self._publish(HostState(host=self.name, state="closed"))

@@ -10,7 +10,6 @@ A read-only console or a replay refuses these keys with a notification.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from backend.aio import wait_for
 from tui import keys
 from tui.backend_api import ConsoleBackend, RecordsEndStatus, ReplayControls
 from tui.screens.confirm import ConfirmScreen
@@ -296,7 +296,7 @@ class ActionScreen(Screen[None]):
             for worker in running:
                 # Its failure, if any, was already shown; past the wait it is cancelled.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(worker.wait(), CANCEL_WAIT_S)
+                    await wait_for(worker.wait(), CANCEL_WAIT_S)
         for worker in running:
             if worker.is_running:
                 worker.cancel()
