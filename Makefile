@@ -24,6 +24,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_command_plane.py
+	$(BIN)/python tests/bench/bench_long_lines.py
+	$(BIN)/python tests/bench/bench_report.py
 	$(BIN)/python tests/bench/bench_console.py
 
 demo: $(STAMP)
