@@ -263,3 +263,13 @@ async def test_iscsiadm_refuses_options_as_the_real_iscsiadm_here_does(args: lis
     stdout, stderr = await process.communicate()
     code, out, err = iscsiadm.run(["iscsiadm", *args], {})
     assert (code % 256, out, err) == (process.returncode, stdout.decode(), stderr.decode())
+
+
+async def test_sysbench_memory_unreadable_total_size_is_no_limit_as_in_the_real_one() -> None:
+    # sysbench 1.0.20 reads "x" as 0 MiB, which means no limit: it runs for --time.
+    world = await ready_world()
+    argv = ["sysbench", "memory", "--memory-total-size=x", "--time=2", "run"]
+    code, out = await execute(world, world.guest.name, argv)
+    assert (code, out.text("stderr")) == (0, "")
+    assert "  total size: 0MiB\n" in out.text()
+    assert "total time:                          2.0001s" in out.text()

@@ -95,12 +95,12 @@ def parse(argv: list[str]) -> Options:
                 _late(opts, err=f"Invalid value for the 'cpu_max_prime' option: '{value}'\n")
         elif key in ("memory-block-size", "memory-total-size"):
             size = _size(value)
-            if size is None:  # the memory test is C: log_text(LOG_FATAL, ...) on stdout
+            if key == "memory-total-size":
+                opts.total_size = size or 0  # unreadable: 0, no limit (sysbench says 0MiB)
+            elif size is None:  # the memory test is C: log_text(LOG_FATAL, ...) on stdout
                 _late(opts, out=f"FATAL: Invalid value for {key}: {value}\n")
-            elif key == "memory-block-size":
-                opts.block_size = size
             else:
-                opts.total_size = size
+                opts.block_size = size
         elif key == "memory-oper":
             if value not in ("read", "write", "none"):
                 _late(opts, out=f"FATAL: Invalid value for memory-oper: {value}\n")
@@ -330,7 +330,7 @@ async def _run_memory(inv: Invocation, opts: Options) -> int:
     w = await inv.start(wl.SysbenchMemory, threads=opts.threads, block_kib=block_kib)
     assert isinstance(w, wl.SysbenchMemory)
     start = runtime.now()
-    total_mib = opts.total_size / (1 << 20)
+    total_mib = opts.total_size / (1 << 20) if opts.total_size else math.inf  # 0: no limit
     second, last = 0, 0.0
     try:
         while opts.time_s == 0 or second < opts.time_s:
