@@ -110,7 +110,7 @@ def _write(args: argparse.Namespace, output: Path, events: Iterator[Event]) -> i
     count, first = 0, math.inf
     with _writing(output):
         spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=output.parent)
-    with spool:
+    try:
         for event in events:  # reading the input: its errors are not the log's
             with _writing(output):
                 spool.write(_json_line(event.model_dump(mode="json")))
@@ -132,6 +132,12 @@ def _write(args: argparse.Namespace, output: Path, events: Iterator[Event]) -> i
                 except BaseException:
                     output.unlink(missing_ok=True)
                     raise
+    except BaseException:
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed: a full disk
+            spool.close()
+        raise
+    with _writing(output):
+        spool.close()
     return count
 
 
