@@ -263,8 +263,6 @@ def test_by_path_names() -> None:
             "tcp: 1 198.18.0.1:3260,1 iqn.x:y\n",
             "tcp: 1 198.18.0.1:3260,1 iqn.x:y",
         ),
-        (parse_session_tree, "\t\tSID: 1\n", "\t\tSID: 1"),
-        (parse_session_tree, "Target: iqn.x:y\n\tnonsense\n", "\tnonsense"),
         (parse_iscsi_ls, "Lun:0 Type:X\n", "Lun:0 Type:X"),
     ],
 )
