@@ -90,19 +90,19 @@ class NodeRecord:
     iqn: str
 
 
-_NODE_RE = re.compile(rf"^{_PORTAL} {_IQN}$")
+_NODE_RE = re.compile(rf"^{_PORTAL}\s+{_IQN}$")
 
 
 def parse_node_list(text: str) -> list[NodeRecord]:
-    """Parse ``iscsiadm -m node`` (also the stdout of sendtargets discovery)."""
+    """Parse ``iscsiadm -m node`` (also the stdout of sendtargets discovery).
+
+    Same ``ADDR:PORT,TPGT IQN`` line in open-iscsi 2.0-87x and 2.1.x; other lines are
+    skipped (not records).
+    """
     records: list[NodeRecord] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        m = _NODE_RE.match(raw.strip())
-        if not m:
-            raise ParseError("expected 'ADDR:PORT,TPGT IQN'", raw, lineno)
-        records.append(NodeRecord(_portal(m), m.group("iqn")))
+    for raw in text.splitlines():
+        if m := _NODE_RE.match(raw.strip()):
+            records.append(NodeRecord(_portal(m), m.group("iqn")))
     return records
 
 
@@ -126,20 +126,21 @@ class IscsiSession:
 
 
 _SESSION_RE = re.compile(
-    rf"^(?P<transport>[\w-]+): \[(?P<sid>\d+)\] {_PORTAL} {_IQN}"
-    r"(?: \((?P<flash>non-flash|flash)\))?$"
+    rf"^(?P<transport>[\w-]+):\s+\[(?P<sid>\d+)\]\s+{_PORTAL}\s+{_IQN}"
+    r"(?:\s+\((?P<flash>non-flash|flash)\))?$"
 )
 
 
 def parse_session_list(text: str) -> list[IscsiSession]:
-    """Parse ``iscsiadm -m session`` (``tcp: [1] 10.0.0.1:3260,1 iqn... (non-flash)``)."""
+    """Parse ``iscsiadm -m session`` (``tcp: [1] 10.0.0.1:3260,1 iqn... (non-flash)``).
+
+    2.0-87x prints no ``(non-flash)``; 2.1.x does. Other lines are skipped.
+    """
     sessions: list[IscsiSession] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
+    for raw in text.splitlines():
         m = _SESSION_RE.match(raw.strip())
         if not m:
-            raise ParseError("expected 'transport: [sid] ADDR:PORT,TPGT IQN'", raw, lineno)
+            continue
         sessions.append(
             IscsiSession(
                 m.group("transport"),
@@ -493,11 +494,11 @@ _RETRYABLE = {OutcomeKind.UNREACHABLE, OutcomeKind.RETRY, OutcomeKind.BUSY, Outc
 _REPORTED_RE = re.compile(r"initiator reported error \((\d+) - ([^)]*)\)")
 # 2.1.x words an existing session without the "(15 - ...)" text.
 _ALREADY_PRESENT_RE = re.compile(r"session requested, but \d+ already present")
-# What usr/io.c and usr/discovery.c log when the portal cannot be reached. Before 2.0-873
-# (commit 508c5df, "convert discovery code to iscsi error codes") discovery's connect
-# errors were errno values, not iscsi_err.h codes, and a discovery that never connected
-# can end in "No portals found", exit 21 (ISCSI_ERR_NO_OBJS_FOUND), as published logs
-# show: these lines say the portal was unreachable, not empty.
+# What usr/io.c and usr/discovery.c log when the portal cannot be reached. Discovery
+# that gives up after reopen_max retries did not always set an error (fixed in 2.0.878 by
+# 4ee991b, "Fix possible discovery hang when timing out"; before 2.0.873, 508c5df, its
+# errors were not iscsi_err.h codes at all): it then returns nothing found, "No portals
+# found", exit 21. These lines say the portal was unreachable, not empty.
 _UNREACHABLE_RE = re.compile(
     r"cannot make connection to |connect to \S+ (?:failed|timed out)|"
     r"Connection to Discovery Address \S+ failed|connection login retries \(reopen_max\)"
@@ -645,9 +646,9 @@ _LS_ERROR_RE = re.compile(r"^\w+: .*(?:failed|Failed|error|refused).*$")
 
 
 def parse_iscsi_ls(text: str) -> list[IscsiLsTarget]:
-    """Parse ``iscsi-ls [-s] iscsi://HOST[:PORT]/`` (libiscsi-bin 1.19)."""
+    """Parse ``iscsi-ls [-s] iscsi://HOST[:PORT]/`` (libiscsi-bin 1.19); other lines skipped."""
     targets: list[IscsiLsTarget] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for raw in text.splitlines():
         line = raw.strip()
         if not line:
             continue
@@ -660,6 +661,5 @@ def parse_iscsi_ls(text: str) -> list[IscsiLsTarget]:
         elif _LS_ERROR_RE.match(line) and targets:
             t = targets[-1]
             targets[-1] = IscsiLsTarget(t.iqn, t.portal, t.luns, line)
-        else:
-            raise ParseError("unexpected iscsi-ls line", raw, lineno)
+        # anything else (a LUN before any target, a new line format) is skipped
     return targets

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from backend.drivers.parse_iscsiadm import OutcomeKind, classify, parse_session_tree
+from backend.drivers.parse_iscsiadm import (
+    OutcomeKind,
+    classify,
+    parse_node_list,
+    parse_session_list,
+    parse_session_tree,
+)
 from tests.conftest import DATA
 
 
@@ -57,3 +63,14 @@ def test_discovery_exit_21_after_refused_connects_is_unreachable_and_retryable()
 def test_exit_21_without_connect_errors_is_still_nothing_found() -> None:
     outcome = classify(21, "iscsiadm: No portals found\n")
     assert outcome.kind is OutcomeKind.NOTHING_FOUND and not outcome.retryable
+
+
+def test_session_and_node_lists_with_widened_spaces_parse_the_same() -> None:
+    for name, parse in (
+        ("session-lab.stdout", parse_session_list),
+        ("discovery-st-lab.stdout", parse_node_list),
+    ):
+        text = (DATA / "iscsiadm" / name).read_text()
+        widened = text.replace(" ", "  ")
+        assert widened != text
+        assert parse(widened) == parse(text) != []  # type: ignore[operator]
