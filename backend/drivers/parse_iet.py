@@ -1,9 +1,10 @@
 """IET (iSCSI Enterprise Target): ``/proc/net/iet/*`` parsers, ``ietd.conf`` parse/render.
 
 IET is what the reference study ran (Gentoo storage node); it is unmaintained and not in
-Debian 12, so nothing here could run. Formats: ``ietd.conf(5)`` and ``ietadm(8)``, the
-kernel's ``volume.c``/``session.c`` seq_file output as quoted in public notes (see
-``tests/data/iet/README.md``).
+Debian 12, and its kernel module cannot load here. Formats: ``ietd.conf(5)`` and
+``ietadm(8)``, the kernel's ``volume.c``/``session.c`` seq_file output as quoted in
+public notes, and ``ietadm`` itself (usr/ietadm.c of 0.4.12 and 1.4.19, built from
+source here: its replies without ietd are real captures; see ``tests/data/iet/README.md``).
 
 * ``/proc/net/iet/volume`` and ``session`` are ``key:value`` tokens; targets at column
   0, LUNs/sessions one TAB in, connections two TABs in. ``path:`` is last and is taken
@@ -18,6 +19,7 @@ kernel's ``volume.c``/``session.c`` seq_file output as quoted in public notes (s
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 
@@ -27,15 +29,27 @@ __all__ = [
     "IetConf",
     "IetConnection",
     "IetLun",
+    "IetProc",
     "IetSession",
     "IetSessionTarget",
     "IetTarget",
     "IetUser",
     "IetVolume",
     "IetVolumeLun",
+    "IetadmAccount",
+    "IetadmAccounts",
+    "IetadmKind",
+    "IetadmOutcome",
+    "IetadmParams",
+    "classify_ietadm",
+    "parse_ietadm_accounts",
+    "parse_ietadm_params",
+    "parse_ietadm_version",
     "parse_ietd_conf",
     "parse_proc_session",
     "parse_proc_volume",
+    "read_proc_session",
+    "read_proc_volume",
     "remove_ietd_target",
     "render_ietd_conf",
     "render_ietd_target",
@@ -49,15 +63,18 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class IetVolumeLun:
     lun: int
-    state: int
+    state: int | None
     iotype: str
     iomode: str
-    blocks: int
-    blocksize: int
-    path: str
+    blocks: int | None
+    blocksize: int | None
+    path: str | None
+    """``None`` when the line has no ``path:`` (never guessed from other fields)."""
 
     @property
-    def size_bytes(self) -> int:
+    def size_bytes(self) -> int | None:
+        if self.blocks is None or self.blocksize is None:
+            return None
         return self.blocks * self.blocksize
 
 
@@ -95,88 +112,115 @@ class IetSessionTarget:
         return tuple(s.initiator for s in self.sessions)
 
 
-def _tokens(body: str, raw: str, lineno: int, last: str | None = None) -> dict[str, str]:
-    """Split ``k:v k:v ...``; the ``last`` key (``path``) runs to the end of the line."""
-    rest = ""
+def _tokens(body: str, last: str | None = None) -> dict[str, str]:
+    """Split ``k:v k:v ...``; the ``last`` key (``path``) runs to the end of the line.
+
+    Tokens that are not ``k:v`` are dropped (the other fields still count).
+    """
+    rest: str | None = None
     if last is not None:
-        head, sep, rest = body.partition(f" {last}:")
-        if not sep:
-            raise ParseError(f"no '{last}:' field", raw, lineno)
-        body = head
+        head, sep, tail = body.partition(f" {last}:")
+        if sep:
+            body, rest = head, tail
     out: dict[str, str] = {}
     for token in body.split():
         key, sep, value = token.partition(":")
-        if not sep or not key:
-            raise ParseError(f"expected key:value, got {token!r}", raw, lineno)
-        out[key] = value
-    if last is not None:
+        if sep and key:
+            out[key] = value
+    if last is not None and rest is not None:
         out[last] = rest
     return out
 
 
-def _int(fields: dict[str, str], key: str, raw: str, lineno: int) -> int:
-    try:
-        return int(fields[key])
-    except (KeyError, ValueError):
-        raise ParseError(f"missing or non-numeric '{key}'", raw, lineno) from None
+def _num(fields: dict[str, str], key: str) -> int | None:
+    value = fields.get(key, "")
+    return int(value) if value.isdigit() else None
 
 
-def _depth(raw: str, lineno: int) -> int:
-    depth = len(raw) - len(raw.lstrip("\t"))
-    if raw[depth : depth + 1] == " ":
-        raise ParseError("indented with spaces; /proc/net/iet uses TABs", raw, lineno)
-    return depth
+@dataclass(frozen=True, slots=True)
+class IetProc:
+    """What a ``/proc/net/iet`` parser read, and how many lines it could not place."""
+
+    volumes: tuple[IetVolume, ...] = ()
+    sessions: tuple[IetSessionTarget, ...] = ()
+    unparsed: int = 0
 
 
 def parse_proc_volume(text: str) -> list[IetVolume]:
-    """Parse ``/proc/net/iet/volume``."""
+    """Parse ``/proc/net/iet/volume`` (IET 0.4.x and 1.4.x, kernel ``volume.c``).
+
+    Each line is read by its first key (``tid:`` target, ``lun:`` LUN), not by its TABs,
+    so a copy whose TABs became spaces parses the same. Lines it cannot place are
+    skipped; :func:`read_proc_volume` also counts them.
+    """
+    return list(read_proc_volume(text).volumes)
+
+
+def read_proc_volume(text: str) -> IetProc:
+    """:func:`parse_proc_volume` with the count of lines not understood."""
     volumes: list[IetVolume] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        depth = _depth(raw, lineno)
+    unparsed = 0
+    for raw in text.splitlines():
         body = raw.strip()
-        if depth == 0:
-            f = _tokens(body, raw, lineno)
-            if "name" not in f:
-                raise ParseError("target line without 'name:'", raw, lineno)
-            volumes.append(IetVolume(_int(f, "tid", raw, lineno), f["name"]))
-        elif depth == 1 and volumes:
-            f = _tokens(body, raw, lineno, last="path")
-            lun = IetVolumeLun(
-                lun=_int(f, "lun", raw, lineno),
-                state=_int(f, "state", raw, lineno),
-                iotype=f.get("iotype", ""),
-                iomode=f.get("iomode", ""),
-                blocks=_int(f, "blocks", raw, lineno),
-                blocksize=_int(f, "blocksize", raw, lineno),
-                path=f["path"],
-            )
-            v = volumes[-1]
-            volumes[-1] = IetVolume(v.tid, v.name, (*v.luns, lun))
-        else:
-            raise ParseError("unexpected line in /proc/net/iet/volume", raw, lineno)
-    return volumes
+        if not body:
+            continue
+        first = body.split(":", 1)[0]
+        if first == "tid":
+            f = _tokens(body)
+            tid = _num(f, "tid")
+            if tid is not None and "name" in f:
+                volumes.append(IetVolume(tid, f["name"]))
+                continue
+        elif first == "lun" and volumes:
+            f = _tokens(body, last="path")
+            number = _num(f, "lun")
+            if number is not None:
+                lun = IetVolumeLun(
+                    lun=number,
+                    state=_num(f, "state"),
+                    iotype=f.get("iotype", ""),
+                    iomode=f.get("iomode", ""),
+                    blocks=_num(f, "blocks"),
+                    blocksize=_num(f, "blocksize"),
+                    path=f.get("path"),
+                )
+                v = volumes[-1]
+                volumes[-1] = IetVolume(v.tid, v.name, (*v.luns, lun))
+                continue
+        unparsed += 1
+    return IetProc(volumes=tuple(volumes), unparsed=unparsed)
 
 
 def parse_proc_session(text: str) -> list[IetSessionTarget]:
-    """Parse ``/proc/net/iet/session``."""
+    """Parse ``/proc/net/iet/session`` (IET 0.4.x and 1.4.x, kernel ``session.c``).
+
+    Read by first key (``tid:``, ``sid:``, ``cid:``), not TABs; lines it cannot place are
+    skipped (:func:`read_proc_session` counts them).
+    """
+    return list(read_proc_session(text).sessions)
+
+
+def read_proc_session(text: str) -> IetProc:
+    """:func:`parse_proc_session` with the count of lines not understood."""
     targets: list[IetSessionTarget] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
+    unparsed = 0
+    for raw in text.splitlines():
+        body = raw.strip()
+        if not body:
             continue
-        depth = _depth(raw, lineno)
-        f = _tokens(raw.strip(), raw, lineno)
-        if depth == 0 and "name" in f:
-            targets.append(IetSessionTarget(_int(f, "tid", raw, lineno), f["name"]))
-        elif depth == 1 and targets and "initiator" in f:
+        f = _tokens(body)
+        first = body.split(":", 1)[0]
+        tid, sid, cid = _num(f, "tid"), _num(f, "sid"), _num(f, "cid")
+        if first == "tid" and tid is not None and "name" in f:
+            targets.append(IetSessionTarget(tid, f["name"]))
+        elif first == "sid" and sid is not None and targets and "initiator" in f:
             t = targets[-1]
-            session = IetSession(_int(f, "sid", raw, lineno), f["initiator"])
+            session = IetSession(sid, f["initiator"])
             targets[-1] = IetSessionTarget(t.tid, t.name, (*t.sessions, session))
-        elif depth == 2 and targets and targets[-1].sessions and "ip" in f:
+        elif first == "cid" and cid is not None and targets and targets[-1].sessions:
             conn = IetConnection(
-                cid=_int(f, "cid", raw, lineno),
-                ip=f["ip"],
+                cid=cid,
+                ip=f.get("ip", ""),
                 state=f.get("state", ""),
                 header_digest=f.get("hd", "none"),
                 data_digest=f.get("dd", "none"),
@@ -186,8 +230,8 @@ def parse_proc_session(text: str) -> list[IetSessionTarget]:
             s = IetSession(s.sid, s.initiator, (*s.connections, conn))
             targets[-1] = IetSessionTarget(t.tid, t.name, (*t.sessions[:-1], s))
         else:
-            raise ParseError("unexpected line in /proc/net/iet/session", raw, lineno)
-    return targets
+            unparsed += 1
+    return IetProc(sessions=tuple(targets), unparsed=unparsed)
 
 
 # --- ietd.conf ---------------------------------------------------------------------
@@ -419,3 +463,188 @@ def remove_ietd_target(text: str, name: str) -> str:
                 end += 1
             return "".join(lines[:start]) + "".join(lines[end:])
     return text
+
+
+# --- ietadm replies ------------------------------------------------------------------
+
+
+class IetadmKind(enum.Enum):
+    """What an ``ietadm`` exit means to a driver."""
+
+    OK = "ok"
+    NO_DAEMON = "ietd not running"  # ECONNREFUSED on ietd's control socket
+    EXISTS = "already exists"  # EEXIST
+    NOT_FOUND = "no such target, LUN or account"  # ENOENT
+    BUSY = "in use"  # EBUSY: e.g. deleting a target with sessions
+    BAD_REQUEST = "bad request"  # EINVAL, and ietadm's own usage errors
+    FAILED = "failed"  # anything else, or an exit code that names no errno
+
+
+@dataclass(frozen=True, slots=True)
+class IetadmOutcome:
+    exit_code: int
+    errno: int | None
+    """From the exit code (ietadm returns -errno: the shell sees 256 - errno) or from the
+    ``ietd_request LINE CMD -ERRNO`` line of 0.4.12/0.4.13; ``None`` when neither says."""
+    kind: IetadmKind
+    message: str
+    """The first stderr line ('' on success)."""
+    unparsed: int = 0
+    """stderr lines of no form this parser knows (skipped)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is IetadmKind.OK
+
+
+# 1.4.x (and 0.4.14+): "<strerror>." for an errno from ietd or the socket.
+_STRERROR = {
+    "Connection refused.": 111,
+    "No such file or directory.": 2,
+    "File exists.": 17,
+    "Device or resource busy.": 16,
+    "Invalid argument.": 22,
+    "Operation not permitted.": 1,
+    "No such device.": 19,
+    "Cannot allocate memory.": 12,
+    "Input/output error.": 5,
+}
+# 0.4.12/0.4.13 "ietd_request LINE CMD ERR"; all versions "ietd_request_send LINE RET ERR"...
+_REQUEST_RE = re.compile(r"^(?P<fn>ietd_\w+) \d+(?: -?\d+)* (?P<err>-\d+)$")
+# ietadm's own complaints (usr/ietadm.c), all exit -EINVAL.
+_USAGE = (
+    "You must specify the operation type",
+    "Unknown parameter ",
+    "Invalid ",
+    "Username and password must be specified",
+    "Username must be specified",
+    "You need to specify a user and its password",
+    "Ignoring specified password",
+    "Unsupported",
+    "unrecognized: ",
+    "Try `",
+    "Memory allocation failed",
+)
+_ERRNO_KIND = {
+    111: IetadmKind.NO_DAEMON,
+    17: IetadmKind.EXISTS,
+    2: IetadmKind.NOT_FOUND,
+    16: IetadmKind.BUSY,
+    22: IetadmKind.BAD_REQUEST,
+}
+
+
+def classify_ietadm(exit_code: int, stderr: str = "") -> IetadmOutcome:
+    """Map an ``ietadm`` exit status and stderr to an :class:`IetadmOutcome`.
+
+    Reads IET 0.4.12-0.4.13 (errors as ``ietd_request 190 3 -1``, and ``-1`` is the
+    return of ``connect()``, not an errno: exit 255, errno unknown) and 0.4.14-1.4.20
+    (``Connection refused.``: ``strerror`` of the errno, exit 256 - errno).
+    """
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    if exit_code == 0:
+        known = sum(1 for ln in lines if ln.startswith(_USAGE))  # "Ignoring ... password"
+        return IetadmOutcome(0, 0, IetadmKind.OK, "", len(lines) - known)
+    errno: int | None = None
+    usage = False
+    unparsed = 0
+    for line in lines:
+        if line in _STRERROR:
+            errno = _STRERROR[line]
+        elif m := _REQUEST_RE.match(line):
+            err = -int(m.group("err"))
+            # 0.4.12 reports connect()'s -1 here, which is not an errno.
+            if err != 1 and errno is None:
+                errno = err
+        elif line.startswith(_USAGE):
+            usage = True
+        else:
+            unparsed += 1
+    if errno is None and 128 < exit_code < 255:
+        errno = 256 - exit_code  # main() returned -errno
+    if errno is not None:
+        kind = _ERRNO_KIND.get(errno, IetadmKind.FAILED)
+    else:
+        kind = IetadmKind.BAD_REQUEST if usage else IetadmKind.FAILED
+    return IetadmOutcome(exit_code, errno, kind, lines[0] if lines else "", unparsed)
+
+
+@dataclass(frozen=True, slots=True)
+class IetadmParams:
+    """``ietadm --op show --tid=N [--sid=S]``: one ``Name=value`` line a parameter."""
+
+    params: tuple[tuple[str, str], ...] = ()
+    unparsed: int = 0
+
+    def get(self, name: str) -> str | None:
+        return next((v for k, v in self.params if k == name), None)
+
+
+_PARAM_RE = re.compile(r"^(?P<key>[A-Za-z][\w.]*)\s*=\s*(?P<value>.*?)\s*$")
+
+
+def parse_ietadm_params(text: str) -> IetadmParams:
+    """Parse ``ietadm --op show --tid=N`` (target parameters) or ``... --sid=S`` (session).
+
+    ``show_iscsi_param`` prints ``name=value`` per key, in every IET version; the key set
+    grew (1.4.x adds ``Wthreads``, ``Type``, ``QueuedCommands``, ``NOPInterval``...).
+    Other lines are skipped and counted.
+    """
+    params: list[tuple[str, str]] = []
+    unparsed = 0
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        if m := _PARAM_RE.match(raw.strip()):
+            params.append((m.group("key"), m.group("value")))
+        else:
+            unparsed += 1
+    return IetadmParams(tuple(params), unparsed)
+
+
+@dataclass(frozen=True, slots=True)
+class IetadmAccount:
+    direction: str
+    """``Incoming`` or ``Outgoing``."""
+    user: str
+    password: str | None = field(default=None, repr=False)
+    """Only when one account was asked for (``--params=IncomingUser=NAME``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IetadmAccounts:
+    accounts: tuple[IetadmAccount, ...] = ()
+    unparsed: int = 0
+
+
+_ACCOUNT_RE = re.compile(r"^(?P<dir>Incoming|Outgoing)User\s+(?P<user>\S+)(?:\s+(?P<pw>\S+))?$")
+
+
+def parse_ietadm_accounts(text: str) -> IetadmAccounts:
+    """Parse ``ietadm --op show [--tid=N] --user [--params=IncomingUser=NAME]``.
+
+    ``show_account`` prints ``IncomingUser NAME [PASSWORD]`` / ``OutgoingUser ...``
+    (IET 0.4.14 and later; 0.4.12 answers ``Unsupported.``). Other lines are skipped and
+    counted; passwords are kept out of ``repr``.
+    """
+    accounts: list[IetadmAccount] = []
+    unparsed = 0
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        if m := _ACCOUNT_RE.match(raw.strip()):
+            accounts.append(IetadmAccount(m.group("dir"), m.group("user"), m.group("pw")))
+        else:
+            unparsed += 1
+    return IetadmAccounts(tuple(accounts), unparsed)
+
+
+_VERSION_RE = re.compile(r"^ietadm version (?P<version>\S+)$")
+
+
+def parse_ietadm_version(text: str) -> str | None:
+    """``ietadm --version``: ``ietadm version 1.4.19`` -> ``"1.4.19"``; ``None`` if absent."""
+    for raw in text.splitlines():
+        if m := _VERSION_RE.match(raw.strip()):
+            return m.group("version")
+    return None

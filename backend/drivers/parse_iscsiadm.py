@@ -12,7 +12,10 @@ Things worth knowing:
   ``4294967295``. :class:`Portal` turns that back into ``-1``.
 * ``iscsiadm`` exit codes are ``include/iscsi_err.h`` values; 15 means the session is
   already logged in and 21 means "nothing matched" (no records, no sessions). Both are
-  expected answers for an idempotent driver, not failures: see :func:`classify`.
+  expected answers for an idempotent driver, not failures: see :func:`classify`. But a
+  discovery that could not connect may also exit 21 ("No portals found" after repeated
+  "cannot make connection to ...: Connection refused"); :func:`classify` reads stderr and
+  calls that unreachable (retryable).
 * ``iscsi-ls`` prints its errors on *stdout* (``list_luns: iscsi_connect failed...``).
 """
 
@@ -87,19 +90,19 @@ class NodeRecord:
     iqn: str
 
 
-_NODE_RE = re.compile(rf"^{_PORTAL} {_IQN}$")
+_NODE_RE = re.compile(rf"^{_PORTAL}\s+{_IQN}$")
 
 
 def parse_node_list(text: str) -> list[NodeRecord]:
-    """Parse ``iscsiadm -m node`` (also the stdout of sendtargets discovery)."""
+    """Parse ``iscsiadm -m node`` (also the stdout of sendtargets discovery).
+
+    Same ``ADDR:PORT,TPGT IQN`` line in open-iscsi 2.0-87x and 2.1.x; other lines are
+    skipped (not records).
+    """
     records: list[NodeRecord] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        m = _NODE_RE.match(raw.strip())
-        if not m:
-            raise ParseError("expected 'ADDR:PORT,TPGT IQN'", raw, lineno)
-        records.append(NodeRecord(_portal(m), m.group("iqn")))
+    for raw in text.splitlines():
+        if m := _NODE_RE.match(raw.strip()):
+            records.append(NodeRecord(_portal(m), m.group("iqn")))
     return records
 
 
@@ -123,20 +126,21 @@ class IscsiSession:
 
 
 _SESSION_RE = re.compile(
-    rf"^(?P<transport>[\w-]+): \[(?P<sid>\d+)\] {_PORTAL} {_IQN}"
-    r"(?: \((?P<flash>non-flash|flash)\))?$"
+    rf"^(?P<transport>[\w-]+):\s+\[(?P<sid>\d+)\]\s+{_PORTAL}\s+{_IQN}"
+    r"(?:\s+\((?P<flash>non-flash|flash)\))?$"
 )
 
 
 def parse_session_list(text: str) -> list[IscsiSession]:
-    """Parse ``iscsiadm -m session`` (``tcp: [1] 10.0.0.1:3260,1 iqn... (non-flash)``)."""
+    """Parse ``iscsiadm -m session`` (``tcp: [1] 10.0.0.1:3260,1 iqn... (non-flash)``).
+
+    2.0-87x prints no ``(non-flash)``; 2.1.x does. Other lines are skipped.
+    """
     sessions: list[IscsiSession] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
+    for raw in text.splitlines():
         m = _SESSION_RE.match(raw.strip())
         if not m:
-            raise ParseError("expected 'transport: [sid] ADDR:PORT,TPGT IQN'", raw, lineno)
+            continue
         sessions.append(
             IscsiSession(
                 m.group("transport"),
@@ -187,11 +191,11 @@ class IscsiSessionDetail:
         return next((d.device for d in self.luns if d.lun == lun and d.device), None)
 
 
-_TREE_TARGET_RE = re.compile(rf"^Target: {_IQN}(?: \((?P<flash>non-flash|flash)\))?$")
-_TREE_PORTAL_RE = re.compile(rf"^(?P<which>Current|Persistent) Portal: {_PORTAL}$")
-_HOST_RE = re.compile(r"^Host Number: (\d+)\s+State: (.*)$")
-_SCSI_RE = re.compile(r"^scsi(\d+) Channel (\d+) Id (\d+) Lun: (\d+)$")
-_DISK_RE = re.compile(r"^Attached scsi disk (\S+)\s+State: (.*)$")
+_TREE_TARGET_RE = re.compile(rf"^Target:\s+{_IQN}(?:\s+\((?P<flash>non-flash|flash)\))?$")
+_TREE_PORTAL_RE = re.compile(rf"^(?P<which>Current|Persistent)\s+Portal:\s+{_PORTAL}$")
+_HOST_RE = re.compile(r"^Host\s+Number:\s+(\d+)\s+State:\s+(.*)$")
+_SCSI_RE = re.compile(r"^scsi(\d+)\s+Channel\s+(\d+)\s+Id\s+(\d+)\s+Lun:\s+(\d+)$")
+_DISK_RE = re.compile(r"^Attached\s+scsi\s+disk\s+(\S+)\s+State:\s+(.*)$")
 _STARS_RE = re.compile(r"^\*+$")
 _TREE_KEYS = {
     "SID": "sid",
@@ -236,18 +240,22 @@ class _DetailBuilder:
 def parse_session_tree(text: str) -> list[IscsiSessionDetail]:
     """Parse ``iscsiadm -m session -P 3`` (also ``-P 1`` / ``-P 2``), one item a session.
 
-    The layout is usr/session_info.c's ``session_info_print_tree``: a ``Target:`` line,
-    then per session a ``Current Portal:``/``Persistent Portal:`` pair (or, for a
-    second session to the same portal, an empty line) and TAB-indented details.
+    Reads open-iscsi 2.0-87x and 2.1.x (usr/session_info.c's ``session_info_print_tree``):
+    a ``Target:`` line, then per session a ``Current Portal:``/``Persistent Portal:`` pair
+    (or, for a second session to the same portal, an empty line) and TAB-indented
+    details. The structure is read from the line contents, not the indentation, so a
+    copy from a terminal (TABs turned to spaces) parses the same. Lines it does not know
+    are skipped: details before any ``Target:``/``Current Portal:`` line, and anything
+    that is not ``Key: value``.
     """
     sessions: list[IscsiSessionDetail] = []
     iqn: str | None = None
     cur: _DetailBuilder | None = None
     same_portal_again = False
 
-    def start_session(raw: str, lineno: int) -> _DetailBuilder:
+    def start_session() -> _DetailBuilder | None:
         if iqn is None:
-            raise ParseError("session details before any 'Target:' line", raw, lineno)
+            return None
         if cur is not None and cur.current is not None:
             sessions.append(cur.build())
         builder = _DetailBuilder(iqn)
@@ -255,38 +263,33 @@ def parse_session_tree(text: str) -> list[IscsiSessionDetail]:
             builder.current, builder.persistent = cur.current, cur.persistent
         return builder
 
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for raw in text.splitlines():
         line = raw.strip()
-        if not raw.startswith("\t"):
-            if not line:
-                # Same portal again: the tree prints an empty line instead of the portals.
-                same_portal_again = cur is not None
-                continue
-            if line.startswith(("iSCSI Transport Class version ", "version ")):
-                continue
-            m = _TREE_TARGET_RE.match(line)
-            if not m:
-                raise ParseError("expected 'Target: <iqn>'", raw, lineno)
+        if not line:
+            # Same portal again: the tree prints an empty line instead of the portals.
+            same_portal_again = cur is not None
+            continue
+        if line.startswith(("iSCSI Transport Class version ", "version ")):
+            continue
+        if m := _TREE_TARGET_RE.match(line):
             if cur is not None and cur.current is not None:
                 sessions.append(cur.build())
             iqn, cur, same_portal_again = m.group("iqn"), None, False
             continue
-        m = _TREE_PORTAL_RE.match(line)
-        if m:
+        if m := _TREE_PORTAL_RE.match(line):
             if m.group("which") == "Current":
-                cur = start_session(raw, lineno)
-                cur.current = _portal(m)
-            elif cur is None:
-                raise ParseError("'Persistent Portal:' before 'Current Portal:'", raw, lineno)
-            else:
+                cur = start_session()
+                if cur is not None:
+                    cur.current = _portal(m)
+            elif cur is not None:
                 cur.persistent = _portal(m)
             same_portal_again = False
             continue
         if same_portal_again:
-            cur = start_session(raw, lineno)
+            cur = start_session()
             same_portal_again = False
         if cur is None or cur.current is None:
-            raise ParseError("session details before a 'Current Portal:' line", raw, lineno)
+            continue  # details of no session we know of: not guessed onto one
         if _STARS_RE.match(line) or line.endswith(":") or line == "Unavailable":
             # Section titles ("Interface:", "Timeouts:"...), empty values, and the word
             # session_info.c prints when sysfs has no SCSI host for the session.
@@ -297,20 +300,17 @@ def parse_session_tree(text: str) -> list[IscsiSessionDetail]:
             host, channel, target_id, lun = (int(g) for g in m.groups())
             cur.luns.append(AttachedDisk(host, channel, target_id, lun, None))
         elif m := _DISK_RE.match(line):
-            if not cur.luns:
-                raise ParseError("'Attached scsi disk' before its 'scsiN' line", raw, lineno)
-            last = cur.luns[-1]
-            cur.luns[-1] = AttachedDisk(
-                last.host, last.channel, last.target_id, last.lun, m.group(1), m.group(2)
-            )
+            if cur.luns:
+                last = cur.luns[-1]
+                cur.luns[-1] = AttachedDisk(
+                    last.host, last.channel, last.target_id, last.lun, m.group(1), m.group(2)
+                )
         elif ": " in line:
             key, _, value = line.partition(": ")
             if key in _TREE_KEYS:
                 cur.values[_TREE_KEYS[key]] = value.strip()
             else:
-                cur.fields.append((key, value.strip()))
-        else:
-            raise ParseError("unexpected line in session details", raw, lineno)
+                cur.fields.append((key.strip(), value.strip()))
     if cur is not None and cur.current is not None:
         sessions.append(cur.build())
     return sessions
@@ -494,6 +494,15 @@ _RETRYABLE = {OutcomeKind.UNREACHABLE, OutcomeKind.RETRY, OutcomeKind.BUSY, Outc
 _REPORTED_RE = re.compile(r"initiator reported error \((\d+) - ([^)]*)\)")
 # 2.1.x words an existing session without the "(15 - ...)" text.
 _ALREADY_PRESENT_RE = re.compile(r"session requested, but \d+ already present")
+# What usr/io.c and usr/discovery.c log when the portal cannot be reached. Discovery
+# that gives up after reopen_max retries did not always set an error (fixed in 2.0.878 by
+# 4ee991b, "Fix possible discovery hang when timing out"; before 2.0.873, 508c5df, its
+# errors were not iscsi_err.h codes at all): it then returns nothing found, "No portals
+# found", exit 21. These lines say the portal was unreachable, not empty.
+_UNREACHABLE_RE = re.compile(
+    r"cannot make connection to |connect to \S+ (?:failed|timed out)|"
+    r"Connection to Discovery Address \S+ failed|connection login retries \(reopen_max\)"
+)
 # systemd noise iscsiadm triggers when it tries to socket-activate iscsid in a container.
 _NOISE = ("System has not been booted with systemd", "Failed to connect to bus")
 
@@ -553,6 +562,10 @@ def classify(exit_code: int, stderr: str = "") -> IscsiadmOutcome:
         picked = [ln for ln in lines if ln.startswith("iscsiadm:")] or lines
         message = picked[0] if picked else ""
     kind = _KIND.get(err, OutcomeKind.FAILED) if err is not None else OutcomeKind.FAILED
+    if kind is OutcomeKind.NOTHING_FOUND and any(_UNREACHABLE_RE.search(ln) for ln in lines):
+        # "No portals found" after failed connects: the portal was not reached at all.
+        kind = OutcomeKind.UNREACHABLE
+        message = next(ln for ln in lines if _UNREACHABLE_RE.search(ln))
     return IscsiadmOutcome(exit_code, err, kind, message, reported)
 
 
@@ -633,9 +646,9 @@ _LS_ERROR_RE = re.compile(r"^\w+: .*(?:failed|Failed|error|refused).*$")
 
 
 def parse_iscsi_ls(text: str) -> list[IscsiLsTarget]:
-    """Parse ``iscsi-ls [-s] iscsi://HOST[:PORT]/`` (libiscsi-bin 1.19)."""
+    """Parse ``iscsi-ls [-s] iscsi://HOST[:PORT]/`` (libiscsi-bin 1.19); other lines skipped."""
     targets: list[IscsiLsTarget] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for raw in text.splitlines():
         line = raw.strip()
         if not line:
             continue
@@ -648,6 +661,5 @@ def parse_iscsi_ls(text: str) -> list[IscsiLsTarget]:
         elif _LS_ERROR_RE.match(line) and targets:
             t = targets[-1]
             targets[-1] = IscsiLsTarget(t.iqn, t.portal, t.luns, line)
-        else:
-            raise ParseError("unexpected iscsi-ls line", raw, lineno)
+        # anything else (a LUN before any target, a new line format) is skipped
     return targets

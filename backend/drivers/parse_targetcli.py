@@ -1,4 +1,12 @@
-"""Parser for LIO's ``targetcli ls`` tree (targetcli-fb / configshell-fb).
+"""Parser for LIO's ``targetcli ls`` tree (targetcli-fb / configshell-fb, old targetcli).
+
+Reads targetcli-fb 2.1.x (``tpg1``, ``[no-gen-acls, no-auth]``, ``[lun0 block/disk1 (rw)]``,
+``[Storage Objects: N]``) and the older Datera/RisingTide targetcli 2.x that Ubuntu and
+Debian shipped for years (``tpgt1`` until Datera commit 4dbf6d3, Oct 2013; TPG summary
+``[enabled]``/``[disabled]``; mapped LUNs ``[lun0 (rw)]`` without the storage object;
+``[5 Storage Objects]``; ``iblock`` backstores; portals ``[OK, iser disabled]``). A line
+that is not a tree node, or that does not fit the tree, is skipped and counted
+(:attr:`LioConfig.unparsed`); a value the summary does not state is ``None``.
 
 LIO needs the kernel's target configfs, which this sandbox lacks, so the transcripts in
 ``tests/data/lio`` follow the layout of configshell's tree renderer and targetcli's
@@ -56,10 +64,19 @@ _NODE_RE = re.compile(r"^(?P<prefix>(?:[ |] )*)o- (?P<name>\S+)(?: \.+)? +\[(?P<
 
 
 def parse_tree(text: str) -> LioNode:
-    """Parse any ``targetcli ls [PATH]`` output into its node tree (root first)."""
+    """Parse any ``targetcli ls [PATH]`` output into its node tree (root first).
+
+    Lines that are not tree nodes (or do not fit the tree) are skipped; only output with
+    no tree at all raises :class:`ParseError`.
+    """
+    return _parse_tree(text)[0]
+
+
+def _parse_tree(text: str) -> tuple[LioNode, int]:
     # (depth, name, summary, lineno, raw, children) on a stack of open nodes.
     stack: list[tuple[int, str, str, int, str, list[LioNode]]] = []
     root: LioNode | None = None
+    skipped = 0
 
     def close_to(depth: int) -> None:
         nonlocal root
@@ -75,19 +92,22 @@ def parse_tree(text: str) -> LioNode:
         if not raw.strip():
             continue
         m = _NODE_RE.match(raw.rstrip())
-        if not m:
-            raise ParseError("not a targetcli tree line", raw, lineno)
+        if not m or root is not None:  # not a node, or after the tree ended
+            skipped += 1
+            continue
         depth = len(m.group("prefix")) // 2
         if (not stack and depth != 0) or (stack and depth > stack[-1][0] + 1):
-            raise ParseError("tree line indented deeper than its parent allows", raw, lineno)
+            skipped += 1  # deeper than its parent allows: where it belongs is unknown
+            continue
         if stack and depth == 0:
-            raise ParseError("a second tree root", raw, lineno)
+            skipped += 1  # a second tree root
+            continue
         close_to(depth)
         stack.append((depth, m.group("name"), m.group("summary"), lineno, raw, []))
     close_to(0)
     if root is None:
-        raise ParseError("empty targetcli output")
-    return root
+        raise ParseError("no targetcli tree in the output")
+    return root, skipped
 
 
 # --- the LIO model -----------------------------------------------------------------
@@ -131,8 +151,9 @@ class LioLun:
 class LioMappedLun:
     mapped_lun: int
     tpg_lun: int
-    plugin: str
-    storage_object: str
+    plugin: str | None
+    """``None`` in old targetcli, which printed only ``lunN (rw)``."""
+    storage_object: str | None
     write_protected: bool = False
 
 
@@ -165,9 +186,14 @@ class LioTpg:
         return "disabled" not in self.flags
 
     @property
-    def generate_node_acls(self) -> bool:
-        """Demo mode: any initiator may log in (no per-initiator ACLs needed)."""
-        return "gen-acls" in self.flags
+    def generate_node_acls(self) -> bool | None:
+        """Demo mode: any initiator may log in (no per-initiator ACLs needed).
+
+        ``None`` when the summary does not say (old targetcli: ``enabled``/``disabled``).
+        """
+        if "gen-acls" in self.flags:
+            return True
+        return False if "no-gen-acls" in self.flags else None
 
     def initiators(self) -> tuple[str, ...]:
         return tuple(a.initiator for a in self.acls)
@@ -186,6 +212,8 @@ class LioConfig:
     """iSCSI targets."""
     other_fabrics: tuple[tuple[str, str], ...] = ()
     """Other top-level nodes (``loopback``, ``vhost``...) with their summaries."""
+    unparsed: int = 0
+    """Lines not understood (not tree nodes, or nodes whose summary did not fit): skipped."""
 
     def target(self, wwn: str) -> LioTarget | None:
         return next((t for t in self.targets if t.wwn == wwn), None)
@@ -198,7 +226,8 @@ class LioConfig:
 
 def parse_targetcli_ls(text: str) -> LioConfig:
     """Parse ``targetcli ls`` (whole tree) or ``targetcli ls /iscsi`` / ``/backstores``."""
-    root = parse_tree(text)
+    root, skipped = _parse_tree(text)
+    bad = _Skipped(skipped)
     if root.name == "/":
         sections = root.children
     elif root.name in ("iscsi", "backstores"):
@@ -213,10 +242,15 @@ def parse_targetcli_ls(text: str) -> LioConfig:
             for plugin in section.children:
                 storage.extend(_storage_object(plugin.name, so) for so in plugin.children)
         elif section.name == "iscsi":
-            targets.extend(_target(t) for t in section.children)
+            targets.extend(_target(t, bad) for t in section.children)
         else:
             other.append((section.name, section.summary))
-    return LioConfig(tuple(storage), tuple(targets), tuple(other))
+    return LioConfig(tuple(storage), tuple(targets), tuple(other), bad.count)
+
+
+@dataclass(slots=True)
+class _Skipped:
+    count: int = 0
 
 
 _SO_RE = re.compile(r"^(?:(?P<path>[^\s(]\S*) )?(?:\((?P<size>[^)]*)\))?\s*(?P<rest>.*)$")
@@ -244,7 +278,7 @@ def _storage_object(plugin: str, node: LioNode) -> LioStorageObject:
         raise ParseError("bad storage object summary", node.line, node.lineno)
     size = m.group("size")
     if size is not None and _human_to_bytes(size) is None:
-        raise ParseError(f"bad size {size!r}", node.line, node.lineno)
+        size = None  # not a bytes_to_human size: unread, not guessed
     return LioStorageObject(
         plugin=plugin,
         name=node.name,
@@ -254,54 +288,56 @@ def _storage_object(plugin: str, node: LioNode) -> LioStorageObject:
     )
 
 
-_TPG_RE = re.compile(r"^tpg(\d+)$")
+_TPG_RE = re.compile(r"^tpgt?(\d+)$")  # "tpgtN" in targetcli before Oct 2013
 _LUN_NAME_RE = re.compile(r"^lun(\d+)$")
 _LUN_RE = re.compile(r"^(?P<plugin>[\w:]+)/(?P<so>[^\s(]+)(?P<parens>(?: \([^)]*\))*)$")
 _MAPPED_NAME_RE = re.compile(r"^mapped_lun(\d+)$")
-_MAPPED_RE = re.compile(r"^lun(?P<lun>\d+) (?P<plugin>[\w:]+)/(?P<so>\S+) \((?P<mode>rw|ro)\)$")
+_MAPPED_RE = re.compile(
+    r"^lun(?P<lun>\d+)\s+(?:(?P<plugin>[\w:]+)/(?P<so>\S+)\s+)?\((?P<mode>rw|ro)\)$"
+)
 _PORTAL_RE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\s]+)):(?P<port>\d+)$")
 
 
-def _target(node: LioNode) -> LioTarget:
+def _target(node: LioNode, bad: _Skipped) -> LioTarget:
     tpgs = []
     for tpg in node.children:
         m = _TPG_RE.match(tpg.name)
         if not m:
-            raise ParseError("expected 'tpgN' under a target", tpg.line, tpg.lineno)
-        tpgs.append(_tpg(int(m.group(1)), tpg))
+            bad.count += 1
+            continue
+        tpgs.append(_tpg(int(m.group(1)), tpg, bad))
     return LioTarget(node.name, tuple(tpgs))
 
 
-def _tpg(tag: int, node: LioNode) -> LioTpg:
+def _tpg(tag: int, node: LioNode, bad: _Skipped) -> LioTpg:
     flags = tuple(f.strip() for f in node.summary.split(",") if f.strip())
     luns: list[LioLun] = []
     acls: list[LioAcl] = []
     portals: list[LioPortal] = []
     for group in node.children:
         if group.name == "luns":
-            luns.extend(_lun(n) for n in group.children)
+            luns.extend(lun for n in group.children if (lun := _lun(n, bad)) is not None)
         elif group.name == "acls":
-            acls.extend(_acl(n) for n in group.children)
+            acls.extend(_acl(n, bad) for n in group.children)
         elif group.name == "portals":
-            portals.extend(_portal(n) for n in group.children)
+            portals.extend(p for n in group.children if (p := _portal(n, bad)) is not None)
         # other groups (e.g. "attribute" views in newer targetcli) are not needed here
     return LioTpg(tag, flags, tuple(luns), tuple(acls), tuple(portals))
 
 
-def _lun(node: LioNode) -> LioLun:
+def _lun(node: LioNode, bad: _Skipped) -> LioLun | None:
     name = _LUN_NAME_RE.match(node.name)
     m = _LUN_RE.match(node.summary)
     if not name or not m:
-        raise ParseError(
-            "expected 'lunN' [plugin/object (path) (alua group)]", node.line, node.lineno
-        )
+        bad.count += 1  # e.g. "BROKEN STORAGE LINK"
+        return None
     parens = re.findall(r"\(([^)]*)\)", m.group("parens"))
     path = next((p for p in parens if p.startswith("/")), None)
     alua = next((p for p in parens if not p.startswith("/")), None)
     return LioLun(int(name.group(1)), m.group("plugin"), m.group("so"), path, alua)
 
 
-def _acl(node: LioNode) -> LioAcl:
+def _acl(node: LioNode, bad: _Skipped) -> LioAcl:
     parts = [p.strip() for p in node.summary.split(",")]
     auth = next((p for p in parts if p.endswith("auth")), None)
     mapped = []
@@ -309,9 +345,8 @@ def _acl(node: LioNode) -> LioAcl:
         name = _MAPPED_NAME_RE.match(child.name)
         m = _MAPPED_RE.match(child.summary)
         if not name or not m:
-            raise ParseError(
-                "expected 'mapped_lunN' [lunN plugin/object (rw|ro)]", child.line, child.lineno
-            )
+            bad.count += 1  # e.g. "BROKEN LUN LINK"
+            continue
         mapped.append(
             LioMappedLun(
                 int(name.group(1)),
@@ -324,8 +359,9 @@ def _acl(node: LioNode) -> LioAcl:
     return LioAcl(node.name, auth, tuple(mapped))
 
 
-def _portal(node: LioNode) -> LioPortal:
+def _portal(node: LioNode, bad: _Skipped) -> LioPortal | None:
     m = _PORTAL_RE.match(node.name)
     if not m:
-        raise ParseError("expected a portal 'ADDR:PORT'", node.line, node.lineno)
+        bad.count += 1
+        return None
     return LioPortal(m.group("v6") or m.group("v4"), int(m.group("port")), node.summary)

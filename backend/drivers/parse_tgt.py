@@ -3,7 +3,8 @@
 Formats were captured from tgt 1.0.85 (Debian 12) into ``tests/data/tgt``; see its
 README. What matters for the lab:
 
-* ``--op show --mode target`` is an indented tree, 4 spaces a level. A target with no
+* ``--op show --mode target`` is an indented tree, 4 spaces a level; the parsers read
+  it by its keys, not its indentation, and skip lines they do not know. A target with no
   session has an empty ``I_T nexus information:`` section. No targets: empty output.
 * tgt always has LUN 0 (type ``controller``); the data disk is LUN 1.
 * ``Size:`` is in decimal MB, *rounded* (tgt's ``print_disksize``): 64 MiB shows as 67,
@@ -21,8 +22,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from backend.drivers import ParseError
-
 __all__ = [
     "TgtAccount",
     "TgtConnection",
@@ -38,8 +37,6 @@ __all__ = [
     "parse_show_target",
     "parse_target_params",
 ]
-
-_INDENT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +62,23 @@ class TgtNexus:
 @dataclass(frozen=True, slots=True)
 class TgtLun:
     lun: int
-    type: str
-    size_mb: int
-    """Decimal megabytes, rounded by tgt (64 MiB -> 67)."""
-    block_size: int
-    backing_store_type: str
+    type: str | None
+    """As printed (``(null)`` in an old tgt doc sample); ``None`` without a ``Type:`` line."""
+    size_mb: int | None
+    """Decimal megabytes, rounded by tgt (64 MiB -> 67); ``None`` if not printed in MB."""
+    block_size: int | None
+    """``None`` before tgt 1.0.12, which did not print it."""
+    backing_store_type: str | None
+    """``None`` before tgt 1.0.0 (one ``Backing store:`` line, the path)."""
     backing_store_path: str | None
-    """``None`` for the controller LUN (tgt prints ``None``)."""
+    """``None`` for the controller LUN (tgt prints ``None`` / ``No backing store``)."""
     scsi_id: str = ""
     scsi_sn: str = ""
-    online: bool = True
-    readonly: bool = False
-    removable: bool = False
+    online: bool | None = True
+    """``None`` when not printed (tgt 0.9.x samples) or neither Yes nor No."""
+    readonly: bool | None = False
+    """``None`` when not printed (tgt before 1.0.x had no Readonly line)."""
+    removable: bool | None = False
     backing_store_flags: str = ""
     extra: tuple[tuple[str, str], ...] = ()
     """Fields this parser has no attribute for, in order (newer tgt versions add some)."""
@@ -103,6 +105,8 @@ class TgtTarget:
     accounts: tuple[TgtAccount, ...] = ()
     acls: tuple[str, ...] = ()
     """Initiator addresses, initiator names or ``ALL``."""
+    unparsed: int = 0
+    """Lines of this target the parser did not understand (skipped)."""
 
     @property
     def initiators(self) -> tuple[str, ...]:
@@ -125,60 +129,20 @@ class TgtSession:
     """(cid, initiator, ip address) per connection."""
 
 
-# --- indentation-aware line reader -------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Line:
-    lineno: int
-    level: int
-    text: str
-    raw: str
-
-
-def _lines(text: str) -> Iterator[_Line]:
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        stripped = raw.lstrip(" ")
-        indent = len(raw) - len(stripped)
-        if indent % _INDENT or raw.startswith("\t"):
-            raise ParseError("indentation is not a multiple of 4 spaces", raw, lineno)
-        # tgt prints "Backing store flags: " with a trailing space; keep values clean.
-        yield _Line(lineno, indent // _INDENT, stripped.rstrip(), raw)
-
-
-def _key_value(line: _Line) -> tuple[str, str]:
-    key, sep, value = line.text.partition(":")
-    if not sep or not key:
-        raise ParseError("expected 'Key: value'", line.raw, line.lineno)
-    return key.strip(), value.strip()
-
-
-def _int(value: str, line: _Line) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ParseError(f"expected a number, got {value!r}", line.raw, line.lineno) from None
-
-
-def _yes(value: str, line: _Line) -> bool:
-    if value not in ("Yes", "No"):
-        raise ParseError(f"expected Yes or No, got {value!r}", line.raw, line.lineno)
-    return value == "Yes"
-
-
 # --- --op show --mode target ----------------------------------------------------------
 
-_TARGET_RE = re.compile(r"^Target (\d+): (\S+)$")
-_INITIATOR_RE = re.compile(r"^Initiator: (\S+)(?: alias: (.*))?$")
-_SIZE_RE = re.compile(r"^(\d+) MB, Block size: (\d+)$")
+# "Target N: IQN"; a copy from a web page can glue the next line to it (tgt's own
+# doc/README.mmc has "Target 1: iqn...    System information:").
+_TARGET_RE = re.compile(r"^Target\s+(\d+):\s+(\S+)(?:\s+(?P<rest>\S.*))?$")
+_INITIATOR_RE = re.compile(r"^Initiator:\s+(\S+)(?:\s+alias:\s+(.*))?$")
+# 1.0.12+ "N MB, Block size: B"; 1.0.0-1.0.11 "N MB"; a unitless "N" in old docs.
+_SIZE_RE = re.compile(r"^(?P<mb>\d+)\s+MB(?:,\s*Block size:\s*(?P<bs>\d+))?$")
 _SECTIONS = {
-    "System information:",
-    "I_T nexus information:",
-    "LUN information:",
-    "Account information:",
-    "ACL information:",
+    "System information:": "system",
+    "I_T nexus information:": "nexus",
+    "LUN information:": "luns",
+    "Account information:": "accounts",
+    "ACL information:": "acls",
 }
 
 
@@ -192,8 +156,28 @@ class _TargetBuilder:
     luns: list[TgtLun] = field(default_factory=list)
     accounts: list[TgtAccount] = field(default_factory=list)
     acls: list[str] = field(default_factory=list)
+    unparsed: int = 0
+    # the open I_T nexus and LUN
+    nexus: tuple[int, str, str | None] | None = None
+    conns: list[TgtConnection] = field(default_factory=list)
+    lun: int | None = None
+    lun_fields: dict[str, str] = field(default_factory=dict)
+    lun_order: list[str] = field(default_factory=list)
+
+    def close_nexus(self) -> None:
+        if self.nexus is not None:
+            nid, initiator, alias = self.nexus
+            self.nexuses.append(TgtNexus(nid, initiator, alias, tuple(self.conns)))
+        self.nexus, self.conns = None, []
+
+    def close_lun(self) -> None:
+        if self.lun is not None:
+            self.luns.append(_build_lun(self.lun, self.lun_fields, self.lun_order))
+        self.lun, self.lun_fields, self.lun_order = None, {}, []
 
     def build(self) -> TgtTarget:
+        self.close_nexus()
+        self.close_lun()
         return TgtTarget(
             self.tid,
             self.iqn,
@@ -203,100 +187,120 @@ class _TargetBuilder:
             tuple(self.luns),
             tuple(self.accounts),
             tuple(self.acls),
+            self.unparsed,
         )
 
 
 def parse_show_target(text: str) -> list[TgtTarget]:
-    """Parse ``tgtadm --lld iscsi --op show --mode target`` (all targets)."""
+    """Parse ``tgtadm --lld iscsi --op show --mode target`` (all targets).
+
+    Reads tgt 0.9.x (``Backing store: PATH``), 1.0.0-1.0.11 (``Size: N MB``, no block
+    size) and 1.0.12 and later (``Size: N MB, Block size: B``, ``Backing store flags``).
+    The tree is read from the line contents (section titles, keys), not from the 4-space
+    indentation, so text whose spaces were mangled by a copy parses the same. A line it
+    does not know is skipped and counted in :attr:`TgtTarget.unparsed` (lines before the
+    first ``Target`` line are skipped uncounted: there is no target to count them on).
+    """
     targets: list[TgtTarget] = []
-    lines = list(_lines(text))
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        m = _TARGET_RE.match(line.text)
-        if line.level != 0 or not m:
-            raise ParseError("expected 'Target <tid>: <iqn>'", line.raw, line.lineno)
-        builder = _TargetBuilder(int(m.group(1)), m.group(2))
-        i += 1
-        while i < len(lines) and lines[i].level >= 1:
-            header = lines[i]
-            if header.level != 1 or header.text not in _SECTIONS:
-                raise ParseError("unknown section", header.raw, header.lineno)
-            j = i + 1
-            while j < len(lines) and lines[j].level >= 2:
-                j += 1
-            _SECTION_PARSERS[header.text](builder, lines[i + 1 : j])
-            i = j
-        targets.append(builder.build())
+    cur: _TargetBuilder | None = None
+    section = ""
+    for line in _loose_lines(text):
+        if m := _TARGET_RE.match(line):
+            if cur is not None:
+                targets.append(cur.build())
+            cur, section = _TargetBuilder(int(m.group(1)), m.group(2)), ""
+            rest = m.group("rest")
+            if rest is None:
+                continue
+            line = rest
+        if cur is None:
+            continue
+        if line in _SECTIONS:
+            cur.close_nexus()
+            cur.close_lun()
+            section = _SECTIONS[line]
+            continue
+        if not _TARGET_LINE_PARSERS.get(section, _unknown)(cur, line):
+            cur.unparsed += 1
+    if cur is not None:
+        targets.append(cur.build())
     return targets
 
 
-def _system(builder: _TargetBuilder, body: list[_Line]) -> None:
-    for line in body:
-        key, value = _key_value(line)
-        if key == "Driver":
-            builder.driver = value
-        elif key == "State":
-            builder.state = value
+def _loose_lines(text: str) -> Iterator[str]:
+    for raw in text.splitlines():
+        # tgt prints "Backing store flags: " with a trailing space; keep values clean.
+        line = raw.strip()
+        if line:
+            yield line
 
 
-def _nexus(builder: _TargetBuilder, body: list[_Line]) -> None:
-    nexus_id: int | None = None
-    initiator = ""
-    alias: str | None = None
-    conns: list[TgtConnection] = []
-
-    def flush() -> None:
-        if nexus_id is not None:
-            builder.nexuses.append(TgtNexus(nexus_id, initiator, alias, tuple(conns)))
-
-    for line in body:
-        if line.level == 2:
-            key, value = _key_value(line)
-            if key != "I_T nexus":
-                raise ParseError("expected 'I_T nexus: <id>'", line.raw, line.lineno)
-            flush()
-            nexus_id, initiator, alias, conns = _int(value, line), "", None, []
-        elif line.level == 3 and line.text.startswith("Initiator:"):
-            m = _INITIATOR_RE.match(line.text)
-            if not m:
-                raise ParseError("bad Initiator line", line.raw, line.lineno)
-            initiator = m.group(1)
-            alias = None if m.group(2) in (None, "none") else m.group(2)
-        elif line.level == 3 and line.text.startswith("Connection:"):
-            conns.append(TgtConnection(_int(_key_value(line)[1], line), None))
-        elif line.level == 4 and line.text.startswith("IP Address:") and conns:
-            conns[-1] = TgtConnection(conns[-1].cid, _key_value(line)[1])
-        elif line.level >= 4 and conns:
-            continue  # transport details (e.g. iSER) this lab does not use
-        else:
-            raise ParseError("unexpected line in I_T nexus information", line.raw, line.lineno)
-    flush()
+def _split(line: str) -> tuple[str, str] | None:
+    key, sep, value = line.partition(":")
+    if not sep or not key.strip():
+        return None
+    return key.strip(), value.strip()
 
 
-def _luns(builder: _TargetBuilder, body: list[_Line]) -> None:
-    fields: dict[str, tuple[str, _Line]] = {}
-    order: list[str] = []
-    head: _Line | None = None
+def _unknown(builder: _TargetBuilder, line: str) -> bool:
+    return False
 
-    def flush() -> None:
-        if head is None:
-            return
-        builder.luns.append(_build_lun(head, fields, order))
 
-    for line in body:
-        key, value = _key_value(line)
-        if line.level == 2:
-            if key != "LUN":
-                raise ParseError("expected 'LUN: <n>'", line.raw, line.lineno)
-            flush()
-            head, fields, order = line, {}, []
-        elif line.level == 3 and head is not None:
-            fields[key] = (value, line)
-            order.append(key)
-        else:
-            raise ParseError("unexpected line in LUN information", line.raw, line.lineno)
-    flush()
+def _system(builder: _TargetBuilder, line: str) -> bool:
+    kv = _split(line)
+    if kv is None:
+        return False
+    key, value = kv
+    if key == "Driver":
+        builder.driver = value
+    elif key in ("State", "Status"):  # "Status" in tgt's older doc samples
+        builder.state = value
+    else:
+        return False
+    return True
+
+
+def _nexus(builder: _TargetBuilder, line: str) -> bool:
+    kv = _split(line)
+    if kv is None:
+        return False
+    key, value = kv
+    if key == "I_T nexus" and value.isdigit():
+        builder.close_nexus()
+        builder.nexus = (int(value), "", None)
+    elif key == "Initiator" and builder.nexus is not None:
+        m = _INITIATOR_RE.match(line)
+        if not m:
+            return False
+        alias = None if m.group(2) in (None, "none") else m.group(2)
+        builder.nexus = (builder.nexus[0], m.group(1), alias)
+    elif key == "Connection" and builder.nexus is not None and value.isdigit():
+        builder.conns.append(TgtConnection(int(value), None))
+    elif key == "IP Address" and builder.conns:
+        builder.conns[-1] = TgtConnection(builder.conns[-1].cid, value)
+    elif builder.conns:
+        return True  # transport details (e.g. iSER) this lab does not use
+    else:
+        return False
+    return True
+
+
+def _luns(builder: _TargetBuilder, line: str) -> bool:
+    kv = _split(line)
+    if kv is None:
+        return False
+    key, value = kv
+    if key == "LUN":
+        builder.close_lun()
+        if not value.isdigit():
+            return False
+        builder.lun = int(value)
+    elif builder.lun is not None:
+        builder.lun_fields[key] = value
+        builder.lun_order.append(key)
+    else:
+        return False
+    return True
 
 
 _LUN_KNOWN = {
@@ -307,69 +311,60 @@ _LUN_KNOWN = {
     "Online",
     "Removable media",
     "Readonly",
+    "Backing store",
     "Backing store type",
     "Backing store path",
     "Backing store flags",
 }
 
 
-def _build_lun(head: _Line, fields: dict[str, tuple[str, _Line]], order: list[str]) -> TgtLun:
-    def need(key: str) -> tuple[str, _Line]:
-        if key not in fields:
-            raise ParseError(f"LUN has no '{key}' field", head.raw, head.lineno)
-        return fields[key]
+def _flag(value: str | None) -> bool | None:
+    return {"Yes": True, "No": False}.get(value or "")
 
-    size_value, size_line = need("Size")
-    m = _SIZE_RE.match(size_value)
-    if not m:
-        raise ParseError(
-            "expected 'Size: <n> MB, Block size: <n>'", size_line.raw, size_line.lineno
-        )
-    path = need("Backing store path")[0]
 
-    def flag(key: str, default: bool) -> bool:
-        return _yes(*fields[key]) if key in fields else default
-
+def _build_lun(number: int, fields: dict[str, str], order: list[str]) -> TgtLun:
+    size = _SIZE_RE.match(fields.get("Size", ""))
+    path = fields.get("Backing store path")
+    if path is None and "Backing store" in fields:  # 0.9.x: one field, the path
+        path = fields["Backing store"]
     return TgtLun(
-        lun=_int(_key_value(head)[1], head),
-        type=need("Type")[0],
-        size_mb=int(m.group(1)),
-        block_size=int(m.group(2)),
-        backing_store_type=need("Backing store type")[0],
-        backing_store_path=None if path == "None" else path,
-        scsi_id=fields.get("SCSI ID", ("", head))[0],
-        scsi_sn=fields.get("SCSI SN", ("", head))[0],
-        online=flag("Online", True),
-        readonly=flag("Readonly", False),
-        removable=flag("Removable media", False),
-        backing_store_flags=fields.get("Backing store flags", ("", head))[0],
-        extra=tuple((k, fields[k][0]) for k in order if k not in _LUN_KNOWN),
+        lun=number,
+        type=fields.get("Type"),
+        size_mb=int(size.group("mb")) if size else None,
+        block_size=int(size.group("bs")) if size and size.group("bs") else None,
+        backing_store_type=fields.get("Backing store type"),
+        backing_store_path=None if path in (None, "None", "No backing store") else path,
+        scsi_id=fields.get("SCSI ID", ""),
+        scsi_sn=fields.get("SCSI SN", ""),
+        online=_flag(fields.get("Online")),
+        readonly=_flag(fields.get("Readonly")),
+        removable=_flag(fields.get("Removable media")),
+        backing_store_flags=fields.get("Backing store flags", ""),
+        extra=tuple((k, fields[k]) for k in order if k not in _LUN_KNOWN),
     )
 
 
-def _accounts(builder: _TargetBuilder, body: list[_Line]) -> None:
-    for line in body:
-        if line.level != 2:
-            raise ParseError("unexpected line in Account information", line.raw, line.lineno)
-        user, _, rest = line.text.partition(" ")
-        if rest not in ("", "(outgoing)"):
-            raise ParseError("expected '<user>' or '<user> (outgoing)'", line.raw, line.lineno)
-        builder.accounts.append(TgtAccount(user, outgoing=bool(rest)))
+def _accounts(builder: _TargetBuilder, line: str) -> bool:
+    user, _, rest = line.partition(" ")
+    if rest.strip() not in ("", "(outgoing)"):
+        return False
+    builder.accounts.append(TgtAccount(user, outgoing=bool(rest.strip())))
+    return True
 
 
-def _acls(builder: _TargetBuilder, body: list[_Line]) -> None:
-    for line in body:
-        if line.level != 2 or " " in line.text:
-            raise ParseError("unexpected line in ACL information", line.raw, line.lineno)
-        builder.acls.append(line.text)
+def _acls(builder: _TargetBuilder, line: str) -> bool:
+    if " " in line:
+        return False
+    builder.acls.append(line)
+    return True
 
 
-_SECTION_PARSERS = {
-    "System information:": _system,
-    "I_T nexus information:": _nexus,
-    "LUN information:": _luns,
-    "Account information:": _accounts,
-    "ACL information:": _acls,
+_TARGET_LINE_PARSERS = {
+    "system": _system,
+    "nexus": _nexus,
+    "luns": _luns,
+    "accounts": _accounts,
+    "acls": _acls,
 }
 
 
@@ -377,51 +372,49 @@ _SECTION_PARSERS = {
 
 
 def parse_show_account(text: str) -> list[str]:
-    """Parse ``tgtadm --lld iscsi --op show --mode account``: the CHAP user names."""
-    users: list[str] = []
-    for line in _lines(text):
-        if line.level == 0 and line.text == "Account list:":
-            continue
-        if line.level != 1 or " " in line.text:
-            raise ParseError("unexpected line in account list", line.raw, line.lineno)
-        users.append(line.text)
-    return users
+    """Parse ``tgtadm --lld iscsi --op show --mode account``: the CHAP user names.
+
+    Same format in tgt 0.9.x to 1.0.x; indentation is not relied on; a line with a space
+    in it is not a user name and is skipped.
+    """
+    return [line for line in _loose_lines(text) if line != "Account list:" and " " not in line]
 
 
 def parse_show_conn(text: str) -> list[TgtSession]:
-    """Parse ``tgtadm --lld iscsi --op show --mode conn --tid N``."""
+    """Parse ``tgtadm --lld iscsi --op show --mode conn --tid N`` (unknown lines skipped)."""
     sessions: list[TgtSession] = []
     sid: int | None = None
     conns: list[tuple[int, str, str | None]] = []
-    for line in _lines(text):
-        key, value = _key_value(line)
-        if line.level == 0 and key == "Session":
+    for line in _loose_lines(text):
+        kv = _split(line)
+        if kv is None:
+            continue
+        key, value = kv
+        if key == "Session" and value.isdigit():
             if sid is not None:
                 sessions.append(TgtSession(sid, tuple(conns)))
-            sid, conns = _int(value, line), []
-        elif line.level == 1 and key == "Connection" and sid is not None:
-            conns.append((_int(value, line), "", None))
-        elif line.level == 2 and key == "Initiator" and conns:
+            sid, conns = int(value), []
+        elif key == "Connection" and sid is not None and value.isdigit():
+            conns.append((int(value), "", None))
+        elif key == "Initiator" and conns:
             conns[-1] = (conns[-1][0], value, conns[-1][2])
-        elif line.level == 2 and key == "IP Address" and conns:
+        elif key == "IP Address" and conns:
             conns[-1] = (conns[-1][0], conns[-1][1], value)
-        else:
-            raise ParseError("unexpected line in connection list", line.raw, line.lineno)
     if sid is not None:
         sessions.append(TgtSession(sid, tuple(conns)))
     return sessions
 
 
 def parse_target_params(text: str) -> dict[str, str]:
-    """Parse ``--op show --mode target --tid N``: the target's ``key=value`` parameters."""
+    """Parse ``--op show --mode target --tid N``: the target's ``key=value`` parameters.
+
+    Lines that are not ``key=value`` are skipped (so the whole-target tree gives ``{}``).
+    """
     params: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        key, sep, value = raw.partition("=")
-        if not sep or not key or " " in key:
-            raise ParseError("expected 'key=value'", raw, lineno)
-        params[key] = value
+    for line in _loose_lines(text):
+        key, sep, value = line.partition("=")
+        if sep and key and " " not in key:
+            params[key] = value
     return params
 
 

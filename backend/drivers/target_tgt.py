@@ -267,7 +267,11 @@ def _describe(initiator: str, addresses: tuple[str, ...]) -> str:
 def _info(target: TgtTarget) -> TargetInfo:
     luns = tuple(
         # tgt prints decimal MB, rounded: the size is approximate to +-0.5 MB.
-        LunInfo(lun.lun, lun.size_mb * 1_000_000, lun.backing_store_path)
+        LunInfo(
+            lun.lun,
+            lun.size_mb * 1_000_000 if lun.size_mb is not None else None,
+            lun.backing_store_path,
+        )
         for lun in target.data_luns
     )
     return TargetInfo(target.iqn, target.tid, luns, target.initiators)

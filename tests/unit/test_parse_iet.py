@@ -160,13 +160,6 @@ def test_render_refuses_what_ietd_conf_cannot_hold() -> None:
             "Target iqn.x:y\n    IncomingUser onlyuser\n",
             "    IncomingUser onlyuser",
         ),
-        (parse_proc_volume, "\tlun:0 path:/x\n", "\tlun:0 path:/x"),
-        (
-            parse_proc_volume,
-            "tid:1 name:x\n\tlun:0 blocks:1 blocksize:512\n",
-            "\tlun:0 blocks:1 blocksize:512",
-        ),
-        (parse_proc_session, "tid:1 name:x\n  sid:1 initiator:y\n", "  sid:1 initiator:y"),
     ],
 )
 def test_garbage_names_the_line(parser: object, text: str, bad: str) -> None:

@@ -255,20 +255,13 @@ def test_by_path_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("parser", "text", "bad"),
+    ("parser", "text"),
     [
-        (parse_node_list, "198.18.0.1 iqn.x:y\n", "198.18.0.1 iqn.x:y"),
-        (
-            parse_session_list,
-            "tcp: 1 198.18.0.1:3260,1 iqn.x:y\n",
-            "tcp: 1 198.18.0.1:3260,1 iqn.x:y",
-        ),
-        (parse_session_tree, "\t\tSID: 1\n", "\t\tSID: 1"),
-        (parse_session_tree, "Target: iqn.x:y\n\tnonsense\n", "\tnonsense"),
-        (parse_iscsi_ls, "Lun:0 Type:X\n", "Lun:0 Type:X"),
+        (parse_node_list, "198.18.0.1 iqn.x:y\n"),
+        (parse_session_list, "tcp: 1 198.18.0.1:3260,1 iqn.x:y\n"),
+        (parse_session_tree, "\t\tSID: 1\n"),
+        (parse_iscsi_ls, "Lun:0 Type:X\n"),
     ],
 )
-def test_garbage_names_the_line(parser: object, text: str, bad: str) -> None:
-    with pytest.raises(ParseError) as info:
-        parser(text)  # type: ignore[operator]
-    assert info.value.line == bad
+def test_lines_not_understood_are_skipped(parser: object, text: str) -> None:
+    assert parser(text) == []  # type: ignore[operator]

@@ -112,7 +112,12 @@ def test_generic_tree() -> None:
         ),
     ],
 )
-def test_garbage_names_the_line(text: str, bad: str) -> None:
-    with pytest.raises(ParseError) as info:
-        parse_targetcli_ls(text)
-    assert info.value.line == bad
+def test_garbage_is_skipped_and_counted(text: str, bad: str) -> None:
+    # Each text has exactly one line (``bad``) the parser cannot place: it is counted.
+    assert bad in text.splitlines()
+    assert parse_targetcli_ls(text).unparsed == 1
+
+
+def test_output_with_no_tree_at_all_is_an_error() -> None:
+    with pytest.raises(ParseError):
+        parse_targetcli_ls("targetcli: command not found\n")
