@@ -69,7 +69,7 @@ SEQ_MODULO = 65536
 
 # ``-D`` prefixes "[seconds.micros] " (gettimeofday); without -D there is none.
 _TS = r"(?:\[(?P<ts>\d+\.\d+)\] )?"
-# iputils: icmp_seq= (icmp_req= before 2011's s20121221); BusyBox: seq=.
+# iputils: icmp_seq= (icmp_req= in those of about 2010-2012); BusyBox: seq=.
 _SEQ = r"(?P<field>icmp_seq|icmp_req|seq)=(?P<seq>\d+)"
 _REPLY = re.compile(_TS + r"\d+ bytes from (?P<src>.+?): " + _SEQ + r"(?P<rest>.*)$")
 _TTL = re.compile(r" ttl=(\d+)")
@@ -143,6 +143,8 @@ class PingParser:
         self._summary_done = False
         # BusyBox counts seqs from 0, iputils from 1.
         self._first_seq = 1
+        # The header was read: the stream starts with the run's first seq.
+        self._from_start = False
         self.lines_not_understood = 0
         """Lines of no known form: skipped, never raised on."""
 
@@ -176,6 +178,7 @@ class PingParser:
                 self.target = m["target"]
             if _BUSYBOX_HEADER.match(line):
                 self._first_seq = 0
+            self._from_start = self._settled is None
             return []
         if not line or _STATS_TITLE.match(line) or _DIAGNOSTIC.match(line):
             return []  # nothing to measure
@@ -230,6 +233,9 @@ class PingParser:
 
     def _settle_up_to(self, seq: int, t: float) -> list[Sample]:
         """Loss samples for seqs skipped before ``seq`` (ping without -O shows none)."""
+        if self._settled is None and self._from_start:
+            # The run began at its first seq: the ones before this one got no reply.
+            self._settled = self._first_seq - 1
         if self._settled is None:
             # Joined mid-stream: what came before is not ours to call lost.
             self._settled = seq - 1

@@ -199,3 +199,28 @@ def test_dbench_unknown_lines_are_counted_not_raised() -> None:
     samples = parse_lines(parser, lines)
     assert any("summary" in s.values for s in samples)
     assert parser.lines_not_understood == 2
+
+
+def test_first_seqs_unanswered_are_lost_when_the_header_was_read() -> None:
+    # The address appeared 4 s in: the first replies are seq 7 (iputils from 1,
+    # BusyBox from 0); the seqs before them got none.
+    _, samples = ping("ping-netns-late-addr-noO-c12-i0.5.txt")
+    assert seqs(of_kind(samples, "reply")) == list(range(7, 13))
+    assert lost_seqs(samples) == [1, 2, 3, 4, 5, 6]
+    values = summary(samples)
+    assert (values["transmitted"], values["received"], values["errors"]) == (12.0, 6.0, 6.0)
+    assert (values["rtt_max_ms"], values["pipe"]) == (1031.645, 6.0)
+    _, samples = ping("ping-busybox-netns-late-addr-c12-i0.5.txt")
+    assert seqs(of_kind(samples, "reply")) == list(range(7, 12))
+    assert lost_seqs(samples) == [0, 1, 2, 3, 4, 5, 6]
+    assert summary(samples)["loss_pct"] == 58.0
+    assert summary(samples)["rtt_max_ms"] == 1022.754
+
+
+def test_without_the_header_the_first_seqs_are_not_called_lost() -> None:
+    # Joined mid-stream (the header not in the paste): nothing before is ours to count.
+    lines = (CAPTURES / "ping-netns-late-addr-noO-c12-i0.5.txt").read_text().splitlines()
+    parser = PingParser("storage", clock=lambda: 0.0)
+    samples = parse_lines(parser, lines[8:13])
+    assert seqs(of_kind(samples, "reply")) == [8, 9, 10, 11, 12]
+    assert lost_seqs(samples) == []
