@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,9 +50,25 @@ def import_probe(kind: str, lines: list[str], host: str, start: float) -> list[E
     return events
 
 
-def iter_probe(kind: str, lines: Iterable[str], host: str, start: float) -> Iterator[Event]:
+@dataclass
+class ImportCounts:
+    """What an import skipped, known once its lines are all read."""
+
+    lines_not_understood: int = 0
+
+
+def iter_probe(
+    kind: str,
+    lines: Iterable[str],
+    host: str,
+    start: float,
+    counts: ImportCounts | None = None,
+) -> Iterator[Event]:
     """:func:`import_probe` a line at a time: the samples as the lines are read (a capture
-    of millions of lines is never held); no sample at all is the caller's to refuse."""
+    of millions of lines is never held); no sample at all is the caller's to refuse.
+
+    ``counts``, when given, gets the lines the parser skipped as unknown (for parsers
+    that count them) once the stream is done."""
     stream = iter(lines)
     if kind == "sysbench":  # told apart by its first lines
         head = list(itertools.islice(stream, 40))
@@ -64,6 +81,8 @@ def iter_probe(kind: str, lines: Iterable[str], host: str, start: float) -> Iter
         except (ParseError, ValueError) as exc:
             raise ImportError_(f"line {number}: {exc}") from exc
     yield from parser.finish()
+    if counts is not None:
+        counts.lines_not_understood = int(getattr(parser, "lines_not_understood", 0))
 
 
 def import_xl(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:

@@ -12,6 +12,13 @@ smooths a dip away; ``mb_per_s_1s`` undoes that from two successive lines
 (``(avg_n * t_n - avg_m * t_m) / (t_n - t_m)``), the rate of that interval.
 ``latency_ms`` is the worst operation latency in that second.
 
+Formats read: dbench 4.0 as Debian ships it (4.0-2.1, "dbench version 4.00"),
+with or without ``-s`` (sync open) / ``-S`` (sync dirs), whose ``Throughput``
+line then says ``(sync open)`` / ``(sync dirs)``; progress lines of dbench 3
+(no latency) and of the 4.x betas (``latency N msec``). Whitespace mangled by
+copy and paste (tabs, runs of spaces, CRLF) reads the same; a line of no known
+form is skipped and counted in :attr:`DbenchParser.lines_not_understood`.
+
 The end-of-run sample (the ``Throughput`` line) has ``summary: 1.0``,
 ``throughput_mb_per_s``, ``clients``, ``procs``, ``max_latency_ms`` and, when
 the operation table was printed, ``operations`` (its counts summed).
@@ -55,10 +62,18 @@ _PROGRESS = re.compile(
     r"(?:\s+latency (?P<lat>[\d.]+) m(?:sec|s))?\s*$"
 )
 _CLEANUP = re.compile(r"\s*(?P<clients>\d+)\s+cleanup\s+(?P<sec>\d+) sec\s*$")
-_OPERATION = re.compile(r" (?P<name>[A-Za-z]\w*)\s+(?P<count>\d+)\s+[\d.]+\s+[\d.]+\s*$")
+_OPERATION = re.compile(r"\s*(?P<name>[A-Za-z]\w*)\s+(?P<count>\d+)\s+[\d.]+\s+[\d.]+\s*$")
+# "-s" adds " (sync open)", "-S" " (sync dirs)" after MB/sec (captured from dbench 4.0).
 _THROUGHPUT = re.compile(
-    r"Throughput (?P<mb>[\d.]+(?:e[+-]?\d+)?) MB/sec\s+(?P<clients>\d+) clients\s+"
-    r"(?P<procs>\d+) procs\s+max_latency=(?P<lat>[\d.]+) ms"
+    r"\s*Throughput (?P<mb>[\d.]+(?:e[+-]?\d+)?) MB/sec(?:\s+\(sync (?:open|dirs)\))*\s+"
+    r"(?P<clients>\d+) clients\s+(?P<procs>\d+) procs\s+max_latency=(?P<lat>[\d.]+) ms"
+)
+# dbench's own lines with nothing to measure: banner, start-up, the operation
+# table's head, and its per-operation errors ("[3] open ... failed", "(4) ERROR: ...").
+_CHATTER = re.compile(
+    r"\s*(?:$|dbench version |Running for |failed to create barrier semaphore"
+    r"|\d+ of \d+ processes prepared for launch|releasing clients|Operation\s+Count\s"
+    r"|-+\s*$|Child failed with status|\[\d+\] |\(\d+\) )"
 )
 
 
@@ -102,9 +117,11 @@ class DbenchParser:
         self._operations: int | None = None
         self._last_t: float | None = None
         self._done = False
+        self.lines_not_understood = 0
+        """Lines of no known form: skipped, never raised on."""
 
     def feed(self, line: str) -> list[Sample]:
-        line = line.rstrip("\r\n")
+        line = " ".join(line.split())  # tabs, runs of spaces, CRLF from a paste
         if m := _PROGRESS.match(line):
             return self._progress(m)
         if m := _CLEANUP.match(line):
@@ -121,6 +138,8 @@ class DbenchParser:
             return []
         if m := _THROUGHPUT.match(line):
             return self._summary(m)
+        if not _CHATTER.match(line):
+            self.lines_not_understood += 1
         return []
 
     def finish(self) -> list[Sample]:

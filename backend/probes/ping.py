@@ -1,4 +1,19 @@
-"""ping (iputils): ``ping -D -O -n -i INTERVAL -W 1 [-c N] ADDR``.
+"""ping (iputils, BusyBox): ``ping -D -O -n -i INTERVAL -W 1 [-c N] ADDR``.
+
+Formats read (each checked on a capture in tests/data/probes/):
+
+- iputils 20221126 (Debian 12) and every iputils that prints ``icmp_seq=``,
+  with or without ``-D``'s ``[seconds.micros]`` and ``-O``'s ``no answer yet``
+  lines; summary ``rtt min/avg/max/mdev = ...``.
+- the iputils of about 2010-2012 (e.g. Debian 7, Ubuntu 12.04) whose replies
+  say ``icmp_req=`` instead of ``icmp_seq=``.
+- BusyBox ping (1.35; its format is unchanged since 1.x): ``seq=`` replies
+  counted from 0, ``N packets transmitted, M packets received``, ``round-trip
+  min/avg/max = ...`` (no mdev: ``rtt_mdev_ms`` is None).
+
+Whitespace mangled by copy and paste (tabs, runs of spaces, CRLF, indented
+lines) reads the same. A line of none of these forms is skipped and counted in
+:attr:`PingParser.lines_not_understood`; a value not printed is None.
 
 Every sample has probe ``"ping"``; its values keys tell what it is:
 
@@ -8,7 +23,8 @@ reply      ``seq``, ``rtt_ms``, ``ttl``; plus ``late: 1.0`` when ``-O`` had
            next probe was sent, e.g. queued behind ARP)
 loss       ``seq``, ``rtt_ms: None``, ``lost: 1.0``: no answer when ping sent
            the next probe (``-O``), or a seq skipped by the replies, or the
-           run's unanswered last seqs (from the summary)
+           run's unanswered last seqs (from the summary; every seq when the
+           summary says none was received)
 dup        ``seq``, ``dup: 1.0``: a duplicate reply, not a second reply
 error      ``seq``, ``icmp_error: 1.0``: ``From X icmp_seq=N Destination Host
            Unreachable`` and other ICMP errors (a marker, not a loss: the
@@ -53,17 +69,25 @@ SEQ_MODULO = 65536
 
 # ``-D`` prefixes "[seconds.micros] " (gettimeofday); without -D there is none.
 _TS = r"(?:\[(?P<ts>\d+\.\d+)\] )?"
-_REPLY = re.compile(_TS + r"\d+ bytes from (?P<src>.+?): icmp_seq=(?P<seq>\d+)(?P<rest>.*)$")
+# iputils: icmp_seq= (icmp_req= in those of about 2010-2012); BusyBox: seq=.
+_SEQ = r"(?P<field>icmp_seq|icmp_req|seq)=(?P<seq>\d+)"
+_REPLY = re.compile(_TS + r"\d+ bytes from (?P<src>.+?): " + _SEQ + r"(?P<rest>.*)$")
 _TTL = re.compile(r" ttl=(\d+)")
 _TIME = re.compile(r" time=(\d+(?:\.\d+)?) ms")
-_NO_ANSWER = re.compile(_TS + r"no answer yet for icmp_seq=(?P<seq>\d+)\s*$")
+_NO_ANSWER = re.compile(_TS + r"no answer yet for icmp_seq=(?P<seq>\d+)$")
 # "From 198.18.7.1 icmp_seq=6 Destination Host Unreachable"; names come with " (addr)".
-_ICMP_ERROR = re.compile(
-    _TS + r"From (?P<src>\S+)(?: \([^)]*\))? icmp_seq=(?P<seq>\d+) (?P<msg>.+)$"
-)
+_ICMP_ERROR = re.compile(_TS + r"From (?P<src>\S+?):?(?: \([^)]*\))? " + _SEQ + r" (?P<msg>.+)$")
+# iputils "PING a (b) 56(84) bytes of data."; BusyBox "PING a (b): 56 data bytes".
 _HEADER = re.compile(r"PING (?P<target>\S+?)[ (]")
-_TOTALS = re.compile(r"(?P<tx>\d+) packets transmitted, (?P<rx>\d+) received(?P<rest>.*)$")
+_BUSYBOX_HEADER = re.compile(r"PING \S+ \([^)]*\): \d+ data bytes$")
+_STATS_TITLE = re.compile(r"--- .* ping statistics ---$")
+# ping's own diagnostics ("ping: sendmsg: Network is unreachable", -v's first line).
+_DIAGNOSTIC = re.compile(r"ping: |WARNING: |ai->ai_family: ")
+_TOTALS = re.compile(
+    r"(?P<tx>\d+) packets transmitted, (?P<rx>\d+) (?P<bb>packets )?received(?P<rest>.*)$"
+)
 _RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+_BUSYBOX_RTT = re.compile(r"round-trip min/avg/max = ([\d.]+)/([\d.]+)/([\d.]+) ms")
 _PIPE = re.compile(r"(?:^|, )pipe (\d+)")
 _IPG = re.compile(r"ipg/ewma ([\d.]+)/([\d.]+) ms")
 
@@ -117,11 +141,18 @@ class PingParser:
         self._last_t: float | None = None
         self._totals: dict[str, float | None] | None = None
         self._summary_done = False
+        # BusyBox counts seqs from 0, iputils from 1.
+        self._first_seq = 1
+        # The header was read: the stream starts with the run's first seq.
+        self._from_start = False
+        self.lines_not_understood = 0
+        """Lines of no known form: skipped, never raised on."""
 
     # -- feeding -------------------------------------------------------------
 
     def feed(self, line: str) -> list[Sample]:
-        line = line.rstrip("\r\n")
+        # Pasted from a terminal: tabs for spaces, runs of spaces, CRLF, indents.
+        line = " ".join(line.split())
         if self._totals is not None:
             # ping's statistics end with one more line: rtt / pipe / ipg, or empty.
             return self._emit_summary(line)
@@ -137,12 +168,22 @@ class PingParser:
             return [self._make(self._time(m["ts"]), {"seq": seq, "icmp_error": 1.0})]
         m = _TOTALS.match(line)
         if m:
+            if m["bb"]:
+                self._first_seq = 0
             self._totals = _totals(m)
             return []
         m = _HEADER.match(line)
-        if m and self.target is None:
-            self.target = m["target"]
-        return []  # the header, "--- X ping statistics ---", warnings: nothing to measure
+        if m:
+            if self.target is None:
+                self.target = m["target"]
+            if _BUSYBOX_HEADER.match(line):
+                self._first_seq = 0
+            self._from_start = self._settled is None
+            return []
+        if not line or _STATS_TITLE.match(line) or _DIAGNOSTIC.match(line):
+            return []  # nothing to measure
+        self.lines_not_understood += 1
+        return []
 
     def finish(self) -> list[Sample]:
         if self._totals is not None:
@@ -155,6 +196,8 @@ class PingParser:
         rest = m["rest"]
         if "(BAD CHECKSUM!)" in rest:
             return []  # ping does not count it as received either
+        if m["field"] == "seq":
+            self._first_seq = 0
         t = self._time(m["ts"])
         seq = self._unwrap(int(m["seq"]))
         if "(DUP!)" in rest:
@@ -190,6 +233,9 @@ class PingParser:
 
     def _settle_up_to(self, seq: int, t: float) -> list[Sample]:
         """Loss samples for seqs skipped before ``seq`` (ping without -O shows none)."""
+        if self._settled is None and self._from_start:
+            # The run began at its first seq: the ones before this one got no reply.
+            self._settled = self._first_seq - 1
         if self._settled is None:
             # Joined mid-stream: what came before is not ours to call lost.
             self._settled = seq - 1
@@ -204,25 +250,37 @@ class PingParser:
         if totals is None or self._summary_done:
             return []
         self._summary_done = True
-        rtt = _RTT.search(line)
+        rtt = _RTT.search(line) or _BUSYBOX_RTT.search(line)
         pipe = _PIPE.search(line)
         ipg = _IPG.search(line)
+        if line and not (rtt or pipe or ipg):
+            self.lines_not_understood += 1
         keys = ("rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "rtt_mdev_ms")
         for i, key in enumerate(keys, start=1):
-            totals[key] = float(rtt[i]) if rtt else None
-        totals["pipe"] = float(pipe[1]) if pipe else 1.0  # ping prints it only above 1
+            # BusyBox prints no mdev: None, not a guess.
+            found = rtt is not None and i <= len(rtt.groups())
+            totals[key] = float(rtt[i]) if rtt is not None and found else None
+        if pipe:
+            totals["pipe"] = float(pipe[1])
+        else:  # iputils prints it only above 1; BusyBox never
+            totals["pipe"] = 1.0 if self._first_seq == 1 else None
         totals["ipg_ms"] = float(ipg[1]) if ipg else None
         totals["ewma_ms"] = float(ipg[2]) if ipg else None
         t = self._last_t if self._last_t is not None else self._clock()
         out: list[Sample] = []
         transmitted = int(totals["transmitted"] or 0)
         received = int(totals["received"] or 0)
-        if self._settled is not None and self._settled < transmitted:
+        last = self._first_seq + transmitted - 1
+        if self._settled is None and received == 0:
+            # No reply at all (only "Destination Host Unreachable", or nothing):
+            # every seq ping sent is lost, as its summary says.
+            self._settled = self._first_seq - 1
+        if self._settled is not None and self._settled < last:
             # The last probes: -O reports a seq only when the next one is sent.
             # Capped by what ping itself counts as unanswered.
-            trailing = range(self._settled + 1, transmitted + 1)
+            trailing = range(self._settled + 1, last + 1)
             out.extend(self._loss(s, t) for s in trailing[: max(0, transmitted - received)])
-            self._settled = transmitted
+            self._settled = last
         out.append(self._make(t, totals))
         return out
 

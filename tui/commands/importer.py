@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from backend.events import Event, now
-from backend.importer import KINDS, ImportError_, import_qemu, import_xl, iter_probe
+from backend.importer import (
+    KINDS,
+    ImportCounts,
+    ImportError_,
+    import_qemu,
+    import_xl,
+    iter_probe,
+)
 from backend.inputs import (
     IMPORT_MAX_BYTES,
     LINE_MAX_BYTES,
@@ -56,12 +63,17 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _events(args: argparse.Namespace, lines: Iterable[str], start: float) -> Iterator[Event]:
+def _events(
+    args: argparse.Namespace,
+    lines: Iterable[str],
+    start: float,
+    counts: ImportCounts | None = None,
+) -> Iterator[Event]:
     if args.kind == "xl":
         return iter(import_xl(list(lines), args.domain, args.source, args.dest, start))
     if args.kind == "qemu":
         return iter(import_qemu(list(lines), args.domain, args.source, args.dest, start))
-    return iter_probe(args.kind, lines, args.host, start)
+    return iter_probe(args.kind, lines, args.host, start, counts)
 
 
 def _lines(file: BinaryIO) -> Iterator[str]:
@@ -76,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists():
         raise BadInput(f"{args.output} exists; a session log is never overwritten")
+    counts = ImportCounts()
     try:  # a regular file, read a line at a time: never /dev/zero or a FIFO
         with open_input(path, "file to import", IMPORT_MAX_BYTES) as file:
             start = args.start if args.start is not None else os.fstat(file.fileno()).st_mtime
-            count = _write(args, output, _events(args, _lines(file), start))
+            count = _write(args, output, _events(args, _lines(file), start, counts))
     except InputError as exc:
         where = f"{path}:{exc.line}" if exc.line is not None else str(path)
         raise BadInput(f"{where}: cannot import it: {exc.reason}") from None
@@ -94,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         name = exc.filename or path
         raise BadInput(f"{name}: cannot read it: {exc.strerror}") from None
     print(printable(f"{args.output}: {count} events from {path} ({args.kind})"))
+    if counts.lines_not_understood:  # skipped, not fatal: say so rather than stay silent
+        skipped = counts.lines_not_understood
+        print(printable(f"{path}: {skipped} line{'s' * (skipped != 1)} not understood (skipped)"))
     return EXIT_OK
 
 
