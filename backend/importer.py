@@ -38,7 +38,11 @@ def _sysbench_kind(lines: list[str]) -> str:
     text = "\n".join(lines[:40])
     if "Prime numbers limit" in text or "CPU speed" in text:
         return "sysbench-cpu"
-    if "memory" in text.lower():
+    # 0.4.x: "Doing CPU performance benchmark"; its later branch: "Primer numbers limit"
+    if "CPU performance benchmark" in text or "Primer numbers limit" in text:
+        return "sysbench-cpu"
+    # 0.5's memory test names itself nowhere: its interval and summary lines tell it
+    if "memory" in text.lower() or "B/sec" in text or "Operations performed" in text:
         return "sysbench-memory"
     raise ImportError_("not sysbench cpu or memory output (no 'Prime numbers limit' or memory)")
 
