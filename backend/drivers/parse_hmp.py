@@ -5,9 +5,10 @@ Formats read (``migration/migration-hmp-cmds.c``, before 8.0 ``monitor/hmp-cmds.
 
 - QEMU 0.12 to 10.0: ``Migration status: completed``, then one ``key: value unit`` a line
   (``total time: 4023 ms``, ``downtime: 1 ms``, ``transferred ram: 1037 kbytes``,
-  ``throughput: 2.34 mbps``, ``dirty sync count: 4`` ...). Releases before 1.2 wrote
-  ``milliseconds`` for ``ms`` and had fewer lines; 2.x to 10.0 print a ``globals:`` block
-  or a ``capabilities:`` line first. Captured from QEMU 7.2 (tests/data/qmp).
+  ``throughput: 2.34 mbps``, ``dirty sync count: 4`` ...). Releases before 5.1 wrote
+  ``milliseconds`` where later ones write ``ms`` (``monitor/hmp-cmds.c``, 2020), older
+  ones have fewer lines, and a ``capabilities: ...`` line or (4.x to 10.0) a ``globals:``
+  block comes first. Captured from QEMU 7.2 (tests/data/qmp).
 - QEMU 10.1 and later: ``Status: completed``, ``Time (ms): total=N, setup=N, down=N``,
   ``RAM info:`` with ``Throughput (mbps): X``, ``Sizes (KB): psize=N, total=N``,
   ``transferred=N, remain=N,``, ``Pages: normal=N, zero=N, rate_per_sec=N``,

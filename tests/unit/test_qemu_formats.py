@@ -206,3 +206,19 @@ def test_miglab_import_qemu_detects_hmp_and_says_so(tmp_path: Path) -> None:
     assert finished[0].transferred_bytes == 1037 * 1024 and finished[0].iterations == 4
     notes = [e.text for e in session.events if isinstance(e, Note)]
     assert "imported from QEMU HMP info migrate output; 1 lines not understood (skipped)" in notes
+
+
+def test_hmp_before_qemu_5_1_wrote_milliseconds() -> None:
+    # Format from QEMU's source before 5.1 (hmp.c / monitor/hmp-cmds.c), not captured here.
+    parser = HmpInfoMigrateParser()
+    out: list[MigrationStatus] = []
+    for line in ["capabilities: xbzrle: off rdma-pin-all: off auto-converge: off",
+                 "Migration status: completed", "total time: 4023 milliseconds",
+                 "downtime: 1 milliseconds", "setup: 2 milliseconds",
+                 "transferred ram: 1037 kbytes", "throughput: 2.34 mbps",
+                 "dirty sync count: 4"]:  # fmt: skip
+        out += parser.feed(line)
+    (done,) = out + parser.finish()
+    assert (done.total_time_ms, done.downtime_ms, done.setup_time_ms) == (4023, 1, 2)
+    assert done.ram is not None and done.ram.transferred == 1037 * 1024
+    assert done.ram.dirty_sync_count == 4 and parser.skipped == 0
