@@ -101,7 +101,8 @@ _KNOWN = re.compile(
     r"per-request statistics:|Threads fairness:|CPU speed:|Throughput:|"
     r"Memory (?:block size|transfer size|operations type|scope type|access mode)|"
     r"(?:block size|total size|operation|scope|access mode): |WARNING: |"
-    r"Time limit exceeded|Latency histogram|Threads started!)"
+    r"Time limit exceeded|Latency histogram|Threads started!|"
+    r"value -+ distribution -+ count$|[\d.]+ \|\** \d+$)"  # --histogram=on rows
 )
 
 

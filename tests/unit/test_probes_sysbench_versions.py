@@ -122,3 +122,10 @@ def test_unknown_lines_are_counted_and_an_unreadable_value_is_null() -> None:
 def test_import_tells_cpu_from_memory_in_every_version(name: str, probe: str) -> None:
     events = list(iter_probe("sysbench", capture(name), "guest", 1000.0))
     assert events and {e.probe for e in events if isinstance(e, Sample)} == {probe}
+
+
+def test_histogram_rows_are_known_lines_not_unknown_ones() -> None:
+    parser, samples = run(capture("sysbench-cpu-t2-time2-histogram.txt"))
+    v = summary(samples)
+    assert parser.skipped == 0 and v["total_time_s"] == 2.0014 and v["total_events"] == 269386
+    assert v["lat_max_ms"] == 68.07 and v["events_per_s"] == 134560.65
