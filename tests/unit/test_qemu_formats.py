@@ -222,3 +222,16 @@ def test_hmp_before_qemu_5_1_wrote_milliseconds() -> None:
     assert (done.total_time_ms, done.downtime_ms, done.setup_time_ms) == (4023, 1, 2)
     assert done.ram is not None and done.ram.transferred == 1037 * 1024
     assert done.ram.dirty_sync_count == 4 and parser.skipped == 0
+
+
+def test_hmp_cancelled_then_failed_with_qemus_reason() -> None:
+    capture = QMP_DATA / "hmp-info-migrate-qemu7.2-cancelled-failed.txt"
+    statuses, parser = hmp(capture)
+    assert [s.status for s in statuses] == ["cancelled", "failed"]
+    failed = statuses[1]
+    assert failed.error_desc == "Failed to connect to '127.0.0.1:1': Connection refused"
+    assert failed.total_time_ms == 0 and failed.ram is None and parser.skipped == 0
+    lines = capture.read_text(errors="replace").splitlines()
+    finished = [e for e in import_qemu(lines, "g", "h1", "h2", 0.0)
+                if isinstance(e, MigrationFinished)]  # fmt: skip
+    assert not finished[0].ok and finished[0].error == failed.error_desc
