@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from backend.drivers import ParseError
 from backend.drivers.hv_qemu import progress_event as qemu_progress
 from backend.drivers.hv_xen import progress_event as xl_progress
+from backend.drivers.parse_hmp import HmpInfoMigrateParser
 from backend.drivers.parse_xl import MigratePhase, XlMigrateParser
 from backend.drivers.qmp import MigrationStatus
+from backend.drivers.qmp import loads as qmp_loads
 from backend.events import Event, MigrationFinished, MigrationProgress, Note
 from backend.probes import PROBES, new_parser
 
@@ -37,7 +39,11 @@ def _sysbench_kind(lines: list[str]) -> str:
     text = "\n".join(lines[:40])
     if "Prime numbers limit" in text or "CPU speed" in text:
         return "sysbench-cpu"
-    if "memory" in text.lower():
+    # 0.4.x: "Doing CPU performance benchmark"; its later branch: "Primer numbers limit"
+    if "CPU performance benchmark" in text or "Primer numbers limit" in text:
+        return "sysbench-cpu"
+    # 0.5's memory test names itself nowhere: its interval and summary lines tell it
+    if "memory" in text.lower() or "B/sec" in text or "Operations performed" in text:
         return "sysbench-memory"
     raise ImportError_("not sysbench cpu or memory output (no 'Prime numbers limit' or memory)")
 
@@ -112,15 +118,29 @@ def import_xl(lines: list[str], domain: str, source: str, dest: str, start: floa
     return events
 
 
-def _query_migrate_answers(lines: Iterable[str]) -> Iterable[tuple[float | None, dict[str, Any]]]:
-    """(time, query-migrate answer) from QMP replies, bare answers or miglab's QMP captures."""
+class _Skipped:
+    """Lines an import read past without understanding them."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+
+def _query_migrate_answers(
+    lines: Iterable[str], skipped: _Skipped | None = None
+) -> Iterable[tuple[float | None, dict[str, Any]]]:
+    """(time, query-migrate answer) from QMP replies, bare answers or miglab's QMP captures.
+
+    ``-nan``/``inf`` (invalid JSON older QEMU sends) read as null; a line that is not JSON
+    at all (a QEMU error message in a transcript) is skipped and counted in ``skipped``."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ImportError_(f"line {number}: not JSON: {exc.msg}") from exc
+            data = qmp_loads(line)
+        except json.JSONDecodeError:
+            if skipped is not None:
+                skipped.lines += 1
+            continue
         except RecursionError:
             raise ImportError_(f"line {number}: nested too deep to read") from None
         except ValueError as exc:  # int() of more than 4300 digits
@@ -129,7 +149,7 @@ def _query_migrate_answers(lines: Iterable[str]) -> Iterable[tuple[float | None,
         if isinstance(data, dict) and "line" in data and "dir" in data:  # a capture record
             t = data.get("t")
             try:
-                data = json.loads(data["line"])
+                data = qmp_loads(data["line"])
             except (TypeError, ValueError, RecursionError):
                 continue
         if isinstance(data, dict) and isinstance(data.get("return"), dict):
@@ -138,24 +158,59 @@ def _query_migrate_answers(lines: Iterable[str]) -> Iterable[tuple[float | None,
             yield (float(t) if isinstance(t, int | float) else None), data
 
 
-def import_qemu(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:
-    """A dump of ``query-migrate`` answers as progress events and QEMU's own result."""
-    events: list[Event] = []
-    last: MigrationStatus | None = None
-    for t, answer in _query_migrate_answers(lines):
+def is_hmp_info_migrate(lines: list[str]) -> bool:
+    """True when the text is HMP ``info migrate`` output rather than QMP JSON: a
+    ``Migration status:`` (``Status:`` from QEMU 10.1) line before any JSON object."""
+    for line in lines:
+        text = " ".join(line.split()).removeprefix("(qemu) ")
+        if text.startswith("{"):
+            return False
+        if text.startswith(("Migration status: ", "Status: ")):
+            return True
+    return False
+
+
+def _hmp_statuses(lines: list[str], skipped: _Skipped) -> Iterator[MigrationStatus]:
+    parser = HmpInfoMigrateParser()
+    for line in lines:
+        yield from parser.feed(line)
+    yield from parser.finish()
+    skipped.lines += parser.skipped
+
+
+def _qmp_answers(
+    lines: list[str], skipped: _Skipped
+) -> Iterator[tuple[float | None, MigrationStatus]]:
+    for t, answer in _query_migrate_answers(lines, skipped):
         try:
             status = MigrationStatus.model_validate(answer)
         except ValidationError as exc:
             raise ImportError_(f"a query-migrate answer that does not validate: {exc}") from exc
         except RecursionError:
             raise ImportError_("a query-migrate answer nested too deep to read") from None
+        yield t, status
+
+
+def import_qemu(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:
+    """A dump of ``query-migrate`` answers (QMP JSON) or of HMP ``info migrate`` output as
+    progress events and QEMU's own result; the format is told from the text, and a Note
+    says which it was and how many lines were skipped as not understood."""
+    events: list[Event] = []
+    last: MigrationStatus | None = None
+    skipped = _Skipped()
+    hmp = is_hmp_info_migrate(lines)
+    answers = (
+        ((None, s) for s in _hmp_statuses(lines, skipped)) if hmp else _qmp_answers(lines, skipped)
+    )
+    for t, status in answers:
         # Without a capture time, QEMU's own total-time places the answer.
         offset = t if t is not None else (status.total_time_ms or 0) / 1000
         events.append(qemu_progress(domain, source, dest, status).model_copy(
             update={"t": start + offset}))  # fmt: skip
         last = status
+    found = "HMP info migrate" if hmp else "QMP query-migrate"
     if last is None:
-        raise ImportError_("no query-migrate answers found")
+        raise ImportError_(f"no {found} answers found")
     ram = last.ram
     events.append(
         MigrationFinished(
@@ -167,4 +222,6 @@ def import_qemu(lines: list[str], domain: str, source: str, dest: str, start: fl
             error=None if last.status == "completed" else last.error_desc or last.status,
         )
     )  # fmt: skip
+    events.append(Note(t=events[-1].t, text=f"imported from QEMU {found} output; "
+                       f"{skipped.lines} lines not understood (skipped)"))  # fmt: skip
     return events

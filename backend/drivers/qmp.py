@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -488,11 +489,43 @@ class QmpClient:
         await self.close()
 
 
+# A string, or a bare non-finite number as C's printf spells it. QEMU before 2.6 or so
+# wrote doubles with "%f" and sent ``"cache-miss-rate": -nan`` (Launchpad bug 1585533).
+_NON_FINITE = re.compile(
+    rb'"(?:[^"\\]|\\.)*"|(?<![\w.])[-+]?(?:nan|inf(?:inity)?)(?![\w.])', re.IGNORECASE
+)
+
+
+def _null_if_non_finite(match: re.Match[bytes]) -> bytes:
+    token = match[0]
+    return token if token.startswith(b'"') else b"null"
+
+
+def _null(_constant: str) -> None:
+    return None
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON as QEMU sends it: a NaN or an infinity (``-nan``, ``nan``, ``inf``, which is
+    not JSON, or ``NaN``/``Infinity``) reads as null, as no number can be read from it.
+    Raises ``ValueError`` as :func:`json.loads` does for anything else."""
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        return json.loads(raw, parse_constant=_null)
+    except json.JSONDecodeError:
+        patched = _NON_FINITE.sub(_null_if_non_finite, raw)
+        if patched == raw:
+            raise
+        return json.loads(patched, parse_constant=_null)
+
+
 def _parse(line: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(line)
+        message = loads(line)
     except ValueError as exc:
         raise QmpProtocolError(f"not JSON: {line[:200]!r}") from exc
+    except RecursionError:
+        raise QmpProtocolError(f"nested too deep to read: {line[:200]!r}") from None
     if not isinstance(message, dict):
         raise QmpProtocolError(f"not a JSON object: {line[:200]!r}")
     return message

@@ -1,4 +1,19 @@
-"""sysbench 1.0 cpu and memory tests, with or without ``--report-interval``.
+"""sysbench cpu and memory tests, with or without ``--report-interval``.
+
+Versions read (each from a real capture in tests/data/probes):
+
+- 0.4.x (``--test=cpu``, ``--num-threads``): ``Doing CPU performance benchmark`` /
+  ``Doing memory operations speed test``, ``Test execution summary:`` or ``General
+  statistics:``, latencies with a unit (``min: 4.59ms``), ``approx.  95 percentile:``,
+  ``Operations performed: N (X ops/sec)``, ``MB transferred (X MB/sec)``,
+  ``total time taken by event execution: S`` (seconds, read as ``lat_sum_ms``);
+- 0.5: the same summary, ``[   1s] 2975.34 MB/sec,`` interval lines;
+- 1.0 (Debian 12's 1.0.20): ``CPU speed:``, ``General statistics:``, ``Latency (ms):``;
+- 1.1: ``Throughput:`` with ``events/s (eps):`` and ``time elapsed:`` for the total time.
+
+Lines are read with their whitespace collapsed (tabs, runs of spaces, CRLF: as pasted
+from a terminal). A line the parser does not know is skipped and counted in
+:attr:`SysbenchParser.skipped`; a value it cannot read (``nan``, ``inf``) is null.
 
 Interval samples (one per ``[ Ns ]`` line):
 
@@ -19,6 +34,7 @@ late-arriving lines keeps the spacing sysbench measured.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Literal
@@ -51,22 +67,48 @@ UNITS: dict[str, str] = {
 
 _SIZE = re.compile(r"\d+[KMGT]?")
 
-# "[ 1s ] " in 1.0 ("[%4.0fs] " in 0.5, hence the optional spaces).
-_STAMP = r"\[\s*(?P<s>\d+)s\s*\] "
+# Regexes below match a line whose whitespace was collapsed to single spaces.
+_NUM = r"([-+]?(?:\d+(?:\.\d*)?|nan|inf))"
+# "[ 1s ] " in 1.0 and 1.1, "[   1s] " in 0.5 (hence the optional spaces).
+_STAMP = r"\[ ?(?P<s>\d+)s ?\] ?"
 _CPU_INTERVAL = re.compile(
-    _STAMP + r"thds: (?P<thds>\d+) eps: (?P<eps>[\d.]+) lat \(ms,(?P<pct>\d+)%\): (?P<lat>[\d.]+)"
+    _STAMP + rf"thds: (?P<thds>\d+) eps: {_NUM} lat \(ms, ?(?P<pct>\d+)%\): {_NUM}"
 )
-_MEMORY_INTERVAL = re.compile(_STAMP + r"(?P<rate>[\d.]+) Mi?B/sec")
-_THREADS = re.compile(r"Number of threads: (\d+)")
-_EPS = re.compile(r"\s*events per second:\s+([\d.]+)")
-_OPS = re.compile(r"Total operations: (\d+) \(([\d.]+) per second\)")
-_TRANSFERRED = re.compile(r"([\d.]+) Mi?B transferred \(([\d.]+) Mi?B/sec\)")
-_TOTAL_TIME = re.compile(r"\s*total time:\s+([\d.]+)s")
-_TOTAL_EVENTS = re.compile(r"\s*total number of events:\s+(\d+)")
-_LATENCY = re.compile(r"\s*(min|avg|max|sum):\s+([\d.]+)\s*$")
-_PERCENTILE = re.compile(r"\s*(\d+)th percentile:\s+([\d.]+)")
-_FAIR_EVENTS = re.compile(r"\s*events \(avg/stddev\):\s+([\d.]+)/([\d.]+)")
-_FAIR_TIME = re.compile(r"\s*execution time \(avg/stddev\):\s+([\d.]+)/([\d.]+)")
+_MEMORY_INTERVAL = re.compile(_STAMP + rf"{_NUM} Mi?B/sec")
+_THREADS = re.compile(r"Number of threads: (\d+)$")
+_EPS = re.compile(rf"events per second: {_NUM}$")
+_EPS_11 = re.compile(rf"events/s \(eps\): {_NUM}$")
+_OPS = re.compile(
+    rf"(?:Total operations: (\d+) \({_NUM} per second\)|"
+    rf"Operations performed: (\d+) \({_NUM} ops/sec\))$"
+)
+_TRANSFERRED = re.compile(rf"{_NUM} Mi?B transferred \({_NUM} Mi?B/sec\)$")
+_TOTAL_TIME = re.compile(rf"(?:total time|time elapsed): {_NUM}s$")
+_TOTAL_EVENTS = re.compile(r"total number of events: (\d+)$")
+_EVENT_TIME = re.compile(rf"total time taken by event execution: {_NUM}s?$")  # 0.4/0.5
+_LATENCY = re.compile(rf"(min|avg|max|sum): {_NUM}(?: ?ms)?$")
+_PERCENTILE = re.compile(rf"(?:(\d+)th percentile|approx\. ?(\d+) percentile): {_NUM}(?: ?ms)?$")
+_FAIR_EVENTS = re.compile(rf"events \(avg/stddev\): {_NUM}/{_NUM}$")
+_FAIR_TIME = re.compile(rf"execution time \(avg/stddev\): {_NUM}/{_NUM}$")
+_CPU_HEADER = ("Prime numbers limit", "Primer numbers limit", "Doing CPU performance benchmark",
+               "Maximum prime number checked")  # fmt: skip
+_MEMORY_HEADER = ("Running memory speed test", "Doing memory operations speed test")
+# Lines of these formats that carry nothing the samples keep (not counted as unknown).
+_KNOWN = re.compile(
+    r"(?:sysbench \d|Running the test with following options|Initializing |"
+    r"Random number generator seed|Report intermediate results|Done\.|"
+    r"General statistics:|Test execution summary:|Latency \(ms\):|response time:|"
+    r"per-request statistics:|Threads fairness:|CPU speed:|Throughput:|"
+    r"Memory (?:block size|transfer size|operations type|scope type|access mode)|"
+    r"(?:block size|total size|operation|scope|access mode): |WARNING: |"
+    r"Time limit exceeded|Latency histogram|Threads started!|"
+    r"value -+ distribution -+ count$|[\d.]+ \|\** \d+$)"  # --histogram=on rows
+)
+
+
+def _num(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def _common(threads: int, time_s: int, report_interval_s: int | None) -> list[str]:
@@ -141,76 +183,101 @@ class SysbenchParser:
         self._t0: float | None = None
         self._summary: dict[str, float | None] = {}
         self._done = False
+        self.skipped = 0  # lines not understood
 
     def feed(self, line: str) -> list[Sample]:
-        line = line.rstrip("\r\n")
-        if line.startswith("["):
-            return self._interval(line)
-        if line.startswith("Threads started!"):
+        text = " ".join(line.split())  # tabs, runs of spaces, CR: one space
+        if not text:
+            return []
+        if text.startswith("["):
+            samples = self._interval(text)
+            if samples is None:
+                self.skipped += 1
+            return samples or []
+        if text.startswith("Threads started!"):
             self._t0 = self._clock()
             return []
-        self._header(line)
-        return self._summary_line(line)
+        if self._header(text):
+            return []
+        samples = self._summary_line(text)
+        if samples is None:
+            if not _KNOWN.match(text):
+                self.skipped += 1
+            return []
+        return samples
 
     def finish(self) -> list[Sample]:
         # Cut short (killed, connection lost): keep what the summary got to say.
         return self._emit() if self._summary else []
 
-    def _header(self, line: str) -> None:
-        if m := _THREADS.match(line):
+    def _header(self, text: str) -> bool:
+        if m := _THREADS.match(text):
             self.threads = int(m[1])
-        elif line.startswith("Prime numbers limit"):
+        elif text.startswith(_CPU_HEADER):
             self.test = "cpu"
-        elif line.startswith("Running memory speed test"):
+        elif text.startswith(_MEMORY_HEADER):
             self.test = "memory"
+        else:
+            return False
+        return True
 
-    def _interval(self, line: str) -> list[Sample]:
-        if m := _CPU_INTERVAL.match(line):
+    def _interval(self, text: str) -> list[Sample] | None:
+        if m := _CPU_INTERVAL.match(text):
             self.test = "cpu"
             elapsed = float(m["s"])
             values: dict[str, float | None] = {
                 "elapsed_s": elapsed,
                 "threads": float(m["thds"]),
-                "eps": float(m["eps"]),
-                "lat_ms": float(m["lat"]),
+                "eps": _num(m[3]),
+                "lat_ms": _num(m[5]),
                 "lat_pct": float(m["pct"]),
             }
-        elif m := _MEMORY_INTERVAL.match(line):
+        elif m := _MEMORY_INTERVAL.match(text):
             self.test = "memory"
             elapsed = float(m["s"])
-            values = {"elapsed_s": elapsed, "mib_per_s": float(m["rate"])}
+            values = {"elapsed_s": elapsed, "mib_per_s": _num(m[2])}
         else:
-            return []
+            return None
         if self._t0 is None:
             self._t0 = self._clock() - elapsed
         return [self._make(self._t0 + elapsed, values)]
 
-    def _summary_line(self, line: str) -> list[Sample]:
+    def _summary_line(self, text: str) -> list[Sample] | None:
+        """The samples a summary line completes, [] if it completes none, None if it is
+        not a summary line at all."""
         s = self._summary
-        if m := _EPS.match(line):
-            s["events_per_s"] = float(m[1])
-        elif m := _OPS.match(line):
-            s["total_ops"] = float(m[1])
-            s["ops_per_s"] = float(m[2])
-        elif m := _TRANSFERRED.match(line):
-            s["transferred_mib"] = float(m[1])
-            s["transferred_mib_per_s"] = float(m[2])
-        elif m := _TOTAL_TIME.match(line):
-            s["total_time_s"] = float(m[1])
-        elif m := _TOTAL_EVENTS.match(line):
+        if m := _EPS.match(text):
+            s["events_per_s"] = _num(m[1])
+        elif m := _EPS_11.match(text):
+            s.setdefault("events_per_s", _num(m[1]))  # cpu said it under "CPU speed:"
+        elif m := _OPS.match(text):
+            self.test = self.test or "memory"
+            s["total_ops"] = float(m[1] or m[3])
+            s["ops_per_s"] = _num(m[2] or m[4])
+        elif m := _TRANSFERRED.match(text):
+            s["transferred_mib"] = _num(m[1])
+            s["transferred_mib_per_s"] = _num(m[2])
+        elif m := _TOTAL_TIME.match(text):
+            s["total_time_s"] = _num(m[1])
+        elif m := _TOTAL_EVENTS.match(text):
             s["total_events"] = float(m[1])
-        elif (m := _LATENCY.match(line)) and "total_time_s" in s:
-            s[f"lat_{m[1]}_ms"] = float(m[2])
-        elif m := _PERCENTILE.match(line):
-            s["lat_pct"] = float(m[1])
-            s["lat_pct_ms"] = float(m[2])
-        elif m := _FAIR_EVENTS.match(line):
-            s["thread_events_avg"] = float(m[1])
-            s["thread_events_stddev"] = float(m[2])
-        elif m := _FAIR_TIME.match(line):
-            s["thread_time_avg_s"] = float(m[1])
-            s["thread_time_stddev_s"] = float(m[2])
+        elif m := _EVENT_TIME.match(text):
+            seconds = _num(m[1])
+            s["lat_sum_ms"] = None if seconds is None else round(seconds * 1000, 6)
+        elif (m := _LATENCY.match(text)) and "total_time_s" in s:
+            s[f"lat_{m[1]}_ms"] = _num(m[2])
+        elif m := _PERCENTILE.match(text):
+            s["lat_pct"] = float(m[1] or m[2])
+            s["lat_pct_ms"] = _num(m[3])
+        elif m := _FAIR_EVENTS.match(text):
+            s["thread_events_avg"] = _num(m[1])
+            s["thread_events_stddev"] = _num(m[2])
+        elif m := _FAIR_TIME.match(text):
+            s["thread_time_avg_s"] = _num(m[1])
+            s["thread_time_stddev_s"] = _num(m[2])
             return self._emit()  # the last line sysbench prints
+        else:
+            return None
         return []
 
     def _emit(self) -> list[Sample]:

@@ -44,7 +44,8 @@ def register(commands: Any) -> None:
         description="Read a file of raw output that a tool printed when you ran it by hand "
         "and write it as a miglab session log, so `miglab report` works on it. KIND is one "
         f"of: {', '.join(KINDS)}. 'qemu' reads query-migrate answers, one JSON object a "
-        "line (bare, or QMP replies).",
+        "line (bare, or QMP replies), or HMP 'info migrate' output; which it is, is told "
+        "from the text.",
     )
     parser.add_argument("kind", choices=KINDS, metavar="KIND")
     parser.add_argument("file", metavar="FILE")
