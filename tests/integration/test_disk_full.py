@@ -8,7 +8,6 @@ cannot even be started leaves no file behind.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -24,6 +23,7 @@ import pytest
 from backend.events import Note
 from backend.session import SessionLogWriteError, SessionLogWriter, make_header, read_session
 from tests.conftest import DATA, REQUIRE_SYSTEM, need_root
+from tests.support.waiting import until
 
 MIGLAB = Path(sys.executable).with_name("miglab")
 RUN_TIMEOUT_S = 300  # a bound on a hang, not a speed target: the run itself takes seconds
@@ -124,12 +124,14 @@ async def test_the_writer_cut_by_a_full_disk_fails_at_once_and_keeps_complete_li
         heard: list[SessionLogWriteError] = []
         writer.on_failure(heard.append)
         sent = 0
-        while not writer.failed.is_set() and sent < 100_000:
-            writer.write(Note(text=f"note {sent:06d} " + "x" * 200))
-            sent += 1
-            if sent % 10 == 0:
-                await asyncio.sleep(0)  # let the writer drain
-        assert writer.failed.is_set(), "16 KiB of room must fill"
+        while not writer.failed.is_set():
+            assert sent < 1000, "16 KiB of room must fill"
+            for _ in range(10):
+                writer.write(Note(text=f"note {sent:06d} " + "x" * 200))
+                sent += 1
+            # Let the writer take the batch (its writes run in a thread): however long
+            # this machine takes, it has either written all of it or failed.
+            await until(lambda n=sent: writer.failed.is_set() or writer.events_written == n)
         assert writer.error is not None and heard == [writer.error]
         assert writer.error.errno == errno.ENOSPC
         assert str(writer.error) == f"cannot write the session log {path}: No space left on device"
