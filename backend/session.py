@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from backend import __version__
 from backend.events import (
+    KINDS,
     SCHEMA_VERSION,
     Event,
     EventBus,
@@ -454,7 +455,7 @@ def _loads(raw: bytes) -> tuple[object, str]:
 
 def _why_invalid(data: dict[str, Any]) -> str | None:
     """Why an event of a known kind does not validate as it; None for an unknown kind."""
-    cls = _known_kinds().get(data["kind"])
+    cls = KINDS.get(data["kind"])
     if cls is None:
         return None
     try:
@@ -466,18 +467,6 @@ def _why_invalid(data: dict[str, Any]) -> str | None:
     except (RecursionError, ValueError):
         return "nested too deep or a number too large"
     return None
-
-
-def _known_kinds() -> dict[str, type[Event]]:
-    found: dict[str, type[Event]] = {}
-    pending = list(Event.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        kind = cls.model_fields["kind"].default
-        if isinstance(kind, str) and cls is not UnknownEvent:
-            found[kind] = cls
-    return found
 
 
 def read_session(path: str | os.PathLike[str]) -> Session:

@@ -122,3 +122,14 @@ def test_a_log_reads_the_same_with_only_the_session_reader_imported(tmp_path: Pa
     answer = json.loads(done.stdout)
     assert answer["loaded"] == [], "the reader pulled in the modules that used to define events"
     assert answer["classes"] == [type(e).__name__ for e in written]
+
+
+def test_no_module_finds_event_kinds_by_scanning_subclasses() -> None:
+    """events.KINDS is the one table: a second, scanned one would depend on imports."""
+    scanners = [
+        str(path.relative_to(ROOT))
+        for top in ("backend", "tui")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if "__subclasses__" in path.read_text(encoding="utf-8")
+    ]
+    assert scanners == []
