@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["printable"]
+__all__ = ["BIDI", "C0", "C1", "DEL", "printable"]
 
-# C0 controls, DEL, C1 controls, and the Unicode bidirectional overrides and isolates
-# (they reorder what the terminal shows).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_BUT_LINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What a terminal acts on instead of showing (the console's safe_text uses these too):
+C0 = range(0x00, 0x20)
+DEL = 0x7F
+C1 = range(0x80, 0xA0)
+# The Unicode bidirectional overrides and isolates: they reorder what follows them.
+BIDI = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+
+
+def _class(codes: list[int]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(chr(code)) for code in codes) + "]")
+
+
+_CODES = [*C0, DEL, *C1, *BIDI]
+_CONTROL = _class(_CODES)
+_CONTROL_BUT_LINES = _class([code for code in _CODES if code != ord("\n")])
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -45,6 +45,13 @@ seconds = int(sys.argv[2]) / events_per_second(shape) / shape.repetitions
 write_log(Path(sys.argv[1]), replace(shape, seconds=seconds))
 """
 
+MAKE_PING = """
+import sys
+from pathlib import Path
+from tests.support.report_logs import write_ping_capture
+write_ping_capture(Path(sys.argv[1]), int(sys.argv[2]))
+"""
+
 FLOOR = """
 import json, sys
 n = 0
@@ -92,18 +99,8 @@ def report_log(tmp: Path, events: int) -> Path:
 
 def ping_capture(tmp: Path, lines: int) -> Path:
     path = tmp / f"ping-{lines}.txt"
-    t = 1_795_000_000.0
-    with path.open("w") as out:
-        out.write("PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n")
-        for seq in range(1, lines + 1):
-            shown = seq % 65536  # ping prints icmp_seq modulo 2^16
-            if seq % 997 == 0:
-                out.write(f"[{t + 0.2:.6f}] no answer yet for icmp_seq={shown}\n")
-            else:
-                out.write(
-                    f"[{t:.6f}] 64 bytes from 10.0.0.2: icmp_seq={shown} ttl=64 time=0.4 ms\n"
-                )
-            t += 0.2
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", MAKE_PING, str(path), str(lines)], env=env, check=True)
     return path
 
 

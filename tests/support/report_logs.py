@@ -195,3 +195,21 @@ CORPUS: dict[str, Shape] = {
     "cut-short": Shape(seed=6, repetitions=2, seconds=30, cut=True, round_trip=True),
 }
 """The logs whose reports must not change when the report's insides do."""
+
+
+def write_ping_capture(path: Path, lines: int) -> Path:
+    """``ping -D`` output of ``lines`` seqs at 0.2 s, one in 997 unanswered (``-O``), as
+    iputils prints it (icmp_seq modulo 2^16): the input of the import tests and bench."""
+    t = T0
+    with path.open("w") as out:
+        out.write("PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n")
+        for seq in range(1, lines + 1):
+            shown = seq % 65536  # ping prints icmp_seq modulo 2^16
+            if seq % 997 == 0:
+                out.write(f"[{t + 0.2:.6f}] no answer yet for icmp_seq={shown}\n")
+            else:
+                out.write(
+                    f"[{t:.6f}] 64 bytes from 10.0.0.2: icmp_seq={shown} ttl=64 time=0.4 ms\n"
+                )
+            t += 0.2
+    return path

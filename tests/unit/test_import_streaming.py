@@ -11,26 +11,11 @@ import pytest
 
 from backend.events import Sample
 from backend.session import read_session
+from tests.support.report_logs import write_ping_capture
 from tui.commands import importer
 from tui.commands.common import BadInput
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def capture(path: Path, lines: int) -> Path:
-    t = 1_795_000_000.0
-    with path.open("w") as out:
-        out.write("PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n")
-        for seq in range(1, lines + 1):
-            shown = seq % 65536  # ping prints icmp_seq modulo 2^16
-            if seq % 997 == 0:
-                out.write(f"[{t + 0.2:.6f}] no answer yet for icmp_seq={shown}\n")
-            else:
-                out.write(
-                    f"[{t:.6f}] 64 bytes from 10.0.0.2: icmp_seq={shown} ttl=64 time=0.4 ms\n"
-                )
-            t += 0.2
-    return path
 
 
 def args(kind: str, file: Path, output: Path) -> argparse.Namespace:
@@ -41,7 +26,7 @@ def args(kind: str, file: Path, output: Path) -> argparse.Namespace:
 
 
 def peak_of_import(tmp_path: Path, lines: int) -> int:
-    source = capture(tmp_path / f"ping-{lines}.txt", lines)
+    source = write_ping_capture(tmp_path / f"ping-{lines}.txt", lines)
     tracemalloc.start()
     try:
         importer.run(args("ping", source, tmp_path / f"ping-{lines}.jsonl"))

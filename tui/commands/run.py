@@ -38,6 +38,7 @@ from backend.session import SessionLogError
 from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
+from backend.terminal_text import printable
 from backend.transport.base import CommandFailed, TransportError
 from backend.transport.hosts import Hosts
 from tui.commands import numbers
@@ -248,18 +249,13 @@ async def _dry_run(
         plan = await runner.plan()
     except (RunAborted, DriverError, CommandFailed, TransportError) as exc:
         # Each names the host, the command and its stderr: the message is the answer.
-        print(f"miglab: {_printable(str(exc))}", file=sys.stderr)
+        print(f"miglab: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await hosts.close()
         await bus.aclose()
-    sys.stdout.write(plan.render())
+    sys.stdout.write(printable(plan.render(), keep_newlines=True))
     return EXIT_OK
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters (a host's stderr may hold any) shown escaped."""
-    return "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 async def _run(
@@ -278,8 +274,8 @@ async def _run(
         await task
     except asyncio.CancelledError:  # stopped by a signal: the run cleaned up first
         pass
-    except RunAborted as exc:
-        print(f"miglab: {exc}", file=sys.stderr)
+    except RunAborted as exc:  # it may quote a host's stderr: shown, never run
+        print(f"miglab: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await hosts.close()
@@ -288,7 +284,8 @@ async def _run(
     if result is None:
         return EXIT_INTERRUPTED if task.cancelled() else EXIT_FAILED
     if result.log_error is not None:  # the run stopped because nothing could be recorded
-        print(f"miglab: {result.error or result.log_error}", file=sys.stderr)
+        why = str(result.error or result.log_error)
+        print(f"miglab: {printable(why, keep_newlines=True)}", file=sys.stderr)
         if result.log_path is not None:
             print(f"miglab: {result.log_path} is kept up to its last line", file=sys.stderr)
     await _summary(result)
@@ -331,7 +328,7 @@ async def _summary(result: RunResult) -> None:
     try:
         report = await asyncio.to_thread(load_report, result.log_path)
     except SessionLogError as exc:
-        print(f"miglab: {exc}", file=sys.stderr)
+        print(f"miglab: {printable(str(exc))}", file=sys.stderr)
         return
     sys.stdout.write("\n" + render_text(report))
     print(f"\nsession log: {result.log_path} (`miglab report {result.log_path}`)")

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from textual.content import Content
 
+from backend.terminal_text import BIDI, C0, C1, DEL
+
 _SUBSTITUTE = "\ufffd"
 
 
 def _table(keep: str) -> dict[int, str]:
     table: dict[int, str] = {}
-    for code in range(0x20):  # C0: shown as its control picture (␛ for ESC, ␇ for BEL)
+    for code in C0:  # shown as its control picture (␛ for ESC, ␇ for BEL)
         table[code] = chr(0x2400 + code)
-    table[0x7F] = "\u2421"  # ␡
-    for code in range(0x80, 0xA0):  # C1: CSI, OSC... as single code points
-        table[code] = _SUBSTITUTE
-    # Bidirectional overrides and isolates would reorder what follows them on screen.
-    for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)):
+    table[DEL] = "\u2421"  # ␡
+    for code in (*C1, *BIDI):  # CSI, OSC... as single code points; reordering marks
         table[code] = _SUBSTITUTE
     table[ord("\t")] = " "
     for char in keep:
