@@ -235,11 +235,10 @@ class XenDriver(HypervisorBase):
         parser = XlMigrateParser()
 
         def on_line(stream: Stream, line: str) -> None:
-            try:
-                updates = parser.feed(line)
-            except ParseError as exc:  # a changed xl: say so, keep migrating
+            seen = len(parser.malformed)
+            updates = parser.feed(line)
+            for exc in parser.malformed[seen:]:  # a changed xl: say so, keep migrating
                 self.note(f"{source}: unexpected xl migrate output: {exc}", "warning")
-                return
             for update in updates:
                 self._progress(source, dest, update)
 

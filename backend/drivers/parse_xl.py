@@ -573,7 +573,9 @@ class XlMigrateParser:
     A line may contain several carriage-return separated progress updates (a tty-style
     logger), so :meth:`feed` returns a list. Lines of no known kind (ssh banners,
     ``Parsing config from <saved>``...) yield nothing and are kept in :attr:`ignored`.
-    A line that starts like a known format but does not fit it raises :class:`ParseError`.
+    A line that starts like a known format but does not fit it (cut short by a paste,
+    changed by another xl) yields nothing either: its reason is kept in :attr:`malformed`,
+    so a reader can say what it skipped; :meth:`feed` never raises.
     Call :meth:`finish` with xl's exit status: some failures (ssh cannot reach the
     target) end without a closing message.
     """
@@ -586,6 +588,7 @@ class XlMigrateParser:
         self.suspended = False
         self.causes: list[str] = []
         self.ignored: list[str] = []
+        self.malformed: list[ParseError] = []
         self.history: list[MigrateUpdate] = []
         self._result: MigrateUpdate | None = None
         self._lineno = 0
@@ -612,7 +615,11 @@ class XlMigrateParser:
             text = _TIMESTAMP_RE.sub("", chunk.rstrip(), count=1)
             if not text.strip():
                 continue
-            update = self._one(text)
+            try:
+                update = self._one(text)
+            except ParseError as exc:
+                self.malformed.append(exc)
+                continue
             if update is not None:
                 updates.append(update)
                 self._record(update)

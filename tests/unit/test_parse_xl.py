@@ -316,12 +316,14 @@ def test_suspend_failure_and_timestamps() -> None:
         "xc: detail: Total pages sent= many",
     ],
 )
-def test_malformed_known_lines_raise_naming_the_line(bad: str) -> None:
+def test_malformed_known_lines_are_skipped_and_named_not_raised(bad: str) -> None:
     parser = XlMigrateParser()
     parser.feed("migration target: Ready to receive domain.")
-    with pytest.raises(ParseError) as info:
-        parser.feed(bad)
-    assert info.value.line == bad and info.value.lineno == 2
+    assert parser.feed(bad) == []
+    [error] = parser.malformed
+    assert error.line == bad and error.lineno == 2
+    # the parser goes on reading after it
+    assert [u.event for u in parser.feed("Migration successful.")] == ["success"]
 
 
 def test_unknown_lines_are_kept_not_fatal() -> None:
