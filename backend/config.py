@@ -807,6 +807,29 @@ class Guest(_Model):
         return None if value is None else _check_remote_path(value)
 
 
+class Simulation(_Model):
+    """What a simulated run (``miglab run --sim --lab F``) assumes that a lab.toml lacks.
+
+    The real lab ignores this table. Each key left out takes the simulation's default,
+    and the run's log header says which default and where it came from.
+    """
+
+    xen_version: str | None = Field(default=None, pattern=r"^[0-9]{1,2}\.[0-9]{1,2}$")
+    """For driver = "xen": the Xen release the hosts run, MAJOR.MINOR (e.g. "4.17"); up to
+    4.5 pre-copy follows migration stream v1's rules, from 4.6 on stream v2's.
+    Default: 4.4 (the simulated hosts' Debian 8)."""
+
+    zero_fraction: float | None = Field(default=None, ge=0, le=1)
+    """Of the guest's memory, the part that is zero when a migration starts, 0 to 1
+    (QEMU sends a zero page as a 9-byte flag; Xen sends every page whole)."""
+
+    dirtier_mib_s: float | None = Field(default=None, gt=0, le=100_000)
+    """How fast the RAM dirtier writes in the guest when it has a vCPU to itself, MiB/s."""
+
+    send_cores_per_mbit: float | None = Field(default=None, ge=0, le=1)
+    """CPU cores the sending host spends per Mbit/s of migration stream."""
+
+
 class LabConfig(_Model):
     """A miglab lab: one storage node, two hypervisor hosts, one guest."""
 
@@ -826,6 +849,9 @@ class LabConfig(_Model):
 
     guest: Guest
     """The guest that is booted, measured and migrated."""
+
+    simulation: Simulation | None = None
+    """Assumptions for ``miglab run --sim --lab`` (ignored by the real lab)."""
 
     _source_file: str | None = PrivateAttr(default=None)
     _digest: str | None = PrivateAttr(default=None)

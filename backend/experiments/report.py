@@ -98,6 +98,8 @@ class Report:
     """The log file the report was read from (for the csv's second pass)."""
     sample_hosts: Mapping[str, set[str]] = field(default_factory=dict)
     samples_in_order: bool = True
+    model: str | None = None
+    """A simulated run: the pre-copy model it used and what the prediction rests on."""
 
 
 def build_report(session: Session) -> Report:
@@ -154,7 +156,24 @@ def _report(
         source=path,
         sample_hosts=data.sample_hosts,
         samples_in_order=data.samples_in_order,
+        model=_model_line(header.get("simulation")),
     )
+
+
+def _model_line(simulation: object) -> str | None:
+    """``model: TITLE [SOURCE]; rests on: KEY VALUE UNIT (WHERE FROM); ...`` from the header."""
+    model = simulation.get("model") if isinstance(simulation, dict) else None
+    if not isinstance(model, dict):
+        return None
+    inputs = model.get("inputs")
+    parts = [
+        f"{i.get('key')} {i.get('value')}{' ' + str(i['unit']) if i.get('unit') else ''} "
+        f"({i.get('source')})"
+        for i in (inputs if isinstance(inputs, list) else [])
+        if isinstance(i, dict)
+    ]
+    rests = "; ".join(parts) if parts else "nothing stated"
+    return f"model: {model.get('title')} [{model.get('source')}]; rests on: {rests}"
 
 
 def _lab_name(lab: object) -> str | None:
@@ -448,6 +467,8 @@ def render_text(report: Report, *, colors: bool = False, width: int = WIDTH) -> 
     out: list[str] = [*wrap.wrap(f"miglab report: {_headline(report)}")]
     out.extend(wrap.wrap(f"log {report.path}"))
     out.extend(wrap.wrap(", ".join(_facts(report))))
+    if report.model is not None:
+        out.extend(wrap.wrap(report.model))
     if report.cut_short:
         out.extend(wrap.wrap(CUT_SHORT.capitalize()))
     for table in _tables(report):
@@ -497,6 +518,8 @@ def _plots(report: Report, *, colors: bool, width: int) -> list[str]:
 def render_markdown(report: Report) -> str:
     out = [f"# miglab report: {_headline(report)}", ""]
     out.append(f"Log `{report.path}`: " + ", ".join(_facts(report)) + ".")
+    if report.model is not None:
+        out += ["", printable(report.model)]
     if report.cut_short:
         out += ["", f"> **Cut short:** {CUT_SHORT.removeprefix('cut short: ')}"]
     for table in _tables(report):

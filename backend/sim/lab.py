@@ -230,6 +230,7 @@ class SimulatedLab:
 
     def header(self) -> dict[str, Any]:
         """What a session log's header should say about the simulation."""
+        prediction = self.model.params.prediction
         return {
             "simulated": True,
             "simulation": {
@@ -238,6 +239,7 @@ class SimulatedLab:
                 "epoch": self.runtime.epoch,
                 "simulates": self.source.lab.name,
                 "link_mbit": self.source.lab.link_mbit,
+                **({"model": prediction.header()} if prediction is not None else {}),
             },
         }
 

@@ -32,9 +32,11 @@ from typing import Literal
 
 from backend.config import LabConfig
 from backend.sim import workloads as wl
+from backend.sim.assumptions import DOM0_CORES_PER_MBIT_SENT, Prediction, assumptions
 from backend.sim.memory import PAGES_PER_MIB, GuestMemory
 from backend.sim.network import Allocation, Flow, Network, path
-from backend.sim.precopy import STREAM_BYTES_PER_PAGE, Action, PreCopy, Summary
+from backend.sim.precopy import Action, PreCopy, Summary
+from backend.sim.precopy_rules import Rules, rules_for
 from backend.sim.workloads import Grant, Workload
 
 TICK = 0.1
@@ -42,8 +44,6 @@ TICK = 0.1
 at least a few ms; sub-tick moments (a 40 ms downtime) are kept exactly anyway."""
 
 DOM0_IDLE_CORES = 0.02
-DOM0_CORES_PER_MBIT_SENT = 0.0034
-"""dom0 CPU per Mbit/s of migration stream sent: mapping and copying pages, TCP."""
 DOM0_CORES_PER_MBIT_RECEIVED = 0.0025
 DOM0_CORES_PER_MBIT_ISCSI = 0.002
 """The open-iscsi initiator and blkback, per Mbit/s of the guest's disk traffic."""
@@ -81,6 +81,13 @@ class LabParams:
     hypervisors: tuple[str, str] = ("xenserver1", "xenserver2")
     guest: str = "guest"
     host_cpus: int = 2
+    rules: Rules = field(default_factory=lambda: rules_for("xen"))
+    """The hypervisor's pre-copy rules (:mod:`backend.sim.precopy_rules`)."""
+    dirtier_mib_s: float = wl.DIRTIER_MIB_S
+    send_cores_per_mbit: float = DOM0_CORES_PER_MBIT_SENT
+    """CPU the sending host spends per Mbit/s of migration stream."""
+    prediction: Prediction | None = None
+    """Where the rules and inputs came from (a lab's), for the log header."""
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -93,14 +100,21 @@ class LabParams:
 
     @classmethod
     def from_lab(cls, lab: LabConfig) -> LabParams:
+        prediction = assumptions(lab)
+        # miglab's qemu driver always sets max-bandwidth (the lab's cap, else its link).
+        qemu = lab.hypervisor.driver == "qemu"
         return cls(
             name=lab.lab.name,
             link_mbit=float(lab.lab.link_mbit),
             migrate_mbit=(
-                float(lab.hypervisor.migrate_bandwidth_mbit)
-                if lab.hypervisor.migrate_bandwidth_mbit
+                float(lab.migrate_bandwidth_mbit)
+                if qemu or lab.hypervisor.migrate_bandwidth_mbit
                 else None
             ),
+            rules=prediction.rules,
+            dirtier_mib_s=prediction.value("dirtier_mib_s"),
+            send_cores_per_mbit=prediction.value("send_cores_per_mbit"),
+            prediction=prediction,
             memory_mib=lab.guest.memory_mb,
             vcpus=lab.guest.vcpus,
             storage=lab.storage.host,
@@ -197,8 +211,9 @@ class Model:
             shares = self._shares = self._current_shares()
             seg = remaining
             mig = self.migration
-            rate_pages = shares.migration_bytes / STREAM_BYTES_PER_PAGE
+            rate_pages = 0.0
             if mig is not None:
+                rate_pages = shares.migration_bytes / mig.page_bytes
                 seg = min(seg, max(0.0, mig.time_to_boundary(rate_pages)))
             self._run_segment(t, seg, shares)
             if mig is not None:
@@ -254,6 +269,7 @@ class Model:
             self.guest.host,
             self.guest_computing,
             tuple(self.workloads),
+            mig.throttle_pct if mig is not None else 0,
         )
         if key != self._shares_key:
             self._shares_key = key
@@ -294,7 +310,7 @@ class Model:
         mig_mbit = shares.migration_bytes * 8 / 1e6
         dom0 = {h: DOM0_IDLE_CORES for h in p.hosts}
         if mig is not None and mig.sending:
-            dom0[mig.source] += DOM0_CORES_PER_MBIT_SENT * mig_mbit
+            dom0[mig.source] += p.send_cores_per_mbit * mig_mbit
             dom0[mig.dest] += DOM0_CORES_PER_MBIT_RECEIVED * mig_mbit
         if host is not None:
             dom0[host] += DOM0_CORES_PER_MBIT_ISCSI * iscsi_mbit
@@ -311,7 +327,9 @@ class Model:
         free = max(p.host_cpus - dom0[host], fair)
         vcpu_share = min(1.0, p.vcpus / demand)
         host_share = min(1.0, free / min(demand, p.vcpus))
-        cpu_share = vcpu_share * host_share
+        # QEMU's auto-converge sleeps the vCPUs for throttle % of each time slice.
+        running = 1.0 - (mig.throttle_pct / 100 if mig is not None else 0.0)
+        cpu_share = vcpu_share * host_share * running
         shares.guest_cores = demand * cpu_share
         dom0[host] = min(dom0[host], p.host_cpus - shares.guest_cores)
         for w in self.workloads.values():
@@ -319,7 +337,7 @@ class Model:
             grant = Grant(cpu_share, (write + read) * got, iscsi_queue)
             shares.grants[w.wid] = grant
             shares.speeds[f"w{w.wid}"] = w.region_speed(grant)
-        shares.speeds["kernel"] = 1.0
+        shares.speeds["kernel"] = running
         return shares
 
     # -- the guest's life -----------------------------------------------------------------
@@ -415,6 +433,8 @@ class Model:
         """
         if not self.guest_up:
             raise RuntimeError("a workload started while the guest is not up")
+        if workload is wl.Dirtier:
+            options.setdefault("mib_s", self.params.dirtier_mib_s)
         w = workload(wid=self._next_wid, started=self.t, **options)  # type: ignore[arg-type]
         self._next_wid += 1
         self.workloads[w.wid] = w
@@ -449,7 +469,7 @@ class Model:
             raise ValueError("a migration needs two hosts")
         if self.migration is not None:
             raise ValueError("one migration at a time")
-        mig = PreCopy(source, dest, self.memory.pages, self.t, dest_ready)
+        mig = PreCopy(source, dest, self.memory.pages, self.t, dest_ready, self.params.rules)
         self.migration = mig
         self.migrations.append(mig)
         return mig
@@ -482,7 +502,10 @@ class Model:
 
     def _resume(self, t: float) -> None:
         window = self.stops[-1]
-        window[1] = t
+        # Until the hypervisor announces the guest, the switch sends its packets to the
+        # old port (QEMU's announce; Xen's is within its restore time).
+        mig = self.migration
+        window[1] = t + (mig.rules.announce_s if mig is not None else 0.0)
         if self.guest.status == "booting":
             assert window[0] is not None
             self.guest.ready_at += t - window[0]  # the boot stood still while stopped

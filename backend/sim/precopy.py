@@ -1,4 +1,8 @@
-"""Xen 3.x pre-copy live migration (libxc ``xc_domain_save``, migration stream v1).
+"""Pre-copy live migration: the rounds, with each hypervisor's stop rules (:mod:`.precopy_rules`).
+
+The stages below are Xen 3.x's (libxc ``xc_domain_save``, migration stream v1); Xen >= 4.6
+and QEMU run the same stages with their own rules, set-up and switch-over times (QEMU
+reads its dirty log before a pass is over: see :class:`~.precopy_rules.Qemu`).
 
 What a migration does, in the order libxc does it:
 
@@ -35,23 +39,32 @@ import enum
 from dataclasses import dataclass, replace
 
 from backend.sim.memory import PAGE_SIZE, GuestMemory
+from backend.sim.precopy_rules import (
+    MAX_DOWNTIME_LIMIT_MS,
+    QEMU_THROTTLE_PERIOD_S,
+    QEMU_THROTTLE_TRIGGER,
+    THROTTLE_HELD,
+    THROTTLE_RELEASED,
+    XEN_FINISH_S,
+    XEN_RESTORE_S,
+    XEN_SETUP_S,
+    XEN_STREAM_BYTES_PER_PAGE,
+    XEN_SUSPEND_S,
+    Qemu,
+    Rules,
+    XenV1,
+    rules_for,
+)
 
-MAX_ITERS = 29
-MAX_FACTOR = 3
-MIN_SENT = 50
+MAX_ITERS = XenV1.max_iters
+MAX_FACTOR = XenV1.max_factor
+MIN_SENT = XenV1.min_sent
 BATCH_PAGES = 1024
-STREAM_BYTES_PER_PAGE = PAGE_SIZE + 8
-"""A page plus its share of the batch headers (pfn types, batch count)."""
-
-SETUP_S = 1.5
-"""ssh to the destination, ``xl migrate-receive`` creating the incoming domain (its
-memory allocated and scrubbed), the stream and config header."""
-SUSPEND_S = 0.010
-"""PV suspend through xenstore: the guest acknowledges and parks its vCPUs."""
-RESTORE_S = 0.030
-"""Receiver: page-table fix-ups, device re-creation, GO handshake, unpause."""
-FINISH_S = 0.25
-"""Sender: destroying the source copy, the last handshake messages."""
+STREAM_BYTES_PER_PAGE = XEN_STREAM_BYTES_PER_PAGE
+SETUP_S = XEN_SETUP_S
+SUSPEND_S = XEN_SUSPEND_S
+RESTORE_S = XEN_RESTORE_S
+FINISH_S = XEN_FINISH_S
 
 
 class Stage(enum.Enum):
@@ -113,6 +126,14 @@ class Summary:
     rounds: int
     pages_sent: int
     ok: bool
+    model: str = "xen-v1"
+    """Which rules ran (:attr:`Rules.key`)."""
+    bytes_sent: int = 0
+    dirty_syncs: int = 0
+    """QEMU's ``dirty-sync-count`` (0 for Xen)."""
+    max_throttle_pct: int = 0
+    downtime_limit_ms: int | None = None
+    """QEMU: the limit in force at the end (raise-downtime may have doubled it)."""
 
     @property
     def total_s(self) -> float:
@@ -123,7 +144,13 @@ class PreCopy:
     """One migration of the guest from ``source`` to ``dest``."""
 
     def __init__(
-        self, source: str, dest: str, pages: int, start: float, dest_ready: bool = True
+        self,
+        source: str,
+        dest: str,
+        pages: int,
+        start: float,
+        dest_ready: bool = True,
+        rules: Rules | None = None,
     ) -> None:
         self.source = source
         self.dest_ready = dest_ready
@@ -131,21 +158,36 @@ class PreCopy:
         self.dest = dest
         self.pages = pages
         self.started = start
+        self.rules = rules if rules is not None else rules_for("xen")
         self.stage = Stage.SETUP
         self.records: list[Record] = []
         self.iteration = 0
-        self.to_send = 0
+        self.to_send = 0.0
         self.sent = 0.0  # pages sent in the current round
         self.total_sent = 0
+        self.bytes_sent = 0.0
         self.received = 0
         self.suspended_at: float | None = None
         self.resumed_at: float | None = None
         self.ended: float | None = None
-        self._timer = SETUP_S
+        # QEMU's counters and miglab's convergence policy acting on them.
+        self.syncs = 0
+        self.throttle_pct = 0
+        self.max_throttle_pct = 0
+        rules = self.rules
+        self.downtime_limit_ms = rules.downtime_limit_ms if isinstance(rules, Qemu) else 0
+        self._high_count = 0
+        self._period = (start, 0.0, 0)  # last throttle check: t, bytes sent, pages dirtied
+        self._carry = 0.0  # pages of the pass not yet sent when the guest stops (QEMU)
+        self._timer = self.rules.setup_s
         self._round_start = start
         self._busy = (0.0, 0.0)  # dom0 and guest core-seconds in the current round
         self._pending_stats: Record | None = None
         self._ready_announced = False
+
+    @property
+    def _qemu(self) -> bool:
+        return isinstance(self.rules, Qemu)
 
     # -- queries ------------------------------------------------------------------------
 
@@ -162,15 +204,31 @@ class PreCopy:
     def guest_stopped(self) -> bool:
         return self.stage in (Stage.SUSPENDING, Stage.LAST, Stage.RESTORING)
 
+    @property
+    def page_bytes(self) -> float:
+        """Bytes on the wire per page of the current round."""
+        return self.rules.page_bytes(self)
+
+    def _round_end(self, rate_pages: float) -> float:
+        """Pages sent in this round when it ends (QEMU reads its log before the pass ends)."""
+        if self.stage is Stage.LAST:
+            return self.to_send
+        return max(0.0, self.to_send - self.rules.sync_left(self, rate_pages))
+
+    def _ready_delay(self) -> float:
+        return self.rules.setup_s * 0.7
+
     def time_to_boundary(self, rate_pages: float) -> float:
         """Seconds until the next change of stage or round at ``rate_pages`` pages/s."""
         if self.finished:
             return float("inf")
         if self.sending:
-            left = self.to_send - self.sent
+            left = self._round_end(rate_pages) - self.sent
+            if left <= 1e-9:
+                return 0.0
             return left / rate_pages if rate_pages > 0 else float("inf")
         if self.stage is Stage.SETUP and not self._ready_announced:
-            return max(0.0, self._timer - SETUP_S * 0.7)
+            return max(0.0, self._timer - self._ready_delay())
         return self._timer
 
     def summary(self) -> Summary:
@@ -189,6 +247,11 @@ class PreCopy:
             rounds=self.iteration,
             pages_sent=self.total_sent,
             ok=self.stage is Stage.DONE,
+            model=self.rules.key,
+            bytes_sent=round(self.bytes_sent),
+            dirty_syncs=self.syncs,
+            max_throttle_pct=self.max_throttle_pct,
+            downtime_limit_ms=self.downtime_limit_ms if self._qemu else None,
         )
 
     # -- stepping -----------------------------------------------------------------------
@@ -215,7 +278,7 @@ class PreCopy:
         self._timer -= dt
         end = t + dt
         if self.stage is Stage.SETUP and not self._ready_announced:
-            if self._timer <= SETUP_S * 0.7 + 1e-9:
+            if self._timer <= self._ready_delay() + 1e-9:
                 self._ready_announced = True
                 self.records.append(Record(end, "receiver-ready"))
                 return [Action.RECEIVER_READY]
@@ -228,6 +291,9 @@ class PreCopy:
         if self.stage is Stage.SETUP:
             self.records.append(Record(t, "stream-start"))
             memory.clean()  # log-dirty mode starts now: only later writes count
+            if self._qemu:
+                self.syncs = 1  # ram_init_bitmaps: the first sync, every page dirty
+                self._period = (t, 0.0, 0)
             self._start_round(t, self.pages)
             return []
         if self.stage is Stage.SUSPENDING:
@@ -236,7 +302,9 @@ class PreCopy:
                 self.records.append(replace(self._pending_stats, t=t))
                 self._pending_stats = None
             self.stage = Stage.LAST
-            self._start_round(t, memory.clean(), stage=Stage.LAST)
+            if self._qemu:
+                self.syncs += 1  # ram_save_complete syncs once more with the guest stopped
+            self._start_round(t, self._carry + memory.clean(), stage=Stage.LAST)
             return []
         if self.stage is Stage.RESTORING and not self.dest_ready:
             # The receiver could not create the domain; xl resumes it where it was.
@@ -248,7 +316,12 @@ class PreCopy:
             self.resumed_at = t
             self.records.append(Record(t, "resumed"))
             self.stage = Stage.FINISHING
-            self._timer = FINISH_S
+            self._timer = self.rules.finish_s
+            if self._timer <= 1e-9:
+                self.stage = Stage.DONE
+                self.ended = t
+                self.records.append(Record(t, "done"))
+                return [Action.RESUME, Action.DONE]
             return [Action.RESUME]
         if self.stage is Stage.FINISHING:
             self.stage = Stage.DONE
@@ -257,17 +330,19 @@ class PreCopy:
             return [Action.DONE]
         return []
 
-    def _start_round(self, t: float, pages: int, stage: Stage = Stage.LIVE) -> None:
+    def _start_round(self, t: float, pages: float, stage: Stage = Stage.LIVE) -> None:
         self.stage = stage
         self.iteration += 1
-        self.to_send = pages
+        self.to_send = float(pages)
         self.sent = 0.0
         self._round_start = t
         self._busy = (0.0, 0.0)
 
     def _send(self, t: float, dt: float, rate_pages: float, memory: GuestMemory) -> list[Action]:
         before = self.sent
-        self.sent = min(self.to_send, self.sent + rate_pages * dt)
+        end_at = self._round_end(rate_pages)
+        self.sent = min(max(end_at, before), self.sent + rate_pages * dt)
+        self.bytes_sent += (self.sent - before) * self.page_bytes
         # One record per full batch crossed, at the moment its last page left.
         first = int(before // BATCH_PAGES) + 1
         last = int(self.sent // BATCH_PAGES)
@@ -275,17 +350,17 @@ class PreCopy:
             at = t + (k * BATCH_PAGES - before) / rate_pages if rate_pages > 0 else t + dt
             self.received += BATCH_PAGES
             self.records.append(Record(min(at, t + dt), "batch", received=self.received))
-        if self.sent < self.to_send - 1e-9:
+        if self.sent < end_at - 1e-9:
             return []
         end = t + dt
-        tail = round(self.to_send) % BATCH_PAGES
+        tail = round(self.sent) % BATCH_PAGES if self.sent >= self.to_send - 1e-9 else 0
         if tail:
             self.received += tail
             self.records.append(Record(end, "batch", received=self.received))
-        self.total_sent += round(self.to_send)
+        self.total_sent += round(self.sent)
         if self.stage is Stage.LAST:
             return self._last_round_done(end)
-        return self._round_done(end, memory)
+        return self._round_done(end, memory, rate_pages)
 
     def _round_stats(self, end: float, dirtied: int) -> Record:
         span = max(end - self._round_start, 1e-6)
@@ -293,7 +368,7 @@ class PreCopy:
             end,
             "round",
             iteration=self.iteration,
-            sent=round(self.to_send),
+            sent=round(self.sent),
             dirtied=dirtied,
             duration_s=span,
             dom0_pct=round(self._busy[0] / span * 100),
@@ -301,33 +376,65 @@ class PreCopy:
             total_sent=self.total_sent,
         )
 
-    def _round_done(self, end: float, memory: GuestMemory) -> list[Action]:
+    def _round_done(self, end: float, memory: GuestMemory, rate_pages: float) -> list[Action]:
+        left = max(0.0, self.to_send - self.sent)
         dirtied = memory.dirty()
         stats = self._round_stats(end, dirtied)
-        stop = (
-            self.iteration >= MAX_ITERS
-            or self.to_send < MIN_SENT
-            or self.total_sent > MAX_FACTOR * self.pages
-        )
+        if self._qemu:
+            self.syncs += 1
+        stop = self.rules.stop(self, left, dirtied, rate_pages)
         if not stop:
+            if self._qemu:
+                self._converge(end, dirtied)
             self.records.append(stats)
-            self._start_round(end, memory.clean())
+            self._start_round(end, left + memory.clean())
             return []
         # libxc prints the round's statistics after it has suspended the guest.
+        self._carry = left
         self._pending_stats = stats
         self.records.append(Record(end, "last-iteration"))
         self.stage = Stage.SUSPENDING
-        self._timer = SUSPEND_S
+        self._timer = self.rules.suspend_s
         self.suspended_at = end
         return [Action.SUSPEND]
+
+    def _converge(self, t: float, dirtied: int) -> None:
+        """QEMU's auto-converge trigger and miglab's policy, at a sync that did not stop."""
+        rules = self.rules
+        assert isinstance(rules, Qemu)
+        acting = self.syncs > rules.convergence_after_syncs
+        if rules.convergence == "raise-downtime" and acting:
+            self.downtime_limit_ms = min(self.downtime_limit_ms * 2, MAX_DOWNTIME_LIMIT_MS)
+            self.records.append(Record(t, "downtime-limit", total_sent=self.downtime_limit_ms))
+        if rules.convergence != "auto-converge":
+            return
+        since, sent_then, dirtied_then = self._period
+        if t - since <= QEMU_THROTTLE_PERIOD_S:
+            self._period = (since, sent_then, dirtied_then + dirtied)
+            return
+        dirty_bytes = (dirtied_then + dirtied) * PAGE_SIZE
+        sent_bytes = self.bytes_sent - sent_then
+        self._period = (t, self.bytes_sent, 0)
+        if dirty_bytes <= sent_bytes * QEMU_THROTTLE_TRIGGER:
+            return
+        self._high_count += 1
+        if self._high_count < 2:
+            return
+        self._high_count = 0
+        initial, increment, most = THROTTLE_RELEASED if acting else THROTTLE_HELD
+        pct = initial if self.throttle_pct == 0 else min(self.throttle_pct + increment, most)
+        if pct != self.throttle_pct:
+            self.throttle_pct = pct
+            self.max_throttle_pct = max(self.max_throttle_pct, pct)
+            self.records.append(Record(t, "throttle", total_sent=pct))
 
     def _last_round_done(self, end: float) -> list[Action]:
         self.records.append(self._round_stats(end, 0))
         self.records.append(Record(end, "memory-saved", total_sent=self.total_sent))
         kind = "transfer-complete" if self.dest_ready else "creation-failed"
-        self.records.append(Record(end + RESTORE_S * 0.8, kind))
+        self.records.append(Record(end + self.rules.restore_s * 0.8, kind))
         self.stage = Stage.RESTORING
-        self._timer = RESTORE_S
+        self._timer = self.rules.restore_s
         return []
 
     def abort(self, t: float) -> bool:

@@ -295,15 +295,17 @@ class Dirtier(Workload):
     noise_sigma: ClassVar[float] = 0.03
     size_mib: int = 256
     mib: float = 0.0
+    mib_s: float = DIRTIER_MIB_S
+    """How fast it writes with a vCPU to itself (the lab's ``[simulation] dirtier_mib_s``)."""
 
     def cpu_demand(self, vcpus: int) -> float:
         return 1.0
 
     def region(self) -> tuple[int, float, str] | None:
-        return self.size_mib * PAGES_PER_MIB, DIRTIER_MIB_S * PAGES_PER_MIB, "sequential"
+        return self.size_mib * PAGES_PER_MIB, self.mib_s * PAGES_PER_MIB, "sequential"
 
     def advance(self, t: float, dt: float, grant: Grant, vcpus: int) -> None:
-        rate = DIRTIER_MIB_S * min(1.0, grant.cpu_share) * self.noise
+        rate = self.mib_s * min(1.0, grant.cpu_share) * self.noise
         before = self.mib
         self.mib += rate * dt
         size = self.size_mib

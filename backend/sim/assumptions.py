@@ -1,0 +1,140 @@
+"""What a prediction rests on: the pre-copy model picked for a lab, and the inputs it lacks.
+
+A lab.toml says which hypervisor runs, how fast the links are and how big the guest is;
+it does not say how much of the guest's memory is zero, how fast a workload dirties
+memory or what sending costs the host's CPU. :func:`assumptions` picks each of those
+from the lab's ``[simulation]`` table when it has the key, else a default, and keeps
+where each value came from: the simulated run's log header and its report show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.config import LabConfig
+from backend.sim import workloads as wl
+from backend.sim.precopy_rules import QEMU_DEFAULT_DOWNTIME_MS, Rules, parse_xen_version, rules_for
+
+DEFAULT_XEN_VERSION = "4.4"
+"""What the simulated Xen hosts run (Debian 8: Xen 4.4, the last xl with stream v1)."""
+
+DOM0_CORES_PER_MBIT_SENT = 0.0034
+"""dom0 CPU per Mbit/s of migration stream sent: mapping and copying pages, TCP."""
+
+QEMU_SANDBOX_ZERO_FRACTION = 0.45
+"""Measured: the QEMU sandbox's idle 256 MB guest (busybox initramfs) sent 140.6 MiB
+of its 256 MiB in its first pass, the rest as zero-page flags
+(tests/data/predictions/qemu-256-100-idle.jsonl)."""
+
+SOURCES = {
+    "lab": "lab.toml [simulation]",
+    "study": "the 2009 study's calibration (REFERENCE.md, backend/sim/workloads.py)",
+    "sandbox": "measured on the QEMU sandbox (tests/data/predictions/README.md)",
+    "xen": "Xen sends every page whole (no zero-page flag in either stream)",
+    "hosts": "what the simulated Xen hosts run (Debian 8, Xen 4.4)",
+    "qemu": "QEMU's default (migration/options.c)",
+    "driver": "lab.toml [hypervisor] (miglab's qemu driver sets it on QEMU)",
+}
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """One input of the prediction: its name, value, unit and where it came from."""
+
+    key: str
+    value: float | str
+    unit: str
+    source: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"key": self.key, "value": self.value, "unit": self.unit, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model a simulated run uses and the inputs it rests on."""
+
+    rules: Rules
+    inputs: tuple[Assumption, ...]
+
+    def value(self, key: str) -> float:
+        for a in self.inputs:
+            if a.key == key and not isinstance(a.value, str):
+                return float(a.value)
+        raise KeyError(key)
+
+    def header(self) -> dict[str, object]:
+        """For the session log's header (``simulation.model``)."""
+        return {
+            "key": self.rules.key,
+            "title": self.rules.title,
+            "source": self.rules.source,
+            "inputs": [a.as_dict() for a in self.inputs],
+        }
+
+
+def assumptions(lab: LabConfig) -> Prediction:
+    """The model and inputs for simulating ``lab``."""
+    sim = lab.simulation
+    hv = lab.hypervisor
+    inputs: list[Assumption] = []
+
+    def pick(key: str, given: float | None, default: float, source: str, unit: str) -> float:
+        value = default if given is None else given
+        inputs.append(Assumption(key, value, unit, SOURCES["lab"] if given is not None else source))
+        return value
+
+    if hv.driver == "qemu":
+        zero = pick(
+            "zero_fraction",
+            sim.zero_fraction if sim else None,
+            QEMU_SANDBOX_ZERO_FRACTION,
+            SOURCES["sandbox"],
+            "of guest memory",
+        )
+        limit = hv.downtime_limit_ms or QEMU_DEFAULT_DOWNTIME_MS
+        inputs.append(
+            Assumption(
+                "downtime_limit_ms",
+                limit,
+                "ms",
+                SOURCES["driver"] if hv.downtime_limit_ms else SOURCES["qemu"],
+            )
+        )
+        inputs.append(Assumption("max_bandwidth_mbit", lab.migrate_bandwidth_mbit, "Mbit/s",
+                                 SOURCES["driver"]))  # fmt: skip
+        inputs.append(Assumption("convergence", hv.convergence, "", SOURCES["driver"]))
+        inputs.append(
+            Assumption("convergence_after_syncs", hv.convergence_after_syncs, "syncs",
+                       SOURCES["driver"])
+        )  # fmt: skip
+        rules = rules_for(
+            "qemu",
+            downtime_limit_ms=limit,
+            convergence=hv.convergence,
+            convergence_after_syncs=hv.convergence_after_syncs,
+            zero_fraction=zero,
+        )
+    else:
+        given = sim.xen_version if sim else None
+        version = given or DEFAULT_XEN_VERSION
+        inputs.append(
+            Assumption("xen_version", version, "", SOURCES["lab"] if given else SOURCES["hosts"])
+        )
+        inputs.append(Assumption("zero_fraction", 0.0, "of guest memory", SOURCES["xen"]))
+        rules = rules_for("xen", parse_xen_version(version))
+    pick(
+        "dirtier_mib_s",
+        sim.dirtier_mib_s if sim else None,
+        wl.DIRTIER_MIB_S,
+        SOURCES["study"],
+        "MiB/s",
+    )
+    pick(
+        "send_cores_per_mbit",
+        sim.send_cores_per_mbit if sim else None,
+        DOM0_CORES_PER_MBIT_SENT,
+        SOURCES["study"] + ": Xen dom0's cost" if hv.driver == "qemu" else SOURCES["study"],
+        "cores per Mbit/s",
+    )
+    return Prediction(rules, tuple(inputs))
