@@ -829,6 +829,10 @@ class Simulation(_Model):
     send_cores_per_mbit: float | None = Field(default=None, ge=0, le=1)
     """CPU cores the sending host spends per Mbit/s of migration stream."""
 
+    sender_cores: float | None = Field(default=None, gt=0, le=1)
+    """For driver = "qemu": the share of a core QEMU's migration thread gets on the
+    sending host, above 0 and at most 1 (less than 1 on a host busy with other work)."""
+
 
 class LabConfig(_Model):
     """A miglab lab: one storage node, two hypervisor hosts, one guest."""

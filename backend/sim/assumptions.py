@@ -21,10 +21,15 @@ DEFAULT_XEN_VERSION = "4.4"
 DOM0_CORES_PER_MBIT_SENT = 0.0034
 """dom0 CPU per Mbit/s of migration stream sent: mapping and copying pages, TCP."""
 
+QEMU_SEND_CORES_PER_MBIT = 0.0006
+"""Measured (LAB-NOTES.md): QEMU 7.2 sent the idle 256 MB guest over an unshaped veth
+on an unloaded machine in 706 ms, about 1.7 Gbit/s from one migration thread: at most
+0.0006 cores per Mbit/s."""
+
 QEMU_SANDBOX_ZERO_FRACTION = 0.45
 """Measured: the QEMU sandbox's idle 256 MB guest (busybox initramfs) sent 140.6 MiB
 of its 256 MiB in its first pass, the rest as zero-page flags
-(tests/data/predictions/qemu-256-100-idle.jsonl)."""
+(tests/data/predictions/README.md)."""
 
 SOURCES = {
     "lab": "lab.toml [simulation]",
@@ -34,6 +39,8 @@ SOURCES = {
     "hosts": "what the simulated Xen hosts run (Debian 8, Xen 4.4)",
     "qemu": "QEMU's default (migration/options.c)",
     "driver": "lab.toml [hypervisor] (miglab's qemu driver sets it on QEMU)",
+    "lab-notes": "measured on this machine kind, unloaded (LAB-NOTES.md: 706 ms, 256 MB)",
+    "idle-host": "a sending host with nothing else to run",
 }
 
 
@@ -130,11 +137,20 @@ def assumptions(lab: LabConfig) -> Prediction:
         SOURCES["study"],
         "MiB/s",
     )
+    qemu = hv.driver == "qemu"
     pick(
         "send_cores_per_mbit",
         sim.send_cores_per_mbit if sim else None,
-        DOM0_CORES_PER_MBIT_SENT,
-        SOURCES["study"] + ": Xen dom0's cost" if hv.driver == "qemu" else SOURCES["study"],
+        QEMU_SEND_CORES_PER_MBIT if qemu else DOM0_CORES_PER_MBIT_SENT,
+        SOURCES["lab-notes"] if qemu else SOURCES["study"],
         "cores per Mbit/s",
     )
+    if qemu:
+        pick(
+            "sender_cores",
+            sim.sender_cores if sim else None,
+            1.0,
+            SOURCES["idle-host"],
+            "cores for the migration thread",
+        )
     return Prediction(rules, tuple(inputs))

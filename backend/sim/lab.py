@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -234,7 +235,7 @@ class SimulatedLab:
         return {
             "simulated": True,
             "simulation": {
-                "speed": self.speed,
+                "speed": "max" if math.isinf(self.speed) else self.speed,
                 "seed": self.seed,
                 "epoch": self.runtime.epoch,
                 "simulates": self.source.lab.name,
@@ -242,6 +243,11 @@ class SimulatedLab:
                 **({"model": prediction.header()} if prediction is not None else {}),
             },
         }
+
+
+def speed_text(speed: float) -> str:
+    """``50``, ``1000`` or ``max`` (the simulated clock bound only by the CPU)."""
+    return "max" if math.isinf(speed) else f"{speed:g}"
 
 
 def _guest_address() -> str:
@@ -289,7 +295,7 @@ def _lab_config(source: LabConfig, sim: SimulatedLab) -> LabConfig:
         "lab": {
             "name": source.lab.name,
             "link_mbit": source.lab.link_mbit,
-            "description": f"SIMULATED by miglab (speed {sim.speed:g}, seed {sim.seed}): "
+            "description": f"SIMULATED by miglab (speed {speed_text(sim.speed)}, seed {sim.seed}): "
             + (source.lab.description or source.lab.name),
         },
         "hosts": {name: host(name) for name in names},

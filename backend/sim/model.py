@@ -36,7 +36,7 @@ from backend.sim.assumptions import DOM0_CORES_PER_MBIT_SENT, Prediction, assump
 from backend.sim.memory import PAGES_PER_MIB, GuestMemory
 from backend.sim.network import Allocation, Flow, Network, path
 from backend.sim.precopy import Action, PreCopy, Summary
-from backend.sim.precopy_rules import Rules, rules_for
+from backend.sim.precopy_rules import Qemu, Rules, rules_for
 from backend.sim.workloads import Grant, Workload
 
 TICK = 0.1
@@ -86,6 +86,8 @@ class LabParams:
     dirtier_mib_s: float = wl.DIRTIER_MIB_S
     send_cores_per_mbit: float = DOM0_CORES_PER_MBIT_SENT
     """CPU the sending host spends per Mbit/s of migration stream."""
+    sender_cores: float = 1.0
+    """QEMU: the CPU its migration thread gets on the sending host (less on a busy host)."""
     prediction: Prediction | None = None
     """Where the rules and inputs came from (a lab's), for the log header."""
 
@@ -114,6 +116,7 @@ class LabParams:
             rules=prediction.rules,
             dirtier_mib_s=prediction.value("dirtier_mib_s"),
             send_cores_per_mbit=prediction.value("send_cores_per_mbit"),
+            sender_cores=prediction.value("sender_cores") if qemu else 1.0,
             prediction=prediction,
             memory_mib=lab.guest.memory_mb,
             vcpus=lab.guest.vcpus,
@@ -257,8 +260,12 @@ class Model:
     # -- shares of the network and the CPUs -----------------------------------------------
 
     def _migration_cap(self) -> float:
-        mbit = self.params.migrate_mbit
-        return float("inf") if mbit is None else mbit * 1e6 / 8
+        p = self.params
+        mbit = float("inf") if p.migrate_mbit is None else p.migrate_mbit
+        if isinstance(p.rules, Qemu) and p.send_cores_per_mbit > 0:
+            # QEMU sends from one migration thread (no multifd): at most the CPU it gets.
+            mbit = min(mbit, p.sender_cores / p.send_cores_per_mbit)
+        return mbit * 1e6 / 8
 
     def _current_shares(self) -> _Shares:
         # The shares depend on who sends what where, not on time: reuse them until that
@@ -469,7 +476,12 @@ class Model:
             raise ValueError("a migration needs two hosts")
         if self.migration is not None:
             raise ValueError("one migration at a time")
-        mig = PreCopy(source, dest, self.memory.pages, self.t, dest_ready, self.params.rules)
+        # The idle guest's own writes are part of its measured zero fraction; the
+        # workloads' working sets hold data of their own.
+        written = sum(r.pages for name, r in self.memory.regions.items() if name != "kernel")
+        mig = PreCopy(
+            source, dest, self.memory.pages, self.t, dest_ready, self.params.rules, written
+        )
         self.migration = mig
         self.migrations.append(mig)
         return mig

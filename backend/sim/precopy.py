@@ -151,6 +151,7 @@ class PreCopy:
         start: float,
         dest_ready: bool = True,
         rules: Rules | None = None,
+        written_pages: int = 0,
     ) -> None:
         self.source = source
         self.dest_ready = dest_ready
@@ -159,6 +160,10 @@ class PreCopy:
         self.pages = pages
         self.started = start
         self.rules = rules if rules is not None else rules_for("xen")
+        zero = rules.zero_fraction if isinstance(rules, Qemu) else 0.0
+        self.zero_pages = max(0.0, zero * pages - written_pages)
+        """Pages that are zero when the migration starts: the idle guest's zero part, less
+        what its workloads have written (a RAM dirtier's random data is not zero)."""
         self.stage = Stage.SETUP
         self.records: list[Record] = []
         self.iteration = 0
@@ -304,7 +309,9 @@ class PreCopy:
             self.stage = Stage.LAST
             if self._qemu:
                 self.syncs += 1  # ram_save_complete syncs once more with the guest stopped
-            self._start_round(t, self._carry + memory.clean(), stage=Stage.LAST)
+            dirtied = memory.clean()
+            fresh = dirtied - self._overlap(self._carry, dirtied, memory)
+            self._start_round(t, self._carry + fresh, stage=Stage.LAST)
             return []
         if self.stage is Stage.RESTORING and not self.dest_ready:
             # The receiver could not create the domain; xl resumes it where it was.
@@ -382,12 +389,15 @@ class PreCopy:
         stats = self._round_stats(end, dirtied)
         if self._qemu:
             self.syncs += 1
-        stop = self.rules.stop(self, left, dirtied, rate_pages)
+        # QEMU's bitmap is a set: a page written again before it went out is one page.
+        fresh = dirtied - self._overlap(left, dirtied, memory)
+        stop = self.rules.stop(self, left, round(fresh), rate_pages)
         if not stop:
             if self._qemu:
                 self._converge(end, dirtied)
             self.records.append(stats)
-            self._start_round(end, left + memory.clean())
+            memory.clean()
+            self._start_round(end, left + fresh)
             return []
         # libxc prints the round's statistics after it has suspended the guest.
         self._carry = left
@@ -397,6 +407,17 @@ class PreCopy:
         self._timer = self.rules.suspend_s
         self.suspended_at = end
         return [Action.SUSPEND]
+
+    def _overlap(self, left: float, dirtied: int, memory: GuestMemory) -> float:
+        """Of ``dirtied`` pages, how many are among the ``left`` not yet sent.
+
+        Both are spread over the same pages (all of memory in the first pass, the working
+        sets after), independently: the expected overlap is ``left x dirtied / pages``.
+        """
+        if left <= 0 or dirtied <= 0:
+            return 0.0
+        pages = float(self.pages if self.iteration == 1 else memory.used_pages)
+        return left * dirtied / max(pages, left, dirtied, 1.0)
 
     def _converge(self, t: float, dirtied: int) -> None:
         """QEMU's auto-converge trigger and miglab's policy, at a sync that did not stop."""

@@ -144,12 +144,13 @@ class Qemu(Rules):
     convergence: Convergence = "auto-converge"
     convergence_after_syncs: int = 5
     zero_fraction: float = 0.0
-    """Of the guest's memory, the part that is zero when the migration starts."""
+    """Of an idle guest's memory, the part that is zero (workloads write over some of it:
+    :attr:`PreCopy.zero_pages`)."""
 
     def page_bytes(self, mig: PreCopy) -> float:
         if mig.iteration > 1:  # pages written since the start: not zero any more
             return float(QEMU_PAGE_BYTES)
-        z = self.zero_fraction
+        z = mig.zero_pages / mig.pages if mig.pages else 0.0
         return z * QEMU_ZERO_PAGE_BYTES + (1 - z) * QEMU_PAGE_BYTES
 
     def threshold_bytes(self, mig: PreCopy, rate_pages: float) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -51,7 +52,12 @@ MAX_SIM_SPEED = 1000.0
 
 # The same range as a scenario file's repetitions.
 _repeat = numbers.int_range(1, MAX_REPETITIONS)
-_speed = numbers.float_range(0, MAX_SIM_SPEED, above_low=True)
+_finite_speed = numbers.float_range(0, MAX_SIM_SPEED, above_low=True, note=", or max")
+
+
+def _speed(text: str) -> float:
+    """N up to MAX_SIM_SPEED, or ``max``: the simulated clock bound only by the CPU."""
+    return math.inf if text.strip().lower() == "max" else _finite_speed(text)
 
 
 def register(commands: Any) -> None:
@@ -82,7 +88,8 @@ def register(commands: Any) -> None:
         type=_speed,
         default=None,
         metavar="N",
-        help=f"with --sim: simulated seconds per real second, at most (default: "
+        help=f"with --sim: simulated seconds per real second, at most, up to "
+        f"{MAX_SIM_SPEED:g}; or max: as fast as the CPU goes, the same run (default: "
         f"{DEFAULT_SIM_SPEED:g})",
     )
     run.add_argument(
