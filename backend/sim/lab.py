@@ -306,6 +306,11 @@ def _lab_config(source: LabConfig, sim: SimulatedLab) -> LabConfig:
             "device": source.storage.device,
             "portal": str(source.storage.portal),
             "lun": source.storage.lun,
+            **(
+                {"tgt_control_port": source.storage.tgt_control_port}
+                if storage_driver(source) == "tgt" and source.storage.tgt_control_port
+                else {}
+            ),
         },
         "hypervisor": {
             "driver": "xen",

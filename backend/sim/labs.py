@@ -67,7 +67,7 @@ KERNELS = {"storage": "2.6.29-gentoo-r5", "hypervisor": "3.16.0-4-amd64", "guest
 DISK_BYTES = 10 * 1024**3
 """The exported partition (the study does not say its size)."""
 DEFAULT_GUEST_CONFIG = "/etc/xen/guest.cfg"
-SIMULATED_DRIVERS = ("iet", "lio")
+SIMULATED_DRIVERS = ("iet", "lio", "tgt")
 """Target software the simulated storage node can play (the fakes that exist)."""
 
 
@@ -124,6 +124,10 @@ def build_world(
                 "/etc/iet/ietd.conf": "",
             }
         )
+    if driver == "tgt":  # tgtd runs, on the lab's control port
+        tgtadm = storage.load_tool("tgtadm")
+        if tgtadm is not None:
+            storage_node.state["tgt"] = tgtadm.new_state(lab.storage.tgt_control_port)
     nodes.append(storage_node)
     portal = str(lab.storage.portal)
     disk = f"/dev/disk/by-path/ip-{portal}-iscsi-{lab.storage.iqn}-lun-{lab.storage.lun}"
@@ -204,7 +208,20 @@ def preparation(lab: LabConfig) -> list[tuple[str, list[str]]]:
     s = lab.storage
     portal = str(s.portal)
     steps: list[tuple[str, list[str]]] = []
-    if storage_driver(lab) == "iet":
+    driver = storage_driver(lab)
+    if driver == "tgt":
+        adm = ["tgtadm"] + ([] if s.tgt_control_port is None else ["-C", str(s.tgt_control_port)])
+        adm += ["--lld", "iscsi"]
+        steps += [
+            (s.host, [*adm, "--op", "new", "--mode", "target", "--tid", "1", "-T", s.iqn]),
+            (
+                s.host,
+                [*adm, "--op", "new", "--mode", "logicalunit", "--tid", "1",
+                 "--lun", str(s.lun), "-b", s.device],
+            ),
+            (s.host, [*adm, "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"]),
+        ]  # fmt: skip
+    elif driver == "iet":
         steps += [
             (s.host, ["ietadm", "--op", "new", "--tid=1", "--params", f"Name={s.iqn}"]),
             (

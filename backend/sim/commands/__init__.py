@@ -19,6 +19,7 @@ GUEST = frozenset({"guest"})
 STORAGE_TOOLS = {
     "ietadm": ("ietadm", STORAGE, "/usr/sbin/ietadm"),
     "targetcli": ("targetcli", STORAGE, "/usr/bin/targetcli"),
+    "tgtadm": ("tgtadm", STORAGE, "/usr/sbin/tgtadm"),
     "iscsiadm": ("iscsiadm", HYPERVISOR, "/usr/bin/iscsiadm"),
 }
 
@@ -54,7 +55,7 @@ def command_table(storage_driver: str = "iet") -> CommandTable:
         "sysbench": c(sysbench.sysbench, GUEST, "/usr/bin/sysbench"),
         "dbench": c(dbench.dbench, GUEST, "/usr/bin/dbench"),
     }
-    wanted = {"iet": "ietadm", "lio": "targetcli"}.get(storage_driver)
+    wanted = {"iet": "ietadm", "lio": "targetcli", "tgt": "tgtadm"}.get(storage_driver)
     for name, (module, roles, where) in STORAGE_TOOLS.items():
         if roles == STORAGE and name != wanted:
             continue  # the storage node runs one target, the one lab.toml names

@@ -1,6 +1,6 @@
 """The storage tools on the simulated hosts: the fakes of ``backend/sim/tools``, wired together.
 
-``ietadm`` and ``targetcli`` (the storage node) and ``iscsiadm`` (the Xen hosts) are
+``ietadm``, ``targetcli`` and ``tgtadm`` (the storage node) and ``iscsiadm`` (the Xen hosts) are
 pure functions over one host's state dict, written to the real tools' formats. What
 one host does must be seen by the others, as a network would show it; after every
 command :func:`sync` does that:
@@ -98,12 +98,16 @@ def exported_targets(
                     continue
                 luns = [(int(lun["lun"]), True) for lun in tpg.get("luns", [])]
                 found.append((target["wwn"], luns, None))
+    tgt = load_tool("tgtadm")
+    if tgt is not None:
+        for iqn, numbers, chap in tgt.exported(storage.state):
+            found.append((iqn, [(n, True) for n in numbers], chap))
     return found
 
 
 def _mirror_sessions(world: World, storage: Node, initiators: list[Node]) -> None:
     """Open (or close) on the target the sessions the initiators hold."""
-    iet, lio = load_tool("ietadm"), load_tool("targetcli")
+    iet, lio, tgt = load_tool("ietadm"), load_tool("targetcli"), load_tool("tgtadm")
     mirrored: dict[tuple[str, int], tuple[str, int]] = world.sessions
     live: set[tuple[str, int]] = set()
     for host in initiators:
@@ -121,12 +125,17 @@ def _mirror_sessions(world: World, storage: Node, initiators: list[Node]) -> Non
                 elif lio is not None and "lio" in storage.state:
                     sid = lio.login(storage.state, session["iqn"], name, host.address)
                     mirrored[key] = ("lio", sid)
+                elif tgt is not None and "tgt" in storage.state:
+                    sid = tgt.login(storage.state, session["iqn"], name, host.address)
+                    mirrored[key] = ("tgt", sid)
             except (ValueError, PermissionError):
                 continue  # the target went away under the session; iscsiadm shows it
     for key in [k for k in mirrored if k not in live]:
         kind, sid = mirrored.pop(key)
         if kind == "lio" and lio is not None:
             lio.logout(storage.state, sid)
+        elif kind == "tgt" and tgt is not None:
+            tgt.logout(storage.state, sid)
         elif kind == "iet":
             for target in storage.state.get("iet", {}).get("targets", []):
                 target["sessions"] = [s for s in target.get("sessions", []) if s["sid"] != sid]
