@@ -184,6 +184,12 @@ class PreCopy:
         self._high_count = 0
         self._period = (start, 0.0, 0)  # last throttle check: t, bytes sent, pages dirtied
         self._carry = 0.0  # pages of the pass not yet sent when the guest stops (QEMU)
+        # For query-migrate: zero pages sent, bytes sent with the guest stopped, the
+        # stream's rate, and the last sync's dirty pages and period.
+        self.zero_sent = 0.0
+        self.downtime_bytes = 0.0
+        self.rate_pages = 0.0
+        self.last_sync = (start, 0, 0.0)  # t, pages dirtied, period in s
         self._timer = self.rules.setup_s
         self._round_start = start
         self._busy = (0.0, 0.0)  # dom0 and guest core-seconds in the current round
@@ -349,7 +355,13 @@ class PreCopy:
         before = self.sent
         end_at = self._round_end(rate_pages)
         self.sent = min(max(end_at, before), self.sent + rate_pages * dt)
-        self.bytes_sent += (self.sent - before) * self.page_bytes
+        moved = (self.sent - before) * self.page_bytes
+        self.bytes_sent += moved
+        self.rate_pages = rate_pages
+        if self.stage is Stage.LAST:
+            self.downtime_bytes += moved
+        elif self.iteration == 1 and self.pages:
+            self.zero_sent += (self.sent - before) * self.zero_pages / self.pages
         # One record per full batch crossed, at the moment its last page left.
         first = int(before // BATCH_PAGES) + 1
         last = int(self.sent // BATCH_PAGES)
@@ -389,6 +401,7 @@ class PreCopy:
         stats = self._round_stats(end, dirtied)
         if self._qemu:
             self.syncs += 1
+            self.last_sync = (end, dirtied, end - self.last_sync[0])
         # QEMU's bitmap is a set: a page written again before it went out is one page.
         fresh = dirtied - self._overlap(left, dirtied, memory)
         stop = self.rules.stop(self, left, round(fresh), rate_pages)
