@@ -455,7 +455,10 @@ class PreCopy:
         if self._high_count < 2:
             return
         self._high_count = 0
-        initial, increment, most = THROTTLE_RELEASED if acting else THROTTLE_HELD
+        # The driver releases the throttle after it has seen the sync that acts: from
+        # the next sync on.
+        released = self.syncs - 1 > rules.convergence_after_syncs
+        initial, increment, most = THROTTLE_RELEASED if released else THROTTLE_HELD
         pct = initial if self.throttle_pct == 0 else min(self.throttle_pct + increment, most)
         if pct != self.throttle_pct:
             self.throttle_pct = pct

@@ -7,6 +7,8 @@ lacks stated with where they came from.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from backend.config import ConfigError, LabConfig, parse_lab
@@ -127,11 +129,28 @@ def test_raise_downtime_doubles_the_limit_after_the_allowed_syncs() -> None:
     assert 8.0 < summary.downtime_s < limits[-1] / 1000 + 0.5
 
 
+def throttle_syncs(mig: PreCopy) -> list[int]:
+    """The dirty-sync-count at which each throttle step came (set-up's sync is 1)."""
+    syncs, out = 1, []
+    for r in mig.records:
+        if r.kind == "throttle":
+            out.append(syncs + 1)
+        elif r.kind == "round":
+            syncs += 1
+    return out
+
+
 def test_auto_converge_holds_the_throttle_at_1_then_steps_by_10_to_99() -> None:
     mig = run(qemu(), dirtier_mib=100)
     steps = throttles(mig)
     assert steps[0] == 1  # miglab's hold (cpu-throttle-initial 1)
     assert steps[1:] == [11, 21, 31, 41, 51, 61, 71, 81, 91, 99]
+    # The driver releases the hold once it has seen sync 6 (after 5 passes): the first
+    # released step comes at a later sync, then one every second sync (QEMU's two
+    # dirty-rate-high syncs running).
+    at = throttle_syncs(mig)
+    assert at[1] > Qemu.convergence_after_syncs + 1
+    assert [b - a for a, b in itertools.pairwise(at[1:])] == [2] * 9
     summary = mig.summary()
     assert summary.ok and summary.max_throttle_pct == 99
     assert summary.downtime_s is not None and summary.downtime_s < 0.35
