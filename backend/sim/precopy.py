@@ -97,7 +97,8 @@ class Record:
     ``duration_s``, ``dom0_pct``, ``guest_pct``), ``last-iteration``, ``suspended``,
     ``memory-saved`` (``total_sent``), ``transfer-complete``, ``resumed``, ``done``,
     ``aborted``; when the destination cannot attach the disk: ``creation-failed``, then
-    ``resumed-at-source``.
+    ``resumed-at-source``. QEMU's policies add ``throttle`` (the new vCPU throttle in
+    ``total_sent``, percent) and ``downtime-limit`` (the new limit in ``total_sent``, ms).
     """
 
     t: float
