@@ -132,7 +132,8 @@ def load_arm(path: str | Path, label: str | None = None) -> Arm:
     arm.parameters = shared or {}
     if not arm.label:
         (group,) = groups if len(groups) == 1 else (None,)
-        arm.label = str(group) if group else Path(path).name
+        given = Path(path)
+        arm.label = str(group) if group else (given.stem if given.is_file() else given.name)
     return arm
 
 
