@@ -89,6 +89,7 @@ def test_a_failed_run_stops_the_campaign_and_is_redone_when_it_resumes(
         cli.main(argv)
     assert exited.value.code == 0
     printed = capsys.readouterr()
+    assert "2 runs (1 scenario x 1 group x 2 repetitions)" in printed.out
     assert "0 done, 2 to run" in printed.out
     assert f"kept the incomplete log as {group / 'r1.jsonl.incomplete-1'}" in printed.out
     assert "2 done, 0 left" in printed.out

@@ -131,9 +131,16 @@ def handle(args: argparse.Namespace) -> int:
     runs = plan_runs(campaign, out)
     todo = pending(runs)
     done = len(runs) - len(todo)
+    matrix = " x ".join(
+        _count(n, what)
+        for n, what in (
+            (len(campaign.scenarios), "scenario"),
+            (len(campaign.groups()), "group"),
+            (campaign.campaign.repetitions, "repetition"),
+        )
+    )
     print(
-        f"campaign {campaign.name}: {len(runs)} runs ({len(campaign.scenarios)} scenarios x "
-        f"{len(campaign.groups())} groups x {campaign.campaign.repetitions} repetitions) in "
+        f"campaign {campaign.name}: {_count(len(runs), 'run')} ({matrix}) in "
         f"{printable(str(out))}; {done} done, {len(todo)} to run",
         flush=True,
     )
@@ -172,6 +179,10 @@ def handle(args: argparse.Namespace) -> int:
         f"`miglab compare {printable(str(out))}/GROUP_A {printable(str(out))}/GROUP_B`"
     )
     return EXIT_OK
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _progress(done: int, total: int, spent: list[float]) -> str:
