@@ -39,10 +39,10 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -59,7 +59,13 @@ from backend.config import (
     toml_syntax_error,
 )
 from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
-from backend.inputs import SCENARIO_MAX_BYTES, InputError, read_input, too_deep
+from backend.inputs import (
+    SCENARIO_MAX_BYTES,
+    InputError,
+    read_input,
+    too_deep,
+    too_long_number,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,15 +74,20 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "PARAMETERS",
+    "SEED_KEY",
     "Campaign",
     "CampaignRun",
+    "LoadedCampaign",
     "apply_parameters",
     "campaign_dir",
+    "group_name",
     "load_campaign",
     "log_is_complete",
     "parse_campaign",
+    "pending",
     "plan_runs",
     "set_aside",
+    "short_name",
 ]
 
 MAX_RUNS = 100_000
@@ -259,7 +270,7 @@ def _scenario(name: str, base: Path) -> Scenario:
 
 
 def _parameters(
-    campaign: Campaign, error: Any, problems: list[ConfigError]
+    campaign: Campaign, error: Callable[[Loc, str], ConfigError], problems: list[ConfigError]
 ) -> list[tuple[str, tuple[Value, ...]]]:
     out: list[tuple[str, tuple[Value, ...]]] = []
     for table, keys in campaign.parameters.items():
@@ -330,6 +341,10 @@ def load_campaign(path: str | os.PathLike[str]) -> LoadedCampaign:
     except RecursionError:
         deep = too_deep(file, text)
         raise ConfigError(file, deep.line, "", deep.reason) from None
+    except ValueError as exc:  # tomllib's int() past Python's 4300-digit limit
+        if isinstance(exc, ValidationError) or (long := too_long_number(file, text)) is None:
+            raise
+        raise ConfigError(file, long.line, "", long.reason) from None
 
 
 # --------------------------------------------------------------------------- the runs
@@ -412,6 +427,3 @@ def set_aside(path: Path) -> Path | None:
 def pending(runs: Sequence[CampaignRun]) -> list[CampaignRun]:
     """The runs without a complete log, in order: a resumed campaign starts at the first."""
     return [run for run in runs if not log_is_complete(run.log)]
-
-
-RunOutcome = Literal["ok", "failed", "interrupted"]

@@ -208,3 +208,27 @@ def test_dry_run_lists_what_is_done_and_left(tmp_path: Path) -> None:
     assert "16 runs (2 scenarios x 4 groups x 2 repetitions)" in text
     assert "1 done, 15 to run" in text
     assert text.count(" done ") == 1 and text.count("to run  ") == 15
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", ": scenarios: required"),
+        (b'name = "c"\nscenarios = ["migrate-ping"]\nrepetitions = ' + b"9" * 5000 + b"\n", ":3:"),
+        (b'name = "\xff"\n', ":1: the file is not UTF-8 text"),
+        (b"a = " + b"[" * 5000 + b"\n", ":1:"),
+    ],
+)
+def test_a_file_that_is_no_campaign_is_a_message_not_a_traceback(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    file = tmp_path / "c.toml"
+    file.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(file)
+    assert expected in str(caught.value) and str(caught.value).startswith(str(file))
+
+
+def test_a_missing_campaign_file_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"nowhere\.toml: no such campaign file"):
+        load_campaign("nowhere.toml")
