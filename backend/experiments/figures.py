@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -281,6 +282,42 @@ def _spans(
 # --------------------------------------------------------------------------- a comparison
 
 
+_MIGRATION_LABELS = {
+    "total_s": "migration time",
+    "downtime_ms": "downtime",
+    "unreachable_s": "unreachable time",
+}
+_FIELD_LABELS = {
+    "baseline": "baseline",
+    "during": "during migration",
+    "after": "after",
+    "during_change_pct": "change during migration",
+    "worst_change_pct": "worst 1 s change",
+}
+
+
+def metric_label(metric: str, unit: str, migration: int | None = None) -> str:
+    """An axis label a reader knows: "cpu (sysbench), change during migration (%)"."""
+    from backend.experiments.metrics import METRICS
+
+    group, _, field = metric.rpartition(".")
+    label = metric
+    if group == "migration" and field in _MIGRATION_LABELS:
+        label = _MIGRATION_LABELS[field]
+    elif field in _FIELD_LABELS:
+        probe, _, key = group.partition(".")
+        spec = next(
+            (m for m in METRICS if m.probe == probe.partition("@")[0] and m.key == key), None
+        )
+        if spec is not None:
+            host = probe.partition("@")[2]
+            label = f"{spec.label}{' @' + host if host else ''}, {_FIELD_LABELS[field]}"
+    if migration not in (None, 1):
+        label += f" (leg {migration})"
+    text = _text(f"{label} ({unit})" if unit else label)  # names from logs: plain text
+    return "\n".join(textwrap.wrap(text, 34)) or text  # fits the height of one column
+
+
 def _wanted(metric: str) -> bool:
     return metric in COMPARED or metric.endswith(".during_change_pct")
 
@@ -333,7 +370,7 @@ def comparison_figures(comparison: Comparison, directory: str | Path) -> list[Pa
                 axes.set_xticks(positions, names, rotation=20, ha="right")
             else:
                 axes.set_xticks(positions, names)
-            axes.set_ylabel(_text(f"{row.name} ({row.unit})" if row.unit else row.name))
+            axes.set_ylabel(metric_label(row.metric, row.unit, row.migration))
             axes.legend(loc="best", frameon=False)
             provenance = Provenance(
                 title=_text(f"{row.name}: {' vs '.join(names)}"),

@@ -114,7 +114,7 @@ def test_a_comparison_draws_bars_with_ci_whiskers(tmp_path: Path) -> None:
     root = ET.parse(tmp_path / "out" / "compare-migration.total_s-1.svg").getroot()
     assert by_id(root, "means") and by_id(root, "ci-whiskers")
     shown = texts(root)
-    assert "migration.total_s (s)" in shown and {"a", "b"} <= set(shown)
+    assert "migration time (s)" in shown and {"a", "b"} <= set(shown)
     (legend,) = by_id(root, "legend_")
     assert texts(legend) == ["mean", "95% CI"]
 
@@ -147,3 +147,27 @@ def test_the_reports_t_table_agrees_with_scipy() -> None:
 
     for df in range(1, 301):
         assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4), df
+
+
+@pytest.mark.parametrize(
+    ("metric", "unit", "migration", "label"),
+    [
+        ("migration.total_s", "s", 1, "migration time (s)"),
+        ("migration.downtime_ms", "ms", 2, "downtime (leg 2) (ms)"),
+        ("ping.rtt_ms.baseline", "ms", None, "network (ping rtt), baseline (ms)"),
+        (
+            "sysbench-cpu.eps.during_change_pct",
+            "%",
+            None,
+            "cpu (sysbench), change during\nmigration (%)",
+        ),
+        ("ping@xen1.rtt_ms.after", "ms", None, "network (ping rtt) @xen1, after\n(ms)"),
+        ("something.new\x1b[31m", "", None, "something.new\\x1b[31m"),
+    ],
+)
+def test_axis_labels_say_what_a_reader_knows(
+    metric: str, unit: str, migration: int | None, label: str
+) -> None:
+    from backend.experiments.figures import metric_label
+
+    assert metric_label(metric, unit, migration) == label
