@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,32 @@ def test_arms_from_the_same_logs_compare_equal(tmp_path: Path) -> None:
     log = write_log(tmp_path / "a.jsonl", Shape(seed=1, repetitions=3, seconds=30))
     row = compare([load_arm(log), load_arm(log)]).row("migration.total_s")
     assert row.arms[1].change_pct == 0 and row.arms[1].overlaps_first is True
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        ("duckdb", ["results", "{log}", "-o", "{tmp}/r.parquet"], "pip install 'miglab[parquet]'"),
+        ("scipy", ["compare", "{log}", "{log}"], "pip install 'miglab[stats]'"),
+        (
+            "matplotlib",
+            ["report", "{log}", "--figures", "{tmp}/f"],
+            "pip install 'miglab[figures]'",
+        ),
+    ],
+)
+def test_without_an_optional_extra_the_command_says_which_to_install(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    argv: list[str],
+    message: str,
+) -> None:
+    log = write_log(tmp_path / "one.jsonl", Shape(seed=1, seconds=20))
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: import fails
+    with pytest.raises(SystemExit) as exited:
+        cli.main([a.format(log=log, tmp=tmp_path) for a in argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

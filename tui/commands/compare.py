@@ -15,7 +15,6 @@ from backend.experiments.compare import (
     render_text,
 )
 from backend.session import SessionLogError
-from backend.terminal_text import printable
 from tui.commands.common import EXIT_OK, BadInput
 
 
@@ -61,6 +60,3 @@ def run(args: argparse.Namespace) -> int:
 
         write_figures(lambda figures: figures.comparison_figures(comparison, args.figures))
     return EXIT_OK
-
-
-__all__ = ["printable", "register", "run"]
