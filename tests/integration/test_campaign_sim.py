@@ -119,7 +119,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Done:
     file.write_text(CAMPAIGN, encoding="utf-8")
     out = directory / "out"
     target = plan_runs(load_campaign(file), out)[2].log  # 3rd run: ~94 s migration at 100
-    first = miglab("campaign", str(file), "--sim", "--speed", "100", "--out", str(out))
+    first = miglab("campaign", str(file), "--sim", "--speed", "300", "--out", str(out))
     try:
         while not migrating(target):
             assert first.poll() is None, first.communicate()
