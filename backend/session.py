@@ -72,8 +72,9 @@ def make_header(
     scenario: str | None = None,
     hosts: dict[str, Any] | None = None,
     simulation: dict[str, Any] | None = None,
+    campaign: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    header = {
         "kind": HEADER_KIND,
         "t": now(),
         "schema": SCHEMA_VERSION,
@@ -86,6 +87,9 @@ def make_header(
         "hosts": hosts or {},
         "simulation": simulation,  # speed, seed, epoch... when the lab is simulated
     }
+    if campaign is not None:  # the run's place in a campaign: its group and parameters
+        header["campaign"] = campaign
+    return header
 
 
 def _line(data: dict[str, Any]) -> bytes:

@@ -250,7 +250,8 @@ class ExperimentRunner:
     comparison. ``clock`` dates the runner's own events and the samples of tools that
     print relative times, and ``sleep`` waits on that clock: the timeline's parts and
     the waits for a freshly booted guest (a simulated lab has a clock of its own, and
-    ``simulation`` says what the session log's header tells about it).
+    ``simulation`` says what the session log's header tells about it; ``campaign``, the
+    run's place in a campaign: its group and parameters).
     """
 
     def __init__(
@@ -269,6 +270,7 @@ class ExperimentRunner:
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         simulation: dict[str, Any] | None = None,
+        campaign: dict[str, Any] | None = None,
     ) -> None:
         if repetitions is not None and repetitions < 1:
             raise ValueError(f"repetitions must be at least 1, got {repetitions}")
@@ -286,6 +288,7 @@ class ExperimentRunner:
         self._clock = clock
         self._sleep = sleep
         self._simulation = simulation
+        self._campaign = campaign
         self.result: RunResult | None = None
         """Set when :meth:`run` ends, also when it ends by a cancel."""
 
@@ -486,6 +489,7 @@ class ExperimentRunner:
             scenario=self.scenario.id,
             hosts=hosts,
             simulation=self._simulation,
+            campaign=self._campaign,
         )
         writer = await SessionLogWriter.create(self.log_path, header)
         for event in self._events:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +37,14 @@ def register(commands: Any) -> None:
         default="auto",
         help="colours in the text plots (auto: on a terminal, unless NO_COLOR is set)",
     )
+    report.add_argument(
+        "--figures",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write each probe's trace, the migration shaded, to DIR as PNG, SVG and "
+        "PDF for a paper (needs matplotlib: pip install 'miglab[figures]')",
+    )
     report.set_defaults(handler=run)
 
 
@@ -59,4 +70,22 @@ def run(args: argparse.Namespace) -> int:
         write_csv(report, sys.stdout)
     else:
         sys.stdout.write(render(report, args.format, colors=use_colors(args.color)))
+    if args.figures is not None:
+        write_figures(lambda figures: figures.report_figures(report, args.figures))
     return EXIT_OK
+
+
+def write_figures(make: Callable[[ModuleType], list[Path]]) -> None:
+    """Run ``make(backend.experiments.figures)``; only this path imports matplotlib."""
+    from backend.experiments import figures
+
+    try:
+        written = make(figures)
+    except figures.FiguresUnavailable as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"cannot write the figures: {exc}") from None
+    folders = sorted({str(path.parent) for path in written})
+    print(
+        printable(f"miglab: {len(written)} figure files in {', '.join(folders)}"), file=sys.stderr
+    )
