@@ -25,6 +25,8 @@ from backend.drivers.hv_xen import XenDriver
 from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.parse_xm import XmMigrateError, parse_xm_info, parse_xm_list, parse_xm_migrate
 from backend.events import DomainState, Event, MigrationFinished, MigrationProgress, Note
+from backend.sim.clock import VirtualRuntime
+from backend.sim.commands.base import Captured
 from backend.transport.base import (
     CommandResult,
     HostRunner,
@@ -36,6 +38,7 @@ from backend.transport.local import LocalRunner
 from tests.conftest import DATA
 from tests.support import fake_xm as fake
 from tests.support.waiting import until
+from tests.unit.test_sim_xl_messages import execute, exported_world
 
 ROOT = Path(__file__).resolve().parents[2]
 XM_DATA = DATA / "xm"
@@ -328,3 +331,67 @@ async def test_during_a_migration_the_source_copy_is_migrating_and_cannot_be_can
     release.touch()
     outcome = await migration
     assert outcome.ok and xm.of(MigrationFinished)[-1].guest_host == "xen2"
+
+
+# -- the simulated lab's xm (backend/sim/commands/xm.py) ------------------------------------
+
+
+async def test_the_simulated_xm_speaks_the_captured_formats() -> None:
+    world = await exported_world()
+    config = world.guest_config_path
+    code, out = await execute(world, "xenserver1", ["xm", "create", config])
+    assert code == 0 and out.text("stdout") == (
+        f'Using config file "{config}".\nStarted domain guest (id=1)\n'
+    )
+    code, out = await execute(world, "xenserver1", ["xm", "list"])
+    table = out.text("stdout")
+    reference = (XM_DATA / "xm-list-3.2-after-migrate.txt").read_text().splitlines()[1]
+    assert code == 0 and table.splitlines()[0] == reference  # the header, byte for byte
+    listed = parse_xm_list(table)
+    assert listed.lines_not_understood == 0
+    assert [(d.name, d.domid, d.mem_mib, d.vcpus) for d in listed.domains][1] == (
+        "guest",
+        1,
+        1024,
+        2,
+    )
+    code, out = await execute(world, "xenserver1", ["xm", "info"])
+    info = parse_xm_info(out.text("stdout"))
+    reference_info = parse_xm_info((XM_DATA / "xm-info-3.3-forum.txt").read_text())
+    assert [k for k, _ in info.fields] == [k for k, _ in reference_info.fields]
+    assert info.xen_version == "3.3.0" and info.lines_not_understood == 0
+    code, out = await execute(world, "xenserver2", ["xm", "list", "guest"])
+    assert (code, out.text("stderr")) == (3, "Error: Domain 'guest' does not exist.\n")
+
+
+async def test_the_simulated_xm_migrates_silently_under_xends_names() -> None:
+    world = await exported_world()
+    await execute(world, "xenserver1", ["xm", "create", world.guest_config_path])
+    runtime = world.runtime
+    assert isinstance(runtime, VirtualRuntime)
+    seen: list[tuple[str, ...]] = []
+
+    async def migrate_and_look() -> int:
+        out = Captured(runtime)
+        migration = asyncio.ensure_future(
+            world.execute(
+                world.node("xenserver1"), ["xm", "migrate", "--live", "guest", "xenserver2"], out
+            )
+        )
+        while not migration.done():
+            for host in ("xenserver1", "xenserver2"):
+                look = Captured(runtime)
+                await world.execute(world.node(host), ["xm", "list"], look)
+                names = tuple(d.name for d in parse_xm_list(look.text()).domains if d.domid)
+                seen.append((host, *names))
+            await runtime.sleep(0.25)
+        assert out.lines == []  # xm prints nothing when it worked
+        return await migration
+
+    assert await runtime.run(migrate_and_look()) == 0
+    assert ("xenserver1", "migrating-guest") in seen and ("xenserver2", "guest") in seen
+    assert not [look for look in seen if look[0] == "xenserver2" and "migrating-guest" in look]
+    code, out = await execute(world, "xenserver2", ["xm", "list", "guest"])
+    assert code == 0 and parse_xm_list(out.text()).domains[0].name == "guest"
+    code, out = await execute(world, "xenserver1", ["xm", "migrate", "guest", "xenserver2"])
+    assert code == 3 and out.text("stderr") == "Error: Domain 'guest' does not exist.\n"
