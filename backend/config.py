@@ -664,6 +664,10 @@ class Hypervisor(_Model):
     driver: Literal["xen", "qemu"]
     """Hypervisor: "xen" (xl) or "qemu" (qemu-system with a QMP socket)."""
 
+    toolstack: Literal["xl", "xm"] = "xl"
+    """For driver = "xen": the Xen toolstack on the hosts, "xl" (Xen >= 4.1) or "xm"
+    (Xen 3.x with xend, as in the 2009 study; migrates to xend's relocation port)."""
+
     hosts: list[str] = Field(json_schema_extra={"minItems": 2, "maxItems": 2, "uniqueItems": True})
     """Exactly two names of hosts in [hosts]; the guest boots on the first."""
 
@@ -934,6 +938,14 @@ def _cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     if storage.get("tgt_control_port") is not None and driver != "tgt":
         problems.append(
             (("storage", "tgt_control_port"), f'only for driver = "tgt", not {driver!r}')
+        )
+    # "xl" is the default: a dump of a qemu lab has it too.
+    if hypervisor.get("toolstack") not in (None, "xl") and hypervisor.get("driver") != "xen":
+        problems.append(
+            (
+                ("hypervisor", "toolstack"),
+                f'only for driver = "xen", not {hypervisor.get("driver")!r}',
+            )
         )
     if hypervisor.get("driver") == "xen" and guest and guest.get("config") is None:
         problems.append(

@@ -23,6 +23,10 @@ What xl gives and what it does not:
 After a migration the driver looks at both hosts and tells where the guest is
 (``migration.finished`` carries it as ``guest_host``; None when no single running copy
 exists, e.g. after a failed final handshake, which leaves both copies stopped).
+
+With ``[hypervisor] toolstack = "xm"`` (Xen 3.x, xend) the same driver runs ``xm``: what
+differs between the toolstacks (output formats, the migrate command, progress, names
+during a migration, cancelling) is a :class:`~backend.drivers.xen_toolstack.XenToolstack`.
 """
 
 from __future__ import annotations
@@ -50,13 +54,11 @@ from backend.drivers.parse_xl import (
     MigrateUpdate,
     ShutdownReason,
     XlDomainConfig,
-    XlMigrateParser,
     XlState,
     is_unknown_domain_error,
-    parse_xl_info,
-    parse_xl_list,
     parse_xl_list_long,
 )
+from backend.drivers.xen_toolstack import XenToolstack, toolstack
 from backend.events import MigrationFinished, MigrationProgress, now
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, Stream
 
@@ -104,7 +106,8 @@ def progress_event(domain: str, source: str, dest: str, update: MigrateUpdate) -
 
 
 class XenDriver(HypervisorBase):
-    """xl on both hosts; ``xl`` is the command prefix (e.g. ``("sudo", "-n", "xl")``)."""
+    """xl (or xm) on both hosts; ``xl`` is the command prefix (e.g. ``("sudo", "-n", "xl")``),
+    by default the toolstack's program."""
 
     def __init__(
         self,
@@ -112,17 +115,21 @@ class XenDriver(HypervisorBase):
         runners: Mapping[str, HostRunner],
         publish: Publish,
         *,
-        xl: Sequence[str] = ("xl",),
+        xl: Sequence[str] | None = None,
     ) -> None:
         super().__init__(lab, runners, publish)
         if lab.guest.config is None:
             raise DriverError('guest.config is required with driver = "xen": the xl config')
         self.config = lab.guest.config
-        self.xl = tuple(xl)
+        self.toolstack: XenToolstack = toolstack(lab.hypervisor.toolstack)
+        self.xl = tuple(xl) if xl is not None else self.toolstack.program
         self._migrations: dict[str, asyncio.Task[CommandResult]] = {}
 
     async def _xl(self, host: str, *args: str, timeout: float = 60.0) -> CommandResult:
         return await self.runner(host).run([*self.xl, *args], timeout=timeout)
+
+    def is_copy(self, name: str) -> bool:
+        return super().is_copy(name) or name in self.toolstack.copy_names(self.guest)
 
     # -- looking ---------------------------------------------------------------------------
 
@@ -130,20 +137,18 @@ class XenDriver(HypervisorBase):
         """The guest domains on ``host`` (Domain-0 left out), from ``xl list``."""
         result = (await self._xl(host, "list")).check()
         try:
-            listed = parse_xl_list(result.stdout)
+            listed = self.toolstack.domains(result.stdout)
         except ParseError as exc:
-            raise DriverError(f"{host}: cannot read `xl list`: {exc}") from None
-        domains = [
-            DomainInfo(d.name, run_state(d.state), d.mem_mib, d.vcpus, d.domid)
-            for d in listed
-            if d.domid != 0
-        ]
+            raise DriverError(f"{host}: cannot read `{self.toolstack.name} list`: {exc}") from None
+        domains = [d for d in listed if d.domid != 0]
         self.report(host, domains)
         return domains
 
     async def domain_config(self, host: str, name: str | None = None) -> XlDomainConfig | None:
         """The running configuration of the guest (or ``name``): ``xl list -l``; None
         when no such domain runs on ``host``."""
+        if self.toolstack.name != "xl":
+            raise DriverError("domain_config reads `xl list -l`; for xm see parse_xm_list_long")
         result = await self._xl(host, "list", "-l", name or self.guest)
         if not result.ok:
             if is_unknown_domain_error(result.stderr):
@@ -158,12 +163,9 @@ class XenDriver(HypervisorBase):
     async def info(self, host: str) -> HostInfo:
         result = (await self._xl(host, "info")).check()
         try:
-            info = parse_xl_info(result.stdout)
+            return self.toolstack.host_info(host, result.stdout)
         except ParseError as exc:
-            raise DriverError(f"{host}: cannot read `xl info`: {exc}") from None
-        return HostInfo(
-            host, info.free_memory_mib, info.total_memory_mib, f"Xen {info.xen_version}"
-        )
+            raise DriverError(f"{host}: cannot read `{self.toolstack.name} info`: {exc}") from None
 
     # -- changing --------------------------------------------------------------------------
 
@@ -214,10 +216,10 @@ class XenDriver(HypervisorBase):
         address = self.lab.host(dest).address
         if address == LOCAL:
             raise DriverError(
-                f'{dest}\'s address is "local": xl on {source} needs an address it can '
-                f"reach {dest} at over ssh"
+                f'{dest}\'s address is "local": {self.toolstack.name} on {source} needs an '
+                f"address it can reach {dest} at {self.toolstack.reaches_destination}"
             )
-        return [*self.xl, "-v", "migrate", self.guest, address]
+        return self.toolstack.migrate_argv(self.xl, self.guest, address)
 
     async def migrate_plan(self, source: str, dest: str) -> list[HostCommand]:
         return [HostCommand(source, tuple(self._migrate_argv(source, dest)))]
@@ -232,7 +234,7 @@ class XenDriver(HypervisorBase):
             names = ", ".join(f"{d.name} ({d.state})" for d in there)
             raise Refused(f"{dest} already has a copy of the guest: {names}")
 
-        parser = XlMigrateParser()
+        parser = self.toolstack.migrate_reader()
 
         def on_line(stream: Stream, line: str) -> None:
             seen = len(parser.malformed)
@@ -242,6 +244,8 @@ class XenDriver(HypervisorBase):
             for update in updates:
                 self._progress(source, dest, update)
 
+        for update in self.toolstack.opening():  # xm: no progress will come
+            self._progress(source, dest, update)
         started = now()  # the event clock: simulated time in the simulated lab
         task = asyncio.ensure_future(
             self.runner(source).run(argv, timeout=None, on_line=on_line, long_running=True)
@@ -268,7 +272,7 @@ class XenDriver(HypervisorBase):
         ok = final is not None and final.phase is MigratePhase.DONE
         guest_host, placement = await self._placement(source, dest)
         if ok and guest_host != dest:
-            self.note(f"xl reported success but {placement}", "warning")
+            self.note(f"{self.toolstack.name} reported success but {placement}", "warning")
         if not ok:
             error = f"{error} ({placement})"
             self.note(f"migration of {self.guest} failed: {error}", "error")
@@ -325,6 +329,13 @@ class XenDriver(HypervisorBase):
         task = self._migrations.get(source)
         if task is None or task.done():
             self.note(f"no migration started here runs from {source}", "warning")
+            return
+        if not self.toolstack.can_stop_migration:
+            self.note(
+                f"{self.toolstack.name} cannot cancel a migration: it only asked xend, which "
+                f"goes on migrating {self.guest} from {source}",
+                "warning",
+            )
             return
         self.note(
             f"stopping xl migrate on {source}: before the guest is suspended it keeps "

@@ -6,7 +6,7 @@ on a real host, ``command not found`` with exit 127.
 
 from __future__ import annotations
 
-from backend.sim.commands import dbench, ping, shell, storage, sysbench, system, xl
+from backend.sim.commands import dbench, ping, shell, storage, sysbench, system, xl, xm
 from backend.sim.commands.base import Command, CommandTable, Program
 
 ALL = frozenset({"storage", "hypervisor", "guest"})
@@ -52,6 +52,7 @@ def command_table(storage_driver: str = "iet") -> CommandTable:
         "busybox": c(shell.sh, GUEST, "/bin/busybox"),
         "ping": c(ping.ping, ALL, "/bin/ping"),
         "xl": c(xl.xl, HYPERVISOR, "/usr/sbin/xl"),
+        "xm": c(xm.xm, HYPERVISOR, "/usr/sbin/xm"),
         "sysbench": c(sysbench.sysbench, GUEST, "/usr/bin/sysbench"),
         "dbench": c(dbench.dbench, GUEST, "/usr/bin/dbench"),
     }
