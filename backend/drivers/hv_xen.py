@@ -239,8 +239,10 @@ class XenDriver(HypervisorBase):
         def on_line(stream: Stream, line: str) -> None:
             seen = len(parser.malformed)
             updates = parser.feed(line)
-            for exc in parser.malformed[seen:]:  # a changed xl: say so, keep migrating
-                self.note(f"{source}: unexpected xl migrate output: {exc}", "warning")
+            for exc in parser.malformed[seen:]:  # a changed tool: say so, keep migrating
+                self.note(
+                    f"{source}: unexpected {self.toolstack.name} migrate output: {exc}", "warning"
+                )
             for update in updates:
                 self._progress(source, dest, update)
 

@@ -605,6 +605,11 @@ class XlMigrateParser:
         return self._result
 
     @property
+    def lines_not_understood(self) -> int:
+        """Lines of no known kind and known lines that did not fit: what an import skipped."""
+        return len(self.ignored) + len(self.malformed)
+
+    @property
     def stream_version(self) -> int | None:
         return self.header.stream_version if self.header else None
 

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from backend.drivers import ParseError
 from backend.drivers.parse_xl import MigratePhase, MigrateUpdate
 
 __all__ = [
@@ -472,6 +473,8 @@ class XmMigrateParser:
         self.phase = MigratePhase.STARTED
         self.history: list[MigrateUpdate] = []
         self.lines_not_understood = 0
+        # xm's messages are whole lines of their own: none can start right and go wrong
+        self.malformed: list[ParseError] = []
         self.kind: XmMigrateError | None = None
         self._result: MigrateUpdate | None = None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from backend.drivers import ParseError
 from backend.drivers.base import DomainInfo, DomainRunState, HostInfo
 from backend.drivers.parse_xl import MigrateUpdate, XlMigrateParser, parse_xl_info, parse_xl_list
 from backend.drivers.parse_xm import (
@@ -35,6 +36,8 @@ class MigrateReader(Protocol):
     """Reads a migration command's output lines as :class:`MigrateUpdate` s."""
 
     history: list[MigrateUpdate]
+    malformed: list[ParseError]
+    """Lines that began like a known message but did not fit it (skipped)."""
 
     @property
     def result(self) -> MigrateUpdate | None: ...

@@ -33,6 +33,7 @@ from backend.drivers import (
     parse_targetcli,
     parse_tgt,
     parse_xl,
+    parse_xm,
 )
 from backend.probes import PROBES, new_parser
 
@@ -85,6 +86,10 @@ TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "xl list -l": parse_xl.parse_xl_list_long,
     "xl info": parse_xl.parse_xl_info,
     "xl migrate": parse_xl.parse_xl_migrate,
+    "xm list": parse_xm.parse_xm_list,
+    "xm list -l": parse_xm.parse_xm_list_long,
+    "xm info": parse_xm.parse_xm_info,
+    "xm migrate": parse_xm.parse_xm_migrate,
     "iscsiadm node": parse_iscsiadm.parse_node_list,
     "iscsiadm discovery": parse_iscsiadm.parse_discovery,
     "iscsiadm session": parse_iscsiadm.parse_session_list,
@@ -110,6 +115,7 @@ def _line_parsers() -> dict[str, Callable[[], Any]]:
         for kind in PROBES
     }
     parsers["xl -v migrate (live)"] = parse_xl.XlMigrateParser
+    parsers["xm migrate (live)"] = parse_xm.XmMigrateParser
     parsers["HMP info migrate"] = parse_hmp.HmpInfoMigrateParser
     return parsers
 
