@@ -4,8 +4,15 @@ The ``parse_*`` modules are pure: text in, frozen dataclasses out. They never ru
 command, so the drivers (which run commands over the transport) and the tests (which
 read captured transcripts from ``tests/data``) share exactly the same code.
 
-Every parser raises :class:`ParseError` on input it does not understand, naming the
-offending line, so a changed tool version fails loudly instead of yielding half a model.
+Two contracts (tests/unit/test_parsers_never_raise.py checks both on every capture):
+
+- What is recorded (a migration's progress, a listing read for a report or an import) is
+  read line by line: a line of no known form is skipped and counted, never raised, and a
+  value the text does not give is None, never a guess.
+- A whole answer whose meaning gates a safety rule (``xl list`` says where the guest runs)
+  may be refused as a :class:`ParseError` naming the offending line, so that a changed
+  tool stops the action loudly instead of acting on half a model; the driver turns it
+  into a message naming the host and the command.
 """
 
 from __future__ import annotations
