@@ -67,12 +67,14 @@ class PingSummary:
 
 class PingTrace:
     """One ping's samples in stream order, summaries left out, as flat arrays: what a
-    sample is, its seq, its time (NaN: none) and its round trip (NaN: none)."""
+    sample is, its seq and its time (NaN: none); and of the samples with a round trip,
+    the round trip and its time (the ping's rtt series when every reading has one)."""
 
     def __init__(self) -> None:
         self.kinds = array("b")
         self.seqs = array("d")
         self.times = array("d")
+        self.rtt_times = array("d")
         self.rtts = array("d")
         self.lo = math.inf
         self.hi = -math.inf
@@ -93,7 +95,9 @@ class PingTrace:
         self.kinds.append(kind)
         self.seqs.append((values.get("seq") or 0.0) if kind != _OTHER else 0.0)
         rtt = values.get("rtt_ms")
-        self.rtts.append(rtt if rtt is not None and math.isfinite(rtt) else _NAN)
+        if rtt is not None and math.isfinite(rtt):
+            self.rtts.append(rtt)
+            self.rtt_times.append(_NAN if t is None else t)
         if t is None:
             self.times.append(_NAN)
             self.untimed += 1
@@ -106,17 +110,18 @@ class PingTrace:
 
     def rtt_series(self) -> tuple[array[float], array[float]]:
         """(times, round trips) of the replies that have both, in stream order."""
+        if not self.untimed:
+            return self.rtt_times, self.rtts  # as they are: no copy
         times, rtts = array("d"), array("d")
-        for t, rtt in zip(self.times, self.rtts, strict=True):
-            if rtt == rtt and t == t:  # neither is NaN
+        for t, rtt in zip(self.rtt_times, self.rtts, strict=True):
+            if t == t:  # not NaN
                 times.append(t)
                 rtts.append(rtt)
         return times, rtts
 
     def resolution(self) -> float:
         """ping's interval, read from the replies: the median gap between consecutive ones."""
-        times = array("d", (t for t, rtt in zip(self.times, self.rtts, strict=True)
-                            if rtt == rtt and t == t))  # fmt: skip
+        times = self.rtt_series()[0]
         if not _ascending(times):
             times = array("d", sorted(times))
         steps = array("d", (b - a for a, b in itertools.pairwise(times) if b > a))
@@ -168,7 +173,7 @@ class PingTrace:
     ) -> PingSummary:
         """The whole log's figures and each window's (``windows``: (start, end) times)."""
         timed = len(self.times) > self.untimed
-        whole = self._figures(0, len(self.kinds), lost, list(gaps))
+        whole = self._figures(0, len(self.kinds), lost, list(gaps), self.rtts)
         per_window: list[PingFigures | None] = []
         ordered = timed and not self.untimed and _ascending(self.times)
         for start, end in windows:
@@ -183,32 +188,37 @@ class PingTrace:
             ]  # fmt: skip
             if ordered:
                 first, last = bisect_left(self.times, start), bisect_right(self.times, end)
-                per_window.append(self._figures(first, last, lost, inside))
+                rtts = self.rtts[bisect_left(self.rtt_times, start) :
+                                 bisect_right(self.rtt_times, end)]  # fmt: skip
+                per_window.append(self._figures(first, last, lost, inside, rtts))
             else:
-                index = [i for i, t in enumerate(self.times) if start <= t <= end]
-                per_window.append(self._figures_of(index, lost, inside))
+                per_window.append(self._figures_of(start, end, lost, inside))
         return PingSummary(host, timed, self.untimed, whole, tuple(per_window))
 
-    def _figures(self, first: int, last: int, lost: set[int], gaps: list[Gap]) -> PingFigures:
-        whole = first == 0 and last == len(self.kinds)  # no copy of the arrays then
-        kinds = self.kinds if whole else self.kinds[first:last]
-        received = kinds.count(_REPLY)
+    def _figures(
+        self, first: int, last: int, lost: set[int], gaps: list[Gap], rtts: array[float]
+    ) -> PingFigures:
+        if first == 0 and last == len(self.kinds):  # the whole trace: every lost seq is in it
+            return _make(self.kinds.count(_REPLY), len(lost), sorted(rtts), gaps, self.open_gap)
+        kinds = self.kinds[first:last]
         lost_here: set[int] = set()
         if lost:
-            seqs = self.seqs if whole else self.seqs[first:last]
-            for kind, seq in zip(kinds, seqs, strict=True):
+            for kind, seq in zip(kinds, self.seqs[first:last], strict=True):
                 if kind == _LOSS and (number := _seq(seq)) in lost:
                     lost_here.add(number)
-        rtts = [r for r in (self.rtts if whole else self.rtts[first:last]) if r == r]
-        return _make(received, len(lost_here), rtts, gaps, self.open_gap)
+        return _make(kinds.count(_REPLY), len(lost_here), sorted(rtts), gaps, self.open_gap)
 
-    def _figures_of(self, index: list[int], lost: set[int], gaps: list[Gap]) -> PingFigures:
-        kinds, seqs, rtts = self.kinds, self.seqs, self.rtts
+    def _figures_of(self, start: float, end: float, lost: set[int], gaps: list[Gap]) -> PingFigures:
+        """:meth:`_figures` of the samples in [start, end] of a trace not in time order."""
+        kinds, seqs = self.kinds, self.seqs
+        index = [i for i, t in enumerate(self.times) if start <= t <= end]
         received = sum(1 for i in index if kinds[i] == _REPLY)
         lost_here = {
             number for i in index if kinds[i] == _LOSS and (number := _seq(seqs[i])) in lost
         }
-        known = [r for i in index if (r := rtts[i]) == r]
+        known = sorted(
+            r for t, r in zip(self.rtt_times, self.rtts, strict=True) if start <= t <= end
+        )
         return _make(received, len(lost_here), known, gaps, self.open_gap)
 
 
@@ -216,12 +226,12 @@ def _make(
     received: int, lost: int, rtts: list[float], gaps: list[Gap], open_gap: Gap | None
 ) -> PingFigures:
     sent = received + lost
+    """``rtts``: the span's round trips, sorted."""
     silence = max(
         gaps, key=lambda g: (g.lost_count, g.duration_s or 0.0, -g.first_seq), default=None
     )
     median = minimum = p95 = None
     if rtts:
-        rtts.sort()
         median = statistics.median(rtts)
         minimum = rtts[0]
         p95 = rtts[max(0, math.ceil(0.95 * len(rtts)) - 1)]  # nearest rank

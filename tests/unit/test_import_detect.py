@@ -162,3 +162,10 @@ def test_a_detected_tool_with_nothing_to_import_names_both(tmp_path: Path) -> No
     assert f"{capture}: detected dbench (dbench 4.00), but cannot import it: no dbench" in (
         result.stderr
     )
+
+
+def test_an_explicit_kind_that_does_not_fit_names_the_tool_it_looks_like(tmp_path: Path) -> None:
+    capture = DATA / "probes" / "dbench-t5-c2.txt"
+    result = miglab("import", "ping", str(capture), "-o", str(tmp_path / "x.jsonl"))
+    assert result.returncode == 2
+    assert "not ping output: no ping readings found (it looks like dbench output" in (result.stderr)

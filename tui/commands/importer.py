@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if args.kind == AUTO:
             found = describe(kind, head.lines, tail)
             raise BadInput(f"{path}: detected {found}, but cannot import it: {exc}") from None
-        raise BadInput(f"{path}: not {kind} output: {exc}") from None
+        raise BadInput(f"{path}: not {kind} output: {exc}{_looks_like(kind, head)}") from None
     except FileExistsError:  # made meanwhile by someone else
         raise BadInput(f"{args.output} exists; a session log is never overwritten") from None
     except SessionLogWriteError as exc:  # the disk filled, say: no partial log is left
@@ -151,6 +151,17 @@ def run(args: argparse.Namespace) -> int:
         skipped = counts.lines_not_understood
         print(printable(f"{path}: {skipped} line{'s' * (skipped != 1)} not understood (skipped)"))
     return EXIT_OK
+
+
+def _looks_like(kind: str, head: Head) -> str:
+    """A hint when the text is plainly another tool's (exactly one other is recognised)."""
+    try:
+        other = detect(head.lines, complete=head.complete)
+    except DetectError:
+        return ""
+    if other == kind or (kind.startswith("sysbench") and other == "sysbench"):
+        return ""
+    return f" (it looks like {other} output: miglab import {other} or {AUTO})"
 
 
 @dataclasses.dataclass(frozen=True)
