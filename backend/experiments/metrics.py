@@ -17,7 +17,10 @@ What a session log holds for these metrics (the experiment runner emits exactly 
                             the next phase or the end of its repetition.
 ``migration.progress``      while a migration runs (source, dest, iteration, bytes).
 ``migration.finished``      when it ends (ok, the hypervisor's total time and downtime).
-``sample``                  probe readings from :mod:`backend.probes` parsers.
+``sample``                  probe readings from :mod:`backend.probes` parsers; ``t`` None
+                            for a reading the tool printed no time for (an imported BusyBox
+                            ping): it is in no time series and no window, and counts in
+                            its ping's whole-log figures (:mod:`.ping_trace`).
 ``command.finished``        a failed command becomes a note in the report.
 ==========================  =================================================================
 

@@ -2,9 +2,12 @@
 
 - text: the tables and a plot of every probe metric over time, the migration
   windows shaded; fits an 80-column terminal.
+  Per ping, a table of sent, received, lost, the longest silence and the RTT over the
+  whole log and each migration window (:mod:`.ping_trace`).
 - md: the same tables as GitHub Markdown, to paste into a paper or an issue.
 - csv: one row per reading value: ``t,phase,probe,metric,value,unit`` (t in seconds
-  since the session started; end-of-run summaries are left out: they are no time point).
+  since the session started, empty with the phase for a reading that has no time;
+  end-of-run summaries are left out: they are no time point).
 - json: ``{"scenario", "lab", "simulated", "cut_short", "migrations": [...],
   "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null,
   "pings": {host: {"timed", "untimed_readings", "whole", "migrations": [...]}},
