@@ -108,6 +108,11 @@ class Sample(Event):
     """One probe reading (a ping reply, a sysbench interval, ...)."""
 
     kind: Literal["sample"] = "sample"
+    # None: the tool printed no time for this reading (BusyBox ping, iputils ping without
+    # -D, imported): it has its place in the stream and its seq, and no invented time.
+    t: float | None = Field(  # type: ignore[assignment]
+        default_factory=now, description="wall-clock seconds since the epoch; None: not known"
+    )
     probe: str
     host: str
     values: dict[str, float | None]

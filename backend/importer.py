@@ -3,7 +3,12 @@
 People who ran ping, sysbench, dbench, ``xl migrate`` or a loop of QMP
 ``query-migrate`` by hand can have miglab's reports too. Each kind goes through
 exactly the parser the live probes and drivers use, so an imported log and a
-recorded one are the same kind of data.
+recorded one are the same kind of data. Which tool wrote a file (``auto``) and in
+which format is told by :mod:`backend.import_detect`.
+
+A ping line without ``-D``'s timestamp (BusyBox ping, iputils without -D) gives a
+sample with no time (``t`` None): when ping sent it is not in the text (its interval
+is not printed either), so it is not made up; the sample keeps its seq and its place.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from backend.drivers.parse_xl import MigratePhase, XlMigrateParser
 from backend.drivers.qmp import MigrationStatus
 from backend.drivers.qmp import loads as qmp_loads
 from backend.events import Event, MigrationFinished, MigrationProgress, Note
-from backend.probes import PROBES, new_parser
+from backend.probes import PROBES, PingParser, new_parser
+from backend.probes.base import LineParser
 
 # What `miglab import` accepts: the probe kinds, "sysbench" (cpu or memory, told apart
-# by the output itself), and the two migration logs.
+# by the output itself), the two migration logs, and "auto" (the tool told from the text).
+AUTO = "auto"
 KINDS = (*PROBES, "sysbench", "xl", "qemu")
 
 
@@ -49,7 +56,8 @@ def _sysbench_kind(lines: list[str]) -> str:
 
 
 def import_probe(kind: str, lines: list[str], host: str, start: float) -> list[Event]:
-    """A probe's raw output as its samples (tools without timestamps start at ``start``)."""
+    """A probe's raw output as its samples (times relative to the tool's start are
+    anchored at ``start``; ping lines without a timestamp have no time)."""
     events = list(iter_probe(kind, lines, host, start))
     if not events:
         raise ImportError_(f"no {kind} readings found")
@@ -80,7 +88,7 @@ def iter_probe(
         head = list(itertools.islice(stream, 40))
         kind = _sysbench_kind(head)
         stream = itertools.chain(head, stream)
-    parser = new_parser(kind, host, clock=lambda: start)
+    parser = _parser(kind, host, start)
     for number, line in enumerate(stream, start=1):
         try:
             yield from parser.feed(line)
@@ -89,6 +97,12 @@ def iter_probe(
     yield from parser.finish()
     if counts is not None:
         counts.lines_not_understood = int(getattr(parser, "lines_not_understood", 0))
+
+
+def _parser(kind: str, host: str, start: float) -> LineParser:
+    if kind == "ping":  # when a line without -D's stamp was printed is not known here
+        return PingParser(host, clock=None)
+    return new_parser(kind, host, clock=lambda: start)
 
 
 def import_xl(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:

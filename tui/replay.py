@@ -28,6 +28,12 @@ _BURST = 500
 _REORDER = 10_000
 
 
+def _timed(events: Iterable[Event]) -> Iterator[Event]:
+    """The events that have a time: a reading the tool printed no time for (an imported
+    BusyBox ping) has no place on the replay's clock; ``miglab report`` counts it."""
+    return (event for event in events if event.t is not None)
+
+
 def _in_time_order(events: Iterable[Event], window: int) -> Iterator[Event]:
     """``events`` sorted by time (equal times in their order) as far as a window of
     ``window`` events can: the logs' disorder is a fraction of a second."""
@@ -61,11 +67,11 @@ class ReplayBackend(ReadOnlyActions):
             raise ValueError(f"replay speed must be >= 0, got {speed}")
         self._session = session
         if stream is None:
-            ordered = sorted(session.events, key=lambda e: e.t)
+            ordered = sorted(_timed(session.events), key=lambda e: e.t)
             self._source: Iterator[Event] = iter(ordered)
             last = ordered[-1].t if ordered else None
         else:
-            self._source = _in_time_order(stream, _REORDER)
+            self._source = _in_time_order(_timed(stream), _REORDER)
             last = None
         self._head: Event | None = next(self._source, None)  # the next event to publish
         header_t = session.header.get("t")

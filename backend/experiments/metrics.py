@@ -17,7 +17,10 @@ What a session log holds for these metrics (the experiment runner emits exactly 
                             the next phase or the end of its repetition.
 ``migration.progress``      while a migration runs (source, dest, iteration, bytes).
 ``migration.finished``      when it ends (ok, the hypervisor's total time and downtime).
-``sample``                  probe readings from :mod:`backend.probes` parsers.
+``sample``                  probe readings from :mod:`backend.probes` parsers; ``t`` None
+                            for a reading the tool printed no time for (an imported BusyBox
+                            ping): it is in no time series and no window, and counts in
+                            its ping's whole-log figures (:mod:`.ping_trace`).
 ``command.finished``        a failed command becomes a note in the report.
 ==========================  =================================================================
 
@@ -58,6 +61,7 @@ from backend.events import (
     RepetitionStarted,
     Sample,
 )
+from backend.experiments.ping_trace import PingSummary, PingTrace
 from backend.probes import SUMMARY, Gap
 
 __all__ = [
@@ -120,6 +124,7 @@ _SPECS: dict[str, list[MetricSpec]] = defaultdict(list)
 for _spec in METRICS:
     _SPECS[_spec.probe].append(_spec)
 
+_PING_RTT = _SPECS["ping"][0]
 _DBENCH_WARMUP = 0.0  # dbench's own warm-up lines (values["phase"] == 0) are not measurements
 
 
@@ -257,6 +262,9 @@ class Analysis:
     disks: tuple[str, ...]
     disk_rows: tuple[DiskRow, ...]
     notes: tuple[str, ...] = field(default=())
+    pings: dict[str, PingSummary] = field(default_factory=dict)
+    """Per ping (by host): sent, received, lost, the longest silence and the RTT, over
+    the whole log and each migration's window."""
 
     def phase_at(self, t: float) -> str | None:
         """The phase a reading at ``t`` belongs to ("migrating" inside a window)."""
@@ -489,81 +497,6 @@ def _migration(
 
 # --------------------------------------------------------------------------- ping
 
-_REPLY, _LOSS, _OTHER = 0, 1, 2
-
-
-class _PingTrace:
-    """One ping's samples (by the host it ran on) in stream order, summaries left out,
-    as flat arrays (a few bytes a reading, not an object)."""
-
-    def __init__(self) -> None:
-        self.kinds = array("b")
-        self.seqs = array("d")
-        self.times = array("d")
-        self.reply_times = array("d")
-        """Of the samples with a round trip: ping's interval is read from them."""
-        self.lo = math.inf
-        self.hi = -math.inf
-
-    def add(self, t: float, values: Mapping[str, float | None]) -> None:
-        # What a sample is, as backend.probes.ping.sample_kind tells it.
-        if "lost" in values:
-            kind = _LOSS
-        elif "dup" in values or "icmp_error" in values:
-            kind = _OTHER
-        elif "rtt_ms" in values and "seq" in values:
-            kind = _REPLY
-        else:
-            kind = _OTHER
-        self.kinds.append(kind)
-        self.seqs.append((values.get("seq") or 0.0) if kind != _OTHER else 0.0)
-        self.times.append(t)
-        if values.get("rtt_ms") is not None:
-            self.reply_times.append(t)
-        if t < self.lo:
-            self.lo = t
-        if t > self.hi:
-            self.hi = t
-
-    def resolution(self) -> float:
-        """ping's interval, read from the replies: the median gap between consecutive ones."""
-        times = self.reply_times
-        if not _ascending(times):
-            times = array("d", sorted(times))
-        steps = array("d", (b - a for a, b in itertools.pairwise(times) if b > a))
-        return statistics.median(steps) if steps else 0.0
-
-    def gaps(self) -> list[Gap]:
-        """As :func:`backend.probes.ping.unreachable_gaps` finds them, in one pass more."""
-        reported = {_seq(s) for k, s in zip(self.kinds, self.seqs, strict=True) if k == _LOSS}
-        answered = {
-            seq
-            for k, s in zip(self.kinds, self.seqs, strict=True)
-            if k == _REPLY and (seq := _seq(s)) in reported
-        }
-        lost = reported - answered  # a seq reported unanswered that later got a reply is not
-        gaps: list[Gap] = []
-        last_reply_t: float | None = None
-        run: list[int] = []
-        for kind, seq_value, t in zip(self.kinds, self.seqs, self.times, strict=True):
-            if kind == _REPLY:
-                if run:
-                    gaps.append(Gap(last_reply_t, t, len(run), min(run), max(run)))
-                    run = []
-                last_reply_t = t
-            elif kind == _LOSS:
-                seq = _seq(seq_value)
-                if seq in lost:
-                    lost.discard(seq)  # a seq counts once even if reported twice
-                    run.append(seq)
-        if run:
-            gaps.append(Gap(last_reply_t, None, len(run), min(run), max(run)))
-        return gaps
-
-
-def _seq(value: float) -> int:
-    return int(value) if math.isfinite(value) else 0
-
 
 def _ascending(values: array[float]) -> bool:
     return all(a <= b for a, b in itertools.pairwise(values))
@@ -638,7 +571,7 @@ class LogData:
 
     def __init__(self) -> None:
         self.timeline: list[Event] = []
-        self.pings: dict[str, _PingTrace] = {}
+        self.pings: dict[str, PingTrace] = {}
         self.points: dict[tuple[MetricSpec, str], tuple[array[float], array[float]]] = {}
         self.count = 0
         self.t_min = math.inf
@@ -671,30 +604,36 @@ class LogData:
         self._sample(t, probe, host, values)
         return True
 
-    def _time(self, t: float) -> None:
+    def _time(self, t: float | None) -> None:
         self.count += 1
+        if t is None:  # a reading the tool gave no time: the span is the timed events'
+            return
         if t < self.t_min:
             self.t_min = t
         if t > self.t_max:
             self.t_max = t
 
-    def _sample(self, t: float, probe: str, host: str, values: Mapping[str, float | None]) -> None:
+    def _sample(
+        self, t: float | None, probe: str, host: str, values: Mapping[str, float | None]
+    ) -> None:
         if values.get(SUMMARY) != 1.0:  # what the csv shows
             if (probe, host) != self._last_source:
                 self.sample_hosts.setdefault(probe, set()).add(host)
                 self._last_source = (probe, host)
-            if t < self._last_sample_t:
-                self.samples_in_order = False
-            self._last_sample_t = t
+            if t is not None:
+                if t < self._last_sample_t:
+                    self.samples_in_order = False
+                self._last_sample_t = t
         if SUMMARY in values:  # an end-of-run summary is no time point
             return
-        if probe == "ping":
+        if probe == "ping":  # its rtt series is read from the trace (kept once)
             trace = self.pings.get(host)
             if trace is None:
-                trace = self.pings[host] = _PingTrace()
+                trace = self.pings[host] = PingTrace()
             trace.add(t, values)
+            return
         specs = _SPECS.get(probe)
-        if not specs:
+        if not specs or t is None:  # a reading without a time is no point of a series
             return
         if probe == "dbench" and values.get("phase") == _DBENCH_WARMUP:
             return
@@ -708,17 +647,22 @@ class LogData:
                 found[1].append(float(value))
 
     def series(self) -> dict[str, Series]:
+        points = dict(self.points)
+        for host, trace in self.pings.items():
+            rtt = trace.rtt_series()
+            if len(rtt[0]):
+                points[(_PING_RTT, host)] = rtt
         hosts: dict[str, set[str]] = defaultdict(set)
-        for spec, host in self.points:
+        for spec, host in points:
             hosts[spec.probe].add(host)
         out: dict[str, Series] = {}
         for spec in METRICS:  # a stable order: the table's
             for host in sorted(hosts.get(spec.probe, ())):
-                if (spec, host) not in self.points:
+                if (spec, host) not in points:
                     continue
                 probe = spec.probe if len(hosts[spec.probe]) == 1 else f"{spec.probe}@{host}"
                 name = f"{probe}.{spec.key}"
-                times, values = self.points[(spec, host)]
+                times, values = points[(spec, host)]
                 if not _ascending(times):  # in time order; equal times keep their log order
                     order = sorted(range(len(times)), key=times.__getitem__)
                     times = array("d", (times[i] for i in order))
@@ -733,11 +677,11 @@ _plain_unit: list[dict[str, str]] = [{}]
 
 def plain_sample(
     data: dict[str, Any],
-) -> tuple[float, str, str, dict[str, float | None]] | None:
-    """(t, probe, host, values) of a sample record that fits the Sample model as it is;
-    None when it needs the model's own judgement."""
+) -> tuple[float | None, str, str, dict[str, float | None]] | None:
+    """(t, probe, host, values) of a sample record that fits the Sample model as it is
+    (t None: a reading without a time); None when it needs the model's own judgement."""
     t, probe, host, values = data.get("t"), data.get("probe"), data.get("host"), data.get("values")
-    if type(t) is not float and type(t) is not int:  # bool is neither: the model's call
+    if t is not None and type(t) is not float and type(t) is not int:  # bool: the model's call
         return None
     if type(probe) is not str or type(host) is not str or type(values) is not dict:
         return None
@@ -763,7 +707,7 @@ def plain_sample(
         if plain is values:
             plain = dict(values)
         plain[key] = converted
-    return float(t), probe, host, plain
+    return (float(t) if t is not None else None), probe, host, plain
 
 
 # --------------------------------------------------------------------------- probes
@@ -882,12 +826,14 @@ def analyze(events: Iterable[Event], *, t0: float | None = None) -> Analysis:
 
 def analyze_data(data: LogData, *, t0: float | None = None) -> Analysis:
     """Every metric of a session read into :class:`LogData`. ``t0``: the session's start."""
-    end = data.t_max if data.count else (t0 or 0.0)
-    start = t0 if t0 is not None else (data.t_min if data.count else 0.0)
+    timed = data.t_min <= data.t_max  # some event has a time (an imported ping may have none)
+    end = data.t_max if timed else (t0 or 0.0)
+    start = t0 if t0 is not None else (data.t_min if timed else 0.0)
     events = data.timeline
-    segments = _segments(events, end, data.t_min if data.count else end)
+    segments = _segments(events, end, data.t_min if timed else end)
+    lost = {host: trace.lost() for host, trace in data.pings.items()}
     pings = {
-        host: _Ping(trace.resolution(), trace.lo, trace.hi, trace.gaps())
+        host: _Ping(trace.resolution(), trace.lo, trace.hi, trace.gaps(lost[host]))
         for host, trace in data.pings.items()
     }
     for segment in segments:
@@ -895,6 +841,15 @@ def analyze_data(data: LogData, *, t0: float | None = None) -> Analysis:
         for number, (pending, finished) in enumerate(found, start=1):
             segment.migrations.append(_migration(number, segment, pending, finished, pings))
     windows = [w for segment in segments for w in segment.windows]
+    spans = [
+        (w.start, w.end if w.end is not None else segment.end)
+        for segment in segments
+        for w in segment.windows
+    ]
+    ping_summaries = {
+        host: trace.summary(host, spans, pings[host].resolution, pings[host].gaps, lost[host])
+        for host, trace in sorted(data.pings.items())
+    }
     window_index = {id(w): i for i, w in enumerate(windows)}
     locators = [_Locator(segment, window_index) for segment in segments]
 
@@ -955,6 +910,7 @@ def analyze_data(data: LogData, *, t0: float | None = None) -> Analysis:
         disks=disks,
         disk_rows=disk_rows,
         notes=tuple(_notes(events)),
+        pings=ping_summaries,
     )
 
 

@@ -2,11 +2,15 @@
 
 - text: the tables and a plot of every probe metric over time, the migration
   windows shaded; fits an 80-column terminal.
+  Per ping, a table of sent, received, lost, the longest silence and the RTT over the
+  whole log and each migration window (:mod:`.ping_trace`).
 - md: the same tables as GitHub Markdown, to paste into a paper or an issue.
 - csv: one row per reading value: ``t,phase,probe,metric,value,unit`` (t in seconds
-  since the session started; end-of-run summaries are left out: they are no time point).
+  since the session started, empty with the phase for a reading that has no time;
+  end-of-run summaries are left out: they are no time point).
 - json: ``{"scenario", "lab", "simulated", "cut_short", "migrations": [...],
   "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null,
+  "pings": {host: {"timed", "untimed_readings", "whole", "migrations": [...]}},
   "skipped_lines": {"count", "why": {reason: count}}, "warnings": [...]}``; every
   unknown value is null. ``started_at`` is in seconds since the session started,
   the clock of the csv's ``t``.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +46,7 @@ from backend.experiments.metrics import (
     analyze_data,
     plain_sample,
 )
+from backend.experiments.ping_trace import PingFigures, PingSummary
 from backend.experiments.plots import probe_plot
 from backend.experiments.scenarios import Scenario, builtin_scenarios
 from backend.probes import SUMMARY
@@ -421,8 +427,65 @@ def _tables(report: Report) -> list[_Table]:
     # With a disk comparison, before/during/after means nothing: there is no migration.
     if not report.analysis.disk_rows:
         makers.append(_probe_table)
-    makers.append(_summary_table)
-    return [table for make in makers if (table := make(report)) is not None]
+    tables = [table for make in makers if (table := make(report)) is not None]
+    tables += _ping_tables(report)
+    summary = _summary_table(report)
+    return tables if summary is None else [*tables, summary]
+
+
+def _ping_tables(report: Report) -> list[_Table]:
+    """Per ping: sent, received, lost, the longest silence and the RTT, over the whole log
+    and each migration's window (a ping without times: the whole log, silences in seqs)."""
+    analysis = report.analysis
+    several = len(analysis.repetitions) > 1
+    tables: list[_Table] = []
+    for host, ping in analysis.pings.items():
+        rows = [_ping_row(report, "whole log", ping.whole)]
+        for migration, figures in zip(analysis.migrations, ping.windows, strict=True):
+            number = f"{migration.repetition}.{migration.number}" if several else migration.number
+            label = f"migration {number}"
+            rows.append(_ping_row(report, label, figures) if figures else [label, *"-" * 10])
+        if ping.timed:
+            title = (
+                f"Ping from {host} (silence: the longest run of lost probes, from the last "
+                "reply before it to the first after; at: s since the start; RTT of the replies)"
+            )
+        else:
+            title = (
+                f"Ping from {host}: its readings have no time (ping printed none), so the "
+                "silence is in probes (seqs) and no migration window can be told"
+            )
+        headers = ["span", "sent", "recv", "lost", "lost %", "silence s", "at s", "lost seqs"]
+        headers += ["rtt med", "min", "p95 ms"]
+        align: list[Align] = ["<", *[_RIGHT for _ in headers[1:]]]
+        tables.append(_Table(title, headers, align, rows, shrink=(0, 7)))
+    return tables
+
+
+def _ping_row(report: Report, label: str, figures: PingFigures) -> list[str]:
+    gap = figures.silence
+    if gap is None:
+        silence, at, seqs = "-", "-", "none"
+    else:
+        silence = _num(gap.duration_s)
+        at = f"{_rel(report, gap.start_t):.1f}" if gap.start_t is not None else "-"
+        seqs = f"{gap.first_seq}" if gap.first_seq == gap.last_seq else (
+            f"{gap.first_seq}-{gap.last_seq}")  # fmt: skip
+        if figures.silence_to_end:
+            seqs += " (end)"  # no reply after it: the silence lasts to the end of the log
+    return [
+        label,
+        str(figures.sent),
+        str(figures.received),
+        str(figures.lost),
+        "-" if figures.lost_pct is None else f"{figures.lost_pct:.1f}%",
+        silence,
+        at,
+        seqs,
+        _num(figures.rtt_median_ms),
+        _num(figures.rtt_min_ms),
+        _num(figures.rtt_p95_ms),
+    ]
 
 
 # --------------------------------------------------------------------------- text and md
@@ -446,11 +509,19 @@ def _facts(report: Report) -> list[str]:
         "simulated" if report.simulated else "real hosts",
         f"{reps} repetition{'s' if reps != 1 else ''}",
         f"{len(analysis.migrations)} migration{'s' if len(analysis.migrations) != 1 else ''}",
-        f"{span:.0f} s",
+        f"{span:.0f} s" if _has_times(analysis) else "no times in it",
     ]
     if report.end_status and report.end_status != "ok":
         facts.append(f"ended: {report.end_status}")
     return facts
+
+
+def _has_times(analysis: Analysis) -> bool:
+    """False for a log of readings the tools printed no time for (an imported BusyBox ping)."""
+    pings = analysis.pings.values()
+    return bool(analysis.series or analysis.migrations or any(p.timed for p in pings)) or (
+        not pings
+    )
 
 
 def _remarks(report: Report) -> list[str]:
@@ -550,19 +621,24 @@ def write_csv(report: Report, out: TextIO) -> None:
     writer = csv.writer(_Printable(out), lineterminator="\n")
     writer.writerow(CSV_HEADER)
     readings = _readings(report)
-    if not report.samples_in_order:
-        readings = iter(sorted(readings, key=lambda reading: reading[0]))
+    if not report.samples_in_order:  # readings without a time stay in their log order
+        readings = iter(sorted(readings, key=_time_key))
     phase_at = analysis.phase_finder()
     for t_abs, probe_name, host, values, unit in readings:
         probe = probe_name if len(hosts[probe_name]) == 1 else f"{probe_name}@{host}"
-        phase = phase_at(t_abs) or ""
-        t = f"{t_abs - analysis.t0:.6f}"
+        # A reading the tool gave no time has none here either (and so no phase).
+        phase = (phase_at(t_abs) or "") if t_abs is not None else ""
+        t = f"{t_abs - analysis.t0:.6f}" if t_abs is not None else ""
         for key, value in values.items():
             shown = "" if value is None else repr(float(value))
             writer.writerow((t, phase, probe, key, shown, unit.get(key, "")))
 
 
-_Reading = tuple[float, str, str, Mapping[str, float | None], Mapping[str, str]]
+def _time_key(reading: _Reading) -> float:
+    return reading[0] if reading[0] is not None else -math.inf
+
+
+_Reading = tuple[float | None, str, str, Mapping[str, float | None], Mapping[str, str]]
 
 
 def _readings(report: Report) -> Iterator[_Reading]:
@@ -638,6 +714,46 @@ def _probes_json(probes: dict[str, ProbeMetrics]) -> dict[str, Any]:
     }
 
 
+def _ping_figures_json(report: Report, figures: PingFigures | None) -> dict[str, Any] | None:
+    if figures is None:
+        return None
+    gap = figures.silence
+    silence = None
+    if gap is not None:
+        silence = {
+            "duration_s": _round(gap.duration_s),
+            "started_at": None if gap.start_t is None else _round(_rel(report, gap.start_t)),
+            "first_seq": gap.first_seq,
+            "last_seq": gap.last_seq,
+            "lost": gap.lost_count,
+            "to_end": figures.silence_to_end,
+        }
+    return {
+        "sent": figures.sent,
+        "received": figures.received,
+        "lost": figures.lost,
+        "lost_pct": _round(figures.lost_pct),
+        "longest_silence": silence,
+        "rtt_ms": {
+            "median": _round(figures.rtt_median_ms),
+            "min": _round(figures.rtt_min_ms),
+            "p95": _round(figures.rtt_p95_ms),
+        },
+    }
+
+
+def _pings_json(report: Report, pings: dict[str, PingSummary]) -> dict[str, Any]:
+    return {
+        host: {
+            "timed": ping.timed,
+            "untimed_readings": ping.untimed,
+            "whole": _ping_figures_json(report, ping.whole),
+            "migrations": [_ping_figures_json(report, f) for f in ping.windows],
+        }
+        for host, ping in pings.items()
+    }
+
+
 def report_json(report: Report) -> dict[str, Any]:
     analysis = report.analysis
     disk: dict[str, Any] | None = None
@@ -682,6 +798,7 @@ def report_json(report: Report) -> dict[str, Any]:
             },
         },
         "disk_comparison": disk,
+        "pings": _pings_json(report, analysis.pings),
         "skipped_lines": {"count": report.skipped.total, "why": dict(report.skipped.counts)},
         "warnings": list(report.warnings),
     }

@@ -68,7 +68,7 @@ class SampleMaker:
         self.host = host
         self.units = units
 
-    def __call__(self, t: float, values: dict[str, float | None]) -> Sample:
+    def __call__(self, t: float | None, values: dict[str, float | None]) -> Sample:
         unit = {key: self.units[key] for key in values if key in self.units}
         return Sample(probe=self.probe, host=self.host, t=t, values=values, unit=unit)
 

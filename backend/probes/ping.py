@@ -128,9 +128,14 @@ def ping_command(
 
 
 class PingParser:
-    """Incremental parser of ``ping -D -O`` output (also copes without -D / -O)."""
+    """Incremental parser of ``ping -D -O`` output (also copes without -D / -O).
 
-    def __init__(self, host: str, *, probe: str = PROBE, clock: Clock = time.time) -> None:
+    A line without ``-D``'s timestamp is timed by ``clock`` (live: when the line arrived);
+    with ``clock=None`` (an import: when it arrived is not known) its sample has no time
+    (``t`` None), never one made up: BusyBox ping and iputils without -D print none, and
+    ping's interval is not in its output."""
+
+    def __init__(self, host: str, *, probe: str = PROBE, clock: Clock | None = time.time) -> None:
         self._make = SampleMaker(probe, host, UNITS)
         self._clock = clock
         self.target: str | None = None
@@ -231,7 +236,7 @@ class PingParser:
         self._settled = seq
         return out
 
-    def _settle_up_to(self, seq: int, t: float) -> list[Sample]:
+    def _settle_up_to(self, seq: int, t: float | None) -> list[Sample]:
         """Loss samples for seqs skipped before ``seq`` (ping without -O shows none)."""
         if self._settled is None and self._from_start:
             # The run began at its first seq: the ones before this one got no reply.
@@ -242,7 +247,7 @@ class PingParser:
             return []
         return [self._loss(s, t) for s in range(self._settled + 1, seq)]
 
-    def _loss(self, seq: int, t: float) -> Sample:
+    def _loss(self, seq: int, t: float | None) -> Sample:
         return self._make(t, {"seq": seq, "rtt_ms": None, "lost": 1.0})
 
     def _emit_summary(self, line: str) -> list[Sample]:
@@ -266,7 +271,9 @@ class PingParser:
             totals["pipe"] = 1.0 if self._first_seq == 1 else None
         totals["ipg_ms"] = float(ipg[1]) if ipg else None
         totals["ewma_ms"] = float(ipg[2]) if ipg else None
-        t = self._last_t if self._last_t is not None else self._clock()
+        t = self._last_t
+        if t is None and self._clock is not None:
+            t = self._clock()
         out: list[Sample] = []
         transmitted = int(totals["transmitted"] or 0)
         received = int(totals["received"] or 0)
@@ -286,9 +293,13 @@ class PingParser:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _time(self, ts: str | None) -> float:
-        t = float(ts) if ts is not None else self._clock()
-        self._last_t = t
+    def _time(self, ts: str | None) -> float | None:
+        if ts is not None:
+            t: float | None = float(ts)
+        else:
+            t = self._clock() if self._clock is not None else None
+        if t is not None:
+            self._last_t = t
         return t
 
     def _unwrap(self, raw: int) -> int:

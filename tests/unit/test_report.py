@@ -60,7 +60,7 @@ def test_json_has_the_agreed_shape(study_log: Path) -> None:
     data = json.loads(render(load_report(study_log), "json"))
     assert set(data) == {
         "scenario", "lab", "simulated", "cut_short", "migrations", "probes", "repetitions",
-        "disk_comparison", "skipped_lines", "warnings",
+        "disk_comparison", "pings", "skipped_lines", "warnings",
     }  # fmt: skip
     assert (data["scenario"], data["lab"], data["simulated"]) == (
         "migrate-combined",
@@ -143,11 +143,11 @@ def test_markdown_renders_github_tables(study_log: Path) -> None:
     text = render(load_report(study_log), "md")
     assert text.startswith("# miglab report: migrate-combined (test 5): ")
     tables = md_tables(text)
-    assert len(tables) == 2  # migrations, probes
+    assert len(tables) == 3  # migrations, probes, ping
     for table in tables:
         assert len({len(row) for row in table}) == 1  # every row has every column
         assert all(re.fullmatch(r"-{3}:?", cell) for cell in table[1])
-    migrations, probes = tables
+    migrations, probes, _ping = tables
     assert migrations[0][:3] == ["#", "from", "to"] and migrations[2][:3] == ["1", "xen1", "xen2"]
     cpu = next(row for row in probes if row[0] == "cpu (sysbench)")
     assert cpu[2:] == ["100.0", "89.50", "100.0", "-10.5%", "-20.0%"]
