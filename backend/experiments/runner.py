@@ -708,7 +708,7 @@ class ExperimentRunner:
                 interval_s=o.interval_s,
                 reply_timeout_s=o.reply_timeout_s,
                 family=o.family,
-                deadline_s=limit,
+                duration_s=limit,
             )
         if isinstance(entry, SysbenchCpuEntry | SysbenchMemoryEntry):
             return entry.options.argv(limit)

@@ -42,6 +42,7 @@ A loss sample means "no answer yet"; only a seq that never gets a reply is lost.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -97,7 +98,7 @@ def ping_command(
     *,
     interval_s: float = 0.2,
     count: int | None = None,
-    deadline_s: int | None = None,
+    duration_s: float | None = None,
     reply_timeout_s: int = 1,
     family: Literal[4, 6] | None = None,
     program: str = "ping",
@@ -107,6 +108,11 @@ def ping_command(
     ``interval_s`` below 0.2 s is accepted down to 0.001 s: root (and, from
     iputils 20210722, anyone down to 0.002 s) may ping that fast; older iputils
     refuses below 0.2 s for non-root users, which the run then reports.
+
+    ``duration_s`` bounds the run as a count of probes (``-c``), never as ``-w``: with
+    a deadline, iputils ping exits at the first ICMP error ("Destination Host
+    Unreachable"), which ends the trace exactly while the guest is unreachable (seen
+    here: ``-w 8`` exited after 3 s; ``-c 40`` went on through the errors).
     """
     if not address or address.startswith("-") or any(c.isspace() for c in address):
         raise ValueError(f"not a ping destination: {address!r}")
@@ -115,10 +121,14 @@ def ping_command(
         raise ValueError(f"interval_s must be within 0.001..3600, got {interval_s!r}")
     argv = [program, "-D", "-O", "-n", "-i", seconds_arg(interval_s)]
     argv += ["-W", str(positive_int("reply_timeout_s", reply_timeout_s))]
+    if count is not None and duration_s is not None:
+        raise ValueError("give count or duration_s, not both")
+    if duration_s is not None:
+        if not 0 < duration_s < math.inf:
+            raise ValueError(f"duration_s must be a positive number, got {duration_s!r}")
+        count = max(1, math.ceil(duration_s / interval_s))
     if count is not None:
         argv += ["-c", str(positive_int("count", count))]
-    if deadline_s is not None:
-        argv += ["-w", str(positive_int("deadline_s", deadline_s))]
     if family is not None:
         if family not in (4, 6):
             raise ValueError(f"family must be 4 or 6, got {family!r}")

@@ -215,7 +215,7 @@ class Bench:
             if stream == "stdout":
                 samples.extend(parser.feed(line))
 
-        argv = ping_command(lab.guest.address, interval_s=0.01, deadline_s=3600)
+        argv = ping_command(lab.guest.address, interval_s=0.01, duration_s=3600)
         ping = asyncio.ensure_future(
             self.hosts["storage"].run(
                 argv, timeout=None, on_line=on_line, long_running=True, log_output=False

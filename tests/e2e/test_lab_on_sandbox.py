@@ -212,7 +212,7 @@ class StoragePing:
         self.console = console
         self.parser = PingParser("storage")
         self.samples: list[Sample] = []
-        argv = ping_command(console.lab.guest.address, interval_s=interval_s, deadline_s=600)
+        argv = ping_command(console.lab.guest.address, interval_s=interval_s, duration_s=600)
         self.task = asyncio.ensure_future(
             console.hosts["storage"].run(
                 argv, timeout=None, on_line=self._line, long_running=True, log_output=False

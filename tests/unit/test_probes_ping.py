@@ -46,10 +46,21 @@ def test_command_default() -> None:
 
 
 def test_command_fast_interval_count_family() -> None:
-    argv = ping_command("::1", interval_s=0.01, count=500, deadline_s=30, family=6)
+    argv = ping_command("::1", interval_s=0.01, count=500, family=6)
     assert argv == [
-        "ping", "-D", "-O", "-n", "-i", "0.01", "-W", "1", "-c", "500", "-w", "30", "-6", "::1",
+        "ping", "-D", "-O", "-n", "-i", "0.01", "-W", "1", "-c", "500", "-6", "::1",
     ]  # fmt: skip
+
+
+def test_a_duration_is_a_count_of_probes_never_a_deadline() -> None:
+    # -w would end ping at the first "Destination Host Unreachable" (see the real run in
+    # tests/integration/test_ping_through_errors.py).
+    assert ping_command("198.18.0.2", interval_s=0.2, duration_s=30) == [
+        "ping", "-D", "-O", "-n", "-i", "0.2", "-W", "1", "-c", "150", "198.18.0.2",
+    ]  # fmt: skip
+    assert ping_command("198.18.0.2", interval_s=0.3, duration_s=1)[-2:] == ["4", "198.18.0.2"]
+    with pytest.raises(ValueError, match="not both"):
+        ping_command("198.18.0.2", count=3, duration_s=3)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +74,8 @@ def test_command_fast_interval_count_family() -> None:
         {"address": "127.0.0.1", "count": 0},
         {"address": "127.0.0.1", "count": True},
         {"address": "127.0.0.1", "reply_timeout_s": 0},
+        {"address": "127.0.0.1", "duration_s": 0},
+        {"address": "127.0.0.1", "duration_s": float("inf")},
     ],
 )
 def test_command_refuses(kwargs: dict[str, object]) -> None:
