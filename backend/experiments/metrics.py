@@ -463,8 +463,12 @@ def _migration(
     if finished is not None:
         if finished.total_time_ms is not None:
             total_s = finished.total_time_ms / 1000
-        elif window.end is not None:
+        elif window.end is not None and window.end > window.start:
             total_s = window.end - window.start
+        elif window.end is not None:
+            # Every event at one instant: output with no timestamps (an imported xl
+            # transcript). No migration takes no time, so its length is unknown, not 0.
+            notes.append("the migration's events carry no times: its length is unknown")
     else:
         notes.append("the migration did not finish in this log")
     bytes_sent = pending.transferred
