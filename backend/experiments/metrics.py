@@ -246,6 +246,18 @@ class DiskRow:
 
 
 @dataclass(frozen=True)
+class ToolSummary:
+    """What a tool printed at its end (sysbench's totals and latencies, dbench's
+    Throughput line), as the probe's parser read it: the figures of a run that has no
+    series (an imported summary) and the tool's own word beside miglab's."""
+
+    probe: str
+    host: str
+    t: float | None
+    values: Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
 class Analysis:
     t0: float
     """The session's start (seconds since the epoch): time 0 of reports and plots."""
@@ -265,6 +277,8 @@ class Analysis:
     pings: dict[str, PingSummary] = field(default_factory=dict)
     """Per ping (by host): sent, received, lost, the longest silence and the RTT, over
     the whole log and each migration's window."""
+    tool_summaries: tuple[ToolSummary, ...] = ()
+    """Each probe's end-of-run summary (ping's is in :attr:`pings`), in log order."""
 
     def phase_at(self, t: float) -> str | None:
         """The phase a reading at ``t`` belongs to ("migrating" inside a window)."""
@@ -586,6 +600,7 @@ class LogData:
         """Whether those samples came in time order (the csv then needs no sort)."""
         self._last_sample_t = -math.inf
         self._last_source = ("", "")
+        self.tool_summaries: list[ToolSummary] = []
 
     def add(self, event: Event) -> None:
         self._time(event.t)
@@ -629,6 +644,8 @@ class LogData:
                     self.samples_in_order = False
                 self._last_sample_t = t
         if SUMMARY in values:  # an end-of-run summary is no time point
+            if probe != "ping":  # ping's figures are the trace's (pings)
+                self.tool_summaries.append(ToolSummary(probe, host, t, dict(values)))
             return
         if probe == "ping":  # its rtt series is read from the trace (kept once)
             trace = self.pings.get(host)
@@ -913,6 +930,7 @@ def analyze_data(data: LogData, *, t0: float | None = None) -> Analysis:
         summary=_summary(repetitions),
         disks=disks,
         disk_rows=disk_rows,
+        tool_summaries=tuple(data.tool_summaries),
         notes=tuple(_notes(events)),
         pings=ping_summaries,
     )

@@ -3,7 +3,8 @@
 - text: the tables and a plot of every probe metric over time, the migration
   windows shaded; fits an 80-column terminal.
   Per ping, a table of sent, received, lost, the longest silence and the RTT over the
-  whole log and each migration window (:mod:`.ping_trace`).
+  whole log and each migration window (:mod:`.ping_trace`); per other probe, what the
+  tool printed at its end (sysbench's totals and latencies, dbench's Throughput line).
 - md: the same tables as GitHub Markdown, to paste into a paper or an issue.
 - csv: one row per reading value: ``t,phase,probe,metric,value,unit`` (t in seconds
   since the session started, empty with the phase for a reading that has no time;
@@ -11,6 +12,7 @@
 - json: ``{"scenario", "lab", "simulated", "cut_short", "migrations": [...],
   "probes": {...}, "repetitions": {...}, "disk_comparison": ... | null,
   "pings": {host: {"timed", "untimed_readings", "whole", "migrations": [...]}},
+  "tool_summaries": [{"probe", "host", "started_at", "values": {...}}],
   "skipped_lines": {"count", "why": {reason: count}}, "warnings": [...]}``; every
   unknown value is null. ``started_at`` is in seconds since the session started,
   the clock of the csv's ``t``.
@@ -49,7 +51,7 @@ from backend.experiments.metrics import (
 from backend.experiments.ping_trace import PingFigures, PingSummary
 from backend.experiments.plots import probe_plot
 from backend.experiments.scenarios import Scenario, builtin_scenarios
-from backend.probes import SUMMARY
+from backend.probes import PROBES, SUMMARY
 from backend.session import T_MAX, T_MIN, Session, SessionLog, Skipped
 from backend.terminal_text import printable
 
@@ -429,6 +431,7 @@ def _tables(report: Report) -> list[_Table]:
         makers.append(_probe_table)
     tables = [table for make in makers if (table := make(report)) is not None]
     tables += _ping_tables(report)
+    tables += _tool_summary_tables(report)
     summary = _summary_table(report)
     return tables if summary is None else [*tables, summary]
 
@@ -460,6 +463,30 @@ def _ping_tables(report: Report) -> list[_Table]:
         align: list[Align] = ["<", *[_RIGHT for _ in headers[1:]]]
         tables.append(_Table(title, headers, align, rows, shrink=(0, 7)))
     return tables
+
+
+def _tool_summary_tables(report: Report) -> list[_Table]:
+    """What each tool printed at its end, as its parser read it: the only figures of an
+    imported summary, and the tool's own word beside the series."""
+    tables: list[_Table] = []
+    for summary in report.analysis.tool_summaries:
+        units = PROBES[summary.probe].units if summary.probe in PROBES else {}
+        rows = [
+            [name, _figure(value), units.get(name, "")]
+            for name, value in summary.values.items()
+            if name != SUMMARY
+        ]
+        at = "" if summary.t is None else f", at {_num(_rel(report, summary.t))} s"
+        title = f"{summary.probe} on {summary.host}: what it printed at its end{at}"
+        tables.append(_Table(title, ["figure", "value", "unit"], ["<", ">", "<"], rows))
+    return tables
+
+
+def _figure(value: float | None) -> str:
+    """A tool's figure as it printed it: counts whole, measures to their printed digits."""
+    if value is not None and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return "-" if value is None else f"{value:.10g}"
 
 
 def _ping_row(report: Report, label: str, figures: PingFigures) -> list[str]:
@@ -799,6 +826,15 @@ def report_json(report: Report) -> dict[str, Any]:
         },
         "disk_comparison": disk,
         "pings": _pings_json(report, analysis.pings),
+        "tool_summaries": [
+            {
+                "probe": summary.probe,
+                "host": summary.host,
+                "started_at": None if summary.t is None else _round(_rel(report, summary.t)),
+                "values": {k: _round(v) for k, v in summary.values.items() if k != SUMMARY},
+            }
+            for summary in analysis.tool_summaries
+        ],
         "skipped_lines": {"count": report.skipped.total, "why": dict(report.skipped.counts)},
         "warnings": list(report.warnings),
     }

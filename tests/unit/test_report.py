@@ -60,7 +60,7 @@ def test_json_has_the_agreed_shape(study_log: Path) -> None:
     data = json.loads(render(load_report(study_log), "json"))
     assert set(data) == {
         "scenario", "lab", "simulated", "cut_short", "migrations", "probes", "repetitions",
-        "disk_comparison", "pings", "skipped_lines", "warnings",
+        "disk_comparison", "pings", "tool_summaries", "skipped_lines", "warnings",
     }  # fmt: skip
     assert (data["scenario"], data["lab"], data["simulated"]) == (
         "migrate-combined",
