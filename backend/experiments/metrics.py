@@ -278,7 +278,8 @@ class Analysis:
     """Per ping (by host): sent, received, lost, the longest silence and the RTT, over
     the whole log and each migration's window."""
     tool_summaries: tuple[ToolSummary, ...] = ()
-    """Each probe's end-of-run summary (ping's is in :attr:`pings`), in log order."""
+    """Each probe's end-of-run summary, in log order (ping's own totals beside the figures
+    :attr:`pings` counts from its readings; all there is of a ``ping -q``)."""
 
     def phase_at(self, t: float) -> str | None:
         """The phase a reading at ``t`` belongs to ("migrating" inside a window)."""
@@ -644,8 +645,7 @@ class LogData:
                     self.samples_in_order = False
                 self._last_sample_t = t
         if SUMMARY in values:  # an end-of-run summary is no time point
-            if probe != "ping":  # ping's figures are the trace's (pings)
-                self.tool_summaries.append(ToolSummary(probe, host, t, dict(values)))
+            self.tool_summaries.append(ToolSummary(probe, host, t, dict(values)))
             return
         if probe == "ping":  # its rtt series is read from the trace (kept once)
             trace = self.pings.get(host)

@@ -41,3 +41,16 @@ def test_an_imported_sysbench_summary_is_reported_as_printed(tmp_path: Path) -> 
     assert summary["probe"] == "sysbench-cpu" and summary["host"] == "console"
     assert summary["values"]["total_time_s"] == 1.6205
     assert summary["values"]["lat_pct_ms"] == 1.94
+
+
+def test_a_quiet_ping_is_reported_by_its_own_totals(tmp_path: Path) -> None:
+    # `ping -q` prints no reading at all: its summary is everything there is to report
+    capture = ROOT / "tests/data/probes/ping-q-loopback-c5-i0.2.txt"
+    log = tmp_path / "ping.jsonl"
+    assert miglab("import", "auto", str(capture), "-o", str(log)).returncode == 0
+    text = miglab("report", str(log)).stdout
+    assert "ping on console: what it printed at its end" in text, text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    assert rows["transmitted"] == ["5"] and rows["received"] == ["5"]
+    assert rows["rtt_min_ms"] == ["0.032", "ms"] and rows["rtt_max_ms"] == ["0.043", "ms"]
+    assert rows["time_ms"] == ["814", "ms"]
