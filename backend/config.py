@@ -33,9 +33,9 @@ import re
 import sys
 import types
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -1253,17 +1253,26 @@ class _KeyLines:
 # --------------------------------------------------------------------------- loader
 
 
-def load_lab(path: str | os.PathLike[str]) -> LabConfig:
-    """Read and validate a lab.toml. Raises :class:`ConfigError` (or :class:`ConfigErrors`).
+T = TypeVar("T")
 
-    Relative local paths in the file are resolved against the file's directory.
-    """
+
+def load_toml_file(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: int,
+    parse: Callable[[str, str], T],
+    *,
+    missing: str,
+) -> tuple[T, bytes]:
+    """Read a user's TOML file (lab.toml, a scenario, a campaign) and ``parse(text, file)``
+    it: (what it gave, the file's bytes). Blocking. Every way the file can be wrong is a
+    :class:`ConfigError` naming the file (and line): missing, not a regular file, too big,
+    not UTF-8, nested too deep, a number past Python's 4300-digit limit."""
     file = os.fspath(path)
-    p = Path(file)
     try:  # a regular file of bounded size: never /dev/zero or a FIFO
-        raw = read_input(file, "lab.toml file", LAB_MAX_BYTES)
+        raw = read_input(file, what, limit)
     except FileNotFoundError:
-        raise ConfigError(file, None, "", "no such file (give one with --lab FILE)") from None
+        raise ConfigError(file, None, "", missing) from None
     except InputError as exc:
         raise ConfigError(file, None, "", exc.reason) from None
     except OSError as exc:
@@ -1274,13 +1283,28 @@ def load_lab(path: str | os.PathLike[str]) -> LabConfig:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(file, line, "", "the file is not UTF-8 text") from None
     try:
-        config = parse_lab(text, file=file, base_dir=p.parent.absolute())
+        return parse(text, file), raw
     except RecursionError:
         raise _input_problem(too_deep(file, text)) from None
     except ValueError as exc:  # tomllib's int() past Python's 4300-digit limit
         if isinstance(exc, ValidationError) or (long := too_long_number(file, text)) is None:
             raise
         raise _input_problem(long) from None
+
+
+def load_lab(path: str | os.PathLike[str]) -> LabConfig:
+    """Read and validate a lab.toml. Raises :class:`ConfigError` (or :class:`ConfigErrors`).
+
+    Relative local paths in the file are resolved against the file's directory.
+    """
+    base_dir = Path(os.fspath(path)).parent.absolute()
+    config, raw = load_toml_file(
+        path,
+        "lab.toml file",
+        LAB_MAX_BYTES,
+        lambda text, file: parse_lab(text, file=file, base_dir=base_dir),
+        missing="no such file (give one with --lab FILE)",
+    )
     config._digest = lab_digest(raw)  # of the bytes on disk, BOM and line endings included
     return config
 

@@ -56,15 +56,12 @@ from backend.config import (
     LabConfig,
     describe_error,
     dotted_key,
+    load_toml_file,
     toml_syntax_error,
 )
 from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
 from backend.inputs import (
     SCENARIO_MAX_BYTES,
-    InputError,
-    read_input,
-    too_deep,
-    too_long_number,
 )
 
 if sys.version_info >= (3, 11):
@@ -322,29 +319,10 @@ def _value_problem(dotted: str, value: object) -> str | None:
 
 def load_campaign(path: str | os.PathLike[str]) -> LoadedCampaign:
     """Read and validate a campaign file (blocking). Raises :class:`ConfigError`."""
-    file = os.fspath(path)
-    try:  # a regular file of bounded size: never /dev/zero or a FIFO
-        raw = read_input(file, "campaign file", SCENARIO_MAX_BYTES)
-    except FileNotFoundError:
-        raise ConfigError(file, None, "", "no such campaign file") from None
-    except InputError as exc:
-        raise ConfigError(file, None, "", exc.reason) from None
-    except OSError as exc:
-        raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(file, line, "", "the file is not UTF-8 text") from None
-    try:
-        return parse_campaign(text, file)
-    except RecursionError:
-        deep = too_deep(file, text)
-        raise ConfigError(file, deep.line, "", deep.reason) from None
-    except ValueError as exc:  # tomllib's int() past Python's 4300-digit limit
-        if isinstance(exc, ValidationError) or (long := too_long_number(file, text)) is None:
-            raise
-        raise ConfigError(file, long.line, "", long.reason) from None
+    found, _ = load_toml_file(
+        path, "campaign file", SCENARIO_MAX_BYTES, parse_campaign, missing="no such campaign file"
+    )
+    return found
 
 
 # --------------------------------------------------------------------------- the runs
