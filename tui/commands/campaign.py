@@ -1,7 +1,7 @@
 """`miglab campaign FILE.toml`: a matrix of scenarios x parameters x repetitions, run by run.
 
 Each run is what `miglab run` does (the same runner, the same cleanup on Ctrl-C or a
-failure: :func:`tui.commands.run._stop_on_signals`), with its own session log in
+failure: :func:`tui.commands.run.drive`), with its own session log in
 ``OUT/GROUP/rN.jsonl`` whose header says which campaign run it is. Started again, a
 campaign picks up at the first run without a complete log (see
 :mod:`backend.experiments.campaign`). Exit 0 when every run is done, 1 when a run failed
@@ -30,7 +30,7 @@ from backend.experiments.campaign import (
     plan_runs,
     set_aside,
 )
-from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted
+from backend.experiments.runner import CONSOLE, ExperimentRunner
 from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable, study_lab
@@ -41,7 +41,7 @@ from tui.commands.run import (
     DEFAULT_SIM_SPEED,
     EXIT_INTERRUPTED,
     _speed,
-    _stop_on_signals,
+    drive,
 )
 
 
@@ -241,22 +241,10 @@ async def _run(
         await hosts.close()
         await bus.aclose()
         raise BadInput(problem)
-    task = asyncio.ensure_future(runner.run())
-    try:
-        with _stop_on_signals(task):
-            await asyncio.wait({task})
-        await task
-    except asyncio.CancelledError:  # stopped by a signal: the run cleaned up first
-        pass
-    except RunAborted as exc:  # it may quote a host's stderr: shown, never run
-        print(f"miglab: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await hosts.close()
-        await bus.aclose()
+    code = await drive(runner, hosts, bus)
     result = runner.result
     if result is None:
-        return EXIT_INTERRUPTED if task.cancelled() else EXIT_FAILED
+        return code
     if result.status == "interrupted":
         return EXIT_INTERRUPTED
     if not result.ok:

@@ -265,15 +265,10 @@ async def _dry_run(
     return EXIT_OK
 
 
-async def _run(
-    lab: LabConfig,
-    scenario: Scenario,
-    repeat: int | None,
-    log: Path,
-    sim: SimulatedLab | None = None,
-) -> int:
-    runner, hosts, bus = _runner(lab, scenario, repeat, log, sim)
-    bus.subscribe(HeadlessPrinter(sys.stdout))
+async def drive(runner: ExperimentRunner, hosts: Hosts, bus: EventBus) -> int:
+    """Run ``runner`` to its end (SIGINT/SIGTERM stop it, and it cleans up first), then
+    close the hosts and the bus. The exit code when it left no result (interrupted, or
+    aborted: the reason is printed); otherwise ``runner.result`` says how it went."""
     task = asyncio.ensure_future(runner.run())
     try:
         with _stop_on_signals(task):
@@ -287,9 +282,22 @@ async def _run(
     finally:
         await hosts.close()
         await bus.aclose()
+    return EXIT_INTERRUPTED if task.cancelled() else EXIT_FAILED
+
+
+async def _run(
+    lab: LabConfig,
+    scenario: Scenario,
+    repeat: int | None,
+    log: Path,
+    sim: SimulatedLab | None = None,
+) -> int:
+    runner, hosts, bus = _runner(lab, scenario, repeat, log, sim)
+    bus.subscribe(HeadlessPrinter(sys.stdout))
+    code = await drive(runner, hosts, bus)
     result = runner.result
     if result is None:
-        return EXIT_INTERRUPTED if task.cancelled() else EXIT_FAILED
+        return code
     if result.log_error is not None:  # the run stopped because nothing could be recorded
         why = str(result.error or result.log_error)
         print(f"miglab: {printable(why, keep_newlines=True)}", file=sys.stderr)
