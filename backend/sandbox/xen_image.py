@@ -165,7 +165,9 @@ mdev -d || log "mdev failed"
 
 echo "InitiatorName=iqn.2009-06.org.miglab.sandbox:$name" > /etc/iscsi/initiatorname.iscsi
 iscsid || log "iscsid failed"
-/usr/sbin/sshd || log "sshd failed"
+# sshd kept running as a service manager would (Restart=always): a test kills it to
+# break a migration, and the host must take SSH again afterwards.
+(while :; do /usr/sbin/sshd -D -e >>/var/log/sshd.log 2>&1; sleep 1; done) &
 echo "MIGLAB-DOM0 xen=$(cat /sys/hypervisor/version/major 2>/dev/null).\
 $(cat /sys/hypervisor/version/minor 2>/dev/null) xenstored=$(cat /var/run/xenstored.pid)"
 """
