@@ -7,6 +7,7 @@ tests/data/iscsiadm/README.md for how each file was made.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from backend.drivers.hv_xen import run_state
@@ -160,3 +161,42 @@ async def test_the_preflight_check_reads_xens_version() -> None:
     storage = await probe_host(InProcess(world, "iSCSIserver"), 0.0)
     assert xen.xen_version == "4.4.1" and xen.error is None
     assert storage.xen_version is None and storage.error is None
+
+
+# xl_info.c: "%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f"
+XL_LIST_ROW = re.compile(
+    r"\S.{39} [ \d]{4}\d [ \d]{4}\d [ \d]{4}\d     [-rbpscwSd]{6}  [ \d.]{7}\d"
+)
+
+
+async def test_the_simulated_xl_list_has_the_real_layout() -> None:
+    # xl_info.c's format has not changed from 4.4 (the simulated lab) to 4.17 (here).
+    from tests.unit.test_sim_formats import ready_world, run
+
+    world = await ready_world()
+    simulated = (await run(world, "xenserver1", ["xl", "list"])).text("stdout").splitlines()
+    real = read(XL, "xl-list-host2-guest")[0].splitlines()
+    assert simulated[0] == real[0]  # the header, TABs included
+    assert all(XL_LIST_ROW.fullmatch(line) for line in real[1:]), real
+    assert len(simulated) > 1
+    assert all(XL_LIST_ROW.fullmatch(line) for line in simulated[1:]), simulated
+
+
+async def test_the_simulated_iscsiadm_session_tree_has_the_real_lines() -> None:
+    # The same keys, in the same order, with the same TAB depth as the real dom0's.
+    from tests.unit.test_sim_formats import ready_world, run
+
+    world = await ready_world()
+    argv = ["iscsiadm", "-m", "session", "-P", "3"]
+    simulated = (await run(world, "xenserver1", argv)).text("stdout").splitlines()
+    real = read(ISCSI, "session-P3")[0].splitlines()
+
+    def keys(lines: list[str]) -> list[str]:
+        return [
+            line[: len(line) - len(line.lstrip("\t"))]
+            + re.sub(r"disk \S+", "disk", line.strip()).split(":")[0]
+            for line in lines
+            if ":" in line and not line.lstrip().startswith("scsi")
+        ]
+
+    assert keys(simulated) == keys(real)
