@@ -341,7 +341,7 @@ class Sandbox:
 
     # -- the Xen lab --------------------------------------------------------------------
 
-    async def _xen_images(self, guest_mb: int) -> tuple[XenHostImage, str, str]:
+    async def _xen_images(self) -> tuple[XenHostImage, str, str]:
         """The guest and dom0 images (cached); the guest's and dom0s' public host keys."""
         layout, runner, say = self.layout, self.runner, self.say
         programs = await asyncio.to_thread(
@@ -387,7 +387,7 @@ class Sandbox:
         programs = await asyncio.to_thread(
             lambda: {p: preflight.which(p) or p for p in ("sshd", "tgtd", "qemu-system-x86_64")}
         )
-        image, guest_public, dom0_public = await self._xen_images(guest_mb)
+        image, guest_public, dom0_public = await self._xen_images()
         if await ensure_disk(runner, layout.disk, DISK_MB):
             say(f"made the shared disk {layout.disk} ({DISK_MB} MiB, ext4)")
 

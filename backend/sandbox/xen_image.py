@@ -328,7 +328,9 @@ async def build_dom0_image(
         DOMU_RAMDISK: (await asyncio.to_thread(domu.initrd.read_bytes), 0o644),
     }
     # Xen's hotplug scripts (vif-bridge, block) and iscsid's defaults, as packaged.
-    scripts = next(r for r in roots if r.name.startswith("xen-utils-common_"))
+    scripts = next((r for r in roots if r.name.startswith("xen-utils-common_")), None)
+    if scripts is None:
+        raise GuestImageError("xen-utils-common (Xen's hotplug scripts) not unpacked")
     for script in sorted(
         await asyncio.to_thread(lambda: list((scripts / "etc/xen/scripts").iterdir()))
     ):

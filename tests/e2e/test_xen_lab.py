@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from backend.events import InitiatorSession, MigrationFinished, MigrationProgres
 from backend.experiments.report import build_report
 from backend.probes.ping import unreachable_gaps
 from backend.session import read_session
+from backend.transport.base import TransportError
 from tests.conftest import need, need_root
 from tests.e2e.conftest import PROGRAMS, SandboxUnderTest, miglab
 from tests.e2e.test_lab_on_sandbox import (
@@ -216,12 +218,18 @@ async def test_host2_sshd_killed_mid_migration(console: Console) -> None:
     while not await xen(console).copies("host2"):
         assert not migrating.done(), migrating.result()
         await asyncio.sleep(0.5)
-    killer = ["sh", "-c", "kill -9 $(pidof sshd)"]
-    await console.hosts["host1"].run(
-        ["ssh", console.lab.host("host2").address, *killer], timeout=60
-    )
+    killer = shlex.join(["sh", "-c", "kill -9 $(pidof sshd)"])  # ssh's one remote string
+    await console.hosts["host1"].run(["ssh", console.lab.host("host2").address, killer], timeout=60)
     outcome = await migrating
     assert not outcome.ok, "the migration succeeded with its destination's sshd killed"
+    # dom0 restarts its sshd: until the console reaches host2 again.
+    while True:
+        try:
+            if (await console.hosts["host2"].run(["true"], timeout=30)).ok:
+                break
+        except TransportError:
+            pass
+        await asyncio.sleep(1.0)
     placement = await console.controller.where()
     # The guest runs on exactly one host, and the log is whole.
     assert len(placement.running_on) == 1 and not placement.unreachable, placement
