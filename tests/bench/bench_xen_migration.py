@@ -84,6 +84,8 @@ async def bench(kind: str, lab: LabConfig, args: argparse.Namespace) -> list[str
     await b.open()
     lines: list[str] = []
     try:
+        if kind == "xen":
+            await b.controller.prepare()  # both dom0s log in with iscsiadm (QEMU needs none)
         await b.fresh_guest("host1")
         for n in range(1, args.repeat + 1):
             row = await b.migrate(f"idle #{n}", lab, limit_s=args.limit_s)
