@@ -97,6 +97,7 @@ TGT_PORT_BASE = 6200  # tgtd control port of instance N: 6200 + N
 
 Progress = Callable[[str], object]
 HypervisorKind = Literal["qemu", "xen"]
+GUEST_ARP_NOTIFY = "sysctl.net.ipv4.conf.all.arp_notify=1"  # a kernel argument (Linux 5.8+)
 HYPERVISOR_KINDS: tuple[HypervisorKind, ...] = ("qemu", "xen")
 
 
@@ -419,6 +420,10 @@ class Sandbox:
                     ip=str(net.guest_interface),
                     gateway=str(net.root_interface.ip),
                     hostname=GUEST_NAME,
+                    # Xen moves no MAC for the guest (QEMU announces it): with arp_notify
+                    # netfront's resume sends a gratuitous ARP, else the bridges keep the
+                    # old port until the guest's own ARP re-probe (~20 s unreachable).
+                    extra=[GUEST_ARP_NOTIFY],
                 ).replace("console=ttyS0", "console=hvc0"),
                 disk=by_path(net.address("storage"), ISCSI_PORT, iqn(net), TGT_LUN),
                 mac=net.guest_mac,
