@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backend.config import LabConfig
+from backend.drivers import ParseError
+from backend.drivers.parse_xl import parse_xl_info
 from backend.transport.base import HostRunner
 from backend.transport.hosts import Hosts
 
@@ -38,6 +40,7 @@ class HostReport:
     kernel: str | None = None
     tools: dict[str, str | None] = field(default_factory=dict)
     error: str | None = None
+    xen_version: str | None = None  # `xl info xen_version`, where xl is found
 
 
 async def probe_host(runner: HostRunner, rtt_ms: float | None) -> HostReport:
@@ -54,6 +57,16 @@ async def probe_host(runner: HostRunner, rtt_ms: float | None) -> HostReport:
         name, _, path = line.partition(" ")
         if name in LAB_TOOLS:
             report.tools[name] = None if path in ("", "-") else path
+    if xl := report.tools.get("xl"):
+        # All of `xl info`: `xl info FIELD` prints one value only since Xen 4.9.
+        info = await runner.run([xl, "info"], timeout=30)
+        try:
+            report.xen_version = parse_xl_info(info.stdout).xen_version if info.ok else None
+        except ParseError:
+            pass
+        if report.xen_version is None and report.error is None:
+            why = info.failure or info.stderr.strip() or "no xen_version"
+            report.error = f"`xl info` failed: {why}"
     return report
 
 

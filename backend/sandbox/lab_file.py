@@ -20,9 +20,11 @@ from backend.sandbox.guest_image import GuestImage
 from backend.sandbox.layout import SandboxLayout
 from backend.sandbox.network import HOSTS, HYPERVISORS, TAP, SandboxNetwork
 from backend.sandbox.services import ISCSI_PORT, SSH_PORT, TGT_LUN
+from backend.sandbox.xen_image import XEN_VERSION
 
 GUEST_NAME = "miglab-guest"
 GUEST_VCPUS = 1  # TCG on a 2-core machine: a second vCPU only steals from the hosts
+XEN_GUEST_VCPUS = 2  # the study's guest (issue 11)
 MIGRATION_PORT = 4444
 
 
@@ -39,6 +41,7 @@ class LabSpec:
     guest_mb: int
     tgt_control_port: int
     qemu_binary: str
+    xl_config: str | None = None  # set: the Xen lab (dom0s at the hosts' addresses)
 
 
 def _q(value: object) -> str:
@@ -61,6 +64,14 @@ def render(spec: LabSpec) -> str:
             f"on bridge {net.bridge} ({net.subnet}), links shaped to {spec.link_mbit} Mbit/s"
         ),
     ]
+    xen = spec.xl_config is not None
+    if xen:
+        out[-1] = "description = " + _q(
+            f"miglab sandbox {net.prefix}: Xen {XEN_VERSION} hosts (QEMU VMs, dom0 at "
+            f"{net.address('host1')} and {net.address('host2')}) and the storage namespace "
+            f"{net.netns('storage')} on bridge {net.bridge} ({net.subnet}), links shaped to "
+            f"{spec.link_mbit} Mbit/s"
+        )
     for host in HOSTS:
         out += [
             "",
@@ -85,9 +96,12 @@ def render(spec: LabSpec) -> str:
         f"tgt_control_port = {spec.tgt_control_port}",
         "",
         "[hypervisor]",
-        'driver = "qemu"',
+        f'driver = "{"xen" if xen else "qemu"}"',
         f"hosts = [{', '.join(_q(h) for h in HYPERVISORS)}]",
-        f"run_dir = {_q(layout.run_dir)}",
+    ]
+    if not xen:
+        out.append(f"run_dir = {_q(layout.run_dir)}")
+    out += [
         "",
         "[guest]",
         f"name = {_q(GUEST_NAME)}",
@@ -96,8 +110,13 @@ def render(spec: LabSpec) -> str:
         f"port = {SSH_PORT}",
         f"identity = {key}",
         f"known_hosts = {known}",  # dropbear's key in the guest is recorded there too
-        f"vcpus = {GUEST_VCPUS}",
+        f"vcpus = {XEN_GUEST_VCPUS if xen else GUEST_VCPUS}",
         f"memory_mb = {spec.guest_mb}",
+    ]
+    if xen:
+        out += [f"config = {_q(spec.xl_config)}", ""]  # on both dom0s
+        return "\n".join(out)
+    out += [
         "",
         "[guest.qemu]",
         f"kernel = {_q(spec.image.kernel)}",

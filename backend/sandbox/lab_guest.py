@@ -32,6 +32,7 @@ from backend.probes.dbench import DEBIAN_LOADFILE
 from backend.probes.dirtier import DIRTIER_SCRIPT
 from backend.sandbox.guest_compiler import PROJECT_DIR, compiler_payload, fetch_compiler
 from backend.sandbox.guest_image import (
+    DEFAULT_KERNEL_PACKAGE,
     DEFAULT_MODULES,
     ExtraFile,
     GuestImage,
@@ -57,32 +58,39 @@ HOST_KEY_IN_GUEST = "/etc/dropbear/dropbear_ed25519_host_key"
 DISK_MARKER = "MIGLAB-DISK"
 SSH_MARKER = "MIGLAB-SSH"
 
+
 # Sourced by /init in name order (they run as part of pid 1: no `exit`).
-HOOKS: dict[str, str] = {
-    "/etc/miglab/init.d/10-shm.sh": """\
+def guest_hooks(disk_device: str = DISK_DEVICE) -> dict[str, str]:
+    """The init hooks; ``disk_device`` is the shared disk as the guest sees it (a Xen PV
+    guest has /dev/xvda)."""
+    return {
+        "/etc/miglab/init.d/10-shm.sh": """\
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm || log "no tmpfs on /dev/shm"
 """,
-    "/etc/miglab/init.d/20-disk.sh": f"""\
-if [ -b {DISK_DEVICE} ]; then
+        "/etc/miglab/init.d/20-disk.sh": f"""\
+if [ -b {disk_device} ]; then
     mkdir -p {DISK_MOUNT}
-    if mount -t ext4 {DISK_DEVICE} {DISK_MOUNT}; then
+    if mount -t ext4 {disk_device} {DISK_MOUNT}; then
         mkdir -p {DBENCH_DIR} {BUILD_DIR}
         # A fresh tree each boot: nothing a killed build left behind is built upon.
         rm -rf {BUILD_TREE} && cp -a {PROJECT_DIR} {BUILD_TREE} || log "no {BUILD_TREE}"
-        echo "{DISK_MARKER} {DISK_DEVICE} on {DISK_MOUNT}"
+        echo "{DISK_MARKER} {disk_device} on {DISK_MOUNT}"
     else
-        log "cannot mount {DISK_DEVICE} on {DISK_MOUNT}"
+        log "cannot mount {disk_device} on {DISK_MOUNT}"
     fi
 fi
 """,
-    "/etc/miglab/init.d/30-dropbear.sh": f"""\
+        "/etc/miglab/init.d/30-dropbear.sh": f"""\
 if dropbear -s -r {HOST_KEY_IN_GUEST} -p 22 -P /run/dropbear.pid; then
     echo "{SSH_MARKER} dropbear on port 22"
 else
     log "dropbear did not start"
 fi
 """,
-}
+    }
+
+
+HOOKS: dict[str, str] = guest_hooks()
 
 
 def _find(roots: Sequence[Path], relative: str) -> Path:
@@ -125,15 +133,21 @@ async def build_lab_guest(
     sysbench: Path,
     dbench: Path,
     progress: Progress | None = None,
+    disk_device: str = DISK_DEVICE,
+    modules: Sequence[str] = GUEST_MODULES,
+    kernel_package: str = DEFAULT_KERNEL_PACKAGE,
 ) -> GuestImage:
-    """The sandbox guest image (cached in ``cache_dir`` like any guest image)."""
+    """The sandbox guest image (cached in ``cache_dir`` like any guest image).
+
+    The Xen lab's guest passes its own ``disk_device``, ``modules`` (the Xen frontends)
+    and ``kernel_package`` (the generic kernel, which is both dom0 and domU)."""
     dropbear = await asyncio.to_thread(_find, dropbear_roots, "usr/sbin/dropbear")
     compiler_roots = await fetch_compiler(cache_dir, progress)
     compiler = await asyncio.to_thread(compiler_payload, compiler_roots)
     host_key_bytes = await asyncio.to_thread(host_key.read_bytes)
     loadfile = await asyncio.to_thread(Path(DEBIAN_LOADFILE).read_bytes)
     files: dict[str, ExtraFile] = {
-        **HOOKS,
+        **guest_hooks(disk_device),
         "/root/.ssh/authorized_keys": (client_public_key.strip() + "\n", 0o600),
         HOST_KEY_IN_GUEST: (host_key_bytes, 0o600),
         DEBIAN_LOADFILE: loadfile,
@@ -151,6 +165,7 @@ async def build_lab_guest(
         extra_files=files,
         package_roots=dropbear_roots,
         extra_symlinks=compiler.symlinks,
-        modules=GUEST_MODULES,
+        modules=modules,
         progress=progress,
+        kernel_package=kernel_package,
     )

@@ -110,20 +110,33 @@ async def instance_conflicts(runner: HostRunner, net: SandboxNetwork) -> list[st
 
 
 async def build_network(
-    runner: HostRunner, net: SandboxNetwork, link_mbit: int, record: Record, say: Progress
+    runner: HostRunner,
+    net: SandboxNetwork,
+    link_mbit: int,
+    record: Record,
+    say: Progress,
+    *,
+    hosts_in_vms: bool = False,
 ) -> None:
-    """Make the bridge, the namespaces and their links; ``record`` each before going on."""
+    """Make the bridge, the namespaces and their links; ``record`` each before going on.
+    ``hosts_in_vms``: the hypervisors' addresses belong to VMs on their taps (the Xen
+    lab's dom0s), not to the namespaces' bridges."""
     say(f"network: bridge {net.bridge} {net.root_interface}, link {link_mbit} Mbit/s")
     await ip.add_bridge(runner, net.bridge)
     await record("link", net.bridge, "bridge")
     await ip.add_address(runner, net.bridge, net.root_interface)
     await ip.set_up(runner, net.bridge)
     for host in HOSTS:
-        await _build_host(runner, net, host, link_mbit, record)
+        await _build_host(runner, net, host, link_mbit, record, hosts_in_vms)
 
 
 async def _build_host(
-    runner: HostRunner, net: SandboxNetwork, host: str, link_mbit: int, record: Record
+    runner: HostRunner,
+    net: SandboxNetwork,
+    host: str,
+    link_mbit: int,
+    record: Record,
+    hosts_in_vms: bool = False,
 ) -> None:
     ns, veth = net.netns(host), net.veth(host)
     await ip.add_netns(runner, ns)
@@ -143,7 +156,8 @@ async def _build_host(
     device = net.host_device(host)
     if device != INNER_LINK:
         await ip.set_up(runner, device, ns)
-    await ip.add_address(runner, device, net.interface(host), ns)
+    if not (hosts_in_vms and host in HYPERVISORS):
+        await ip.add_address(runner, device, net.interface(host), ns)
     # Both directions: into the namespace (the root end's egress) and out of it.
     await ip.shape(runner, veth, link_mbit)
     await ip.shape(runner, INNER_LINK, link_mbit, ns)

@@ -19,25 +19,31 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from backend.drivers.parse_iscsiadm import by_path
 from backend.events import Event
 from backend.sandbox import netns as ip
 from backend.sandbox import preflight
-from backend.sandbox.lab_file import LabSpec, iqn, write_lab_file
+from backend.sandbox.guest_image import kernel_cmdline
+from backend.sandbox.lab_file import GUEST_NAME, XEN_GUEST_VCPUS, LabSpec, iqn, write_lab_file
 from backend.sandbox.lab_guest import build_lab_guest, ensure_guest_host_key, fetch_dropbear
 from backend.sandbox.layout import SandboxLayout
 from backend.sandbox.network import (
     HOSTS,
+    HYPERVISORS,
     MAX_INSTANCE,
+    TAP,
     SandboxNetwork,
     build_network,
     instance_conflicts,
 )
 from backend.sandbox.processes import ProcessRecord, is_running, start_time, stop
 from backend.sandbox.services import (
+    ISCSI_PORT,
+    TGT_LUN,
     ensure_disk,
     ensure_keypair,
     export_disk,
@@ -60,6 +66,26 @@ from backend.sandbox.state import (
     save_state,
     state_path,
 )
+from backend.sandbox.xen_host import (
+    XL_CONFIG,
+    dom0_mac,
+    guest_xl_config,
+    start_xen_host,
+    wait_for_dom0,
+    write_dom0_file,
+    xen_host_argv,
+)
+from backend.sandbox.xen_image import (
+    DOM0_KERNEL_PACKAGE,
+    DOMU_DISK,
+    DOMU_KERNEL,
+    DOMU_MODULES,
+    DOMU_RAMDISK,
+    XENBR,
+    Dom0Keys,
+    XenHostImage,
+    build_dom0_image,
+)
 from backend.transport.base import CommandFailed
 from backend.transport.local import LocalRunner
 
@@ -70,6 +96,9 @@ DISK_MB = 1024
 TGT_PORT_BASE = 6200  # tgtd control port of instance N: 6200 + N
 
 Progress = Callable[[str], object]
+HypervisorKind = Literal["qemu", "xen"]
+GUEST_ARP_NOTIFY = "sysctl.net.ipv4.conf.all.arp_notify=1"  # a kernel argument (Linux 5.8+)
+HYPERVISOR_KINDS: tuple[HypervisorKind, ...] = ("qemu", "xen")
 
 
 class SandboxError(RuntimeError):
@@ -102,6 +131,7 @@ class SandboxStatus:
     link_mbit: int | None = None
     guest_mb: int | None = None
     up_seconds: float | None = None
+    hypervisor: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,9 +166,17 @@ class Sandbox:
     # -- up ------------------------------------------------------------------------------
 
     async def up(
-        self, *, link_mbit: int = DEFAULT_LINK_MBIT, guest_mb: int = DEFAULT_GUEST_MB
+        self,
+        *,
+        link_mbit: int = DEFAULT_LINK_MBIT,
+        guest_mb: int = DEFAULT_GUEST_MB,
+        hypervisor: HypervisorKind = "qemu",
     ) -> SandboxState:
-        """Build the lab (cleaning up a crashed run first); its recorded state."""
+        """Build the lab (cleaning up a crashed run first); its recorded state.
+        ``hypervisor="xen"``: the two hosts are Xen hosts (QEMU VMs, see
+        :mod:`backend.sandbox.xen_host`) instead of namespaces."""
+        if hypervisor not in HYPERVISOR_KINDS:
+            raise ValueError(f"hypervisor must be one of {HYPERVISOR_KINDS}, got {hypervisor!r}")
         if link_mbit < 1:
             raise ValueError(f"link_mbit must be at least 1, got {link_mbit}")
         if guest_mb < MIN_GUEST_MB:
@@ -150,12 +188,18 @@ class Sandbox:
         async with self._locked(create=True):
             old = await self._load()
             if old is not None:
-                same = old.link_mbit == link_mbit and old.guest_mb == guest_mb
+                same = (
+                    old.link_mbit == link_mbit
+                    and old.guest_mb == guest_mb
+                    and old.hypervisor == hypervisor
+                )
                 if same and (await self._status(old)).up:
                     self.say(f"sandbox {old.prefix} is already up ({self.layout.lab_file})")
                     return old
                 self.say(f"taking down what the previous run left ({old.prefix}, {old.phase})")
                 await self._teardown(old)
+            if hypervisor == "xen":
+                return await self._build_xen(link_mbit, guest_mb, old, started)
             return await self._build(link_mbit, guest_mb, old, started)
 
     async def _build(
@@ -226,9 +270,17 @@ class Sandbox:
         return state
 
     async def _start(
-        self, state: SandboxState, net: SandboxNetwork, programs: dict[str, str], link_mbit: int
+        self,
+        state: SandboxState,
+        net: SandboxNetwork,
+        programs: dict[str, str],
+        link_mbit: int,
+        *,
+        ssh_hosts: tuple[str, ...] = HOSTS,
     ) -> dict[str, str]:
-        """Network, tgtd, sshds, each recorded in ``state``; the hosts' public SSH keys."""
+        """Network, tgtd, sshds (in ``ssh_hosts``' namespaces), each recorded in
+        ``state``; the hosts' public SSH keys. Without host1 and host2 in ``ssh_hosts``
+        their addresses are left to the Xen hosts' dom0s."""
         layout, runner = self.layout, self.runner
 
         async def record(what: str, name: str, kind: str | None) -> None:
@@ -249,7 +301,8 @@ class Sandbox:
             state.processes.append(process)
             await save_state(layout.root, state)
 
-        await build_network(runner, net, link_mbit, record, self.say)
+        hosts_in_vms = not set(HOSTS) <= set(ssh_hosts)
+        await build_network(runner, net, link_mbit, record, self.say, hosts_in_vms=hosts_in_vms)
 
         port = TGT_PORT_BASE + net.instance
         self.say(f"tgtd on {net.address('storage')} (control port {port}): {layout.disk}")
@@ -266,10 +319,10 @@ class Sandbox:
         await wait_for_tgtd(runner, tgtd, port)
         await export_disk(runner, port, iqn(net), layout.disk)
 
-        self.say("sshd in " + ", ".join(f"{h} ({net.address(h)})" for h in HOSTS))
+        self.say("sshd in " + ", ".join(f"{h} ({net.address(h)})" for h in ssh_hosts))
         sshds = []
         host_keys: dict[str, str] = {}
-        for host in HOSTS:
+        for host in ssh_hosts:
             directory = layout.host_dir(host)
             await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
             sshd, host_keys[host] = await start_sshd(
@@ -286,6 +339,167 @@ class Sandbox:
             sshds.append((sshd, net.address(host)))
         await asyncio.gather(*(wait_for_ssh(sshd, address) for sshd, address in sshds))
         return host_keys
+
+    # -- the Xen lab --------------------------------------------------------------------
+
+    async def _xen_images(self) -> tuple[XenHostImage, str, str]:
+        """The guest and dom0 images (cached); the guest's and dom0s' public host keys."""
+        layout, runner, say = self.layout, self.runner, self.say
+        programs = await asyncio.to_thread(
+            lambda: {p: preflight.which(p) or p for p in ("sysbench", "dbench")}
+        )
+        client_public = await ensure_keypair(runner, layout.client_key, "miglab-sandbox-client")
+        await asyncio.to_thread(layout.authorized_keys.write_text, client_public + "\n")
+        roots = await fetch_dropbear(layout.guest_cache, say)
+        guest_public = await ensure_guest_host_key(runner, roots, layout.guest_host_key)
+        say("guest image (PVH domU: Debian's generic kernel, Xen frontends)")
+        domu = await build_lab_guest(
+            layout.guest_cache,
+            dropbear_roots=roots,
+            client_public_key=client_public,
+            host_key=layout.guest_host_key,
+            sysbench=Path(programs["sysbench"]),
+            dbench=Path(programs["dbench"]),
+            progress=say,
+            disk_device=DOMU_DISK,
+            modules=DOMU_MODULES,
+            kernel_package=DOM0_KERNEL_PACKAGE,
+        )
+        # One host key for both dom0s (made once, kept): each dom0's known_hosts names
+        # the other by address pattern, so `xl migrate`'s ssh works either way.
+        host_key = layout.keys / "dom0_host_ed25519"
+        dom0_client = layout.keys / "dom0_client_ed25519"
+        keys = Dom0Keys(
+            host_key=host_key,
+            host_public=await ensure_keypair(runner, host_key, "miglab-sandbox-dom0"),
+            client_key=dom0_client,
+            client_public=await ensure_keypair(runner, dom0_client, "miglab-sandbox-dom0-root"),
+            console_public=client_public,
+        )
+        image = await build_dom0_image(layout.guest_cache, keys=keys, domu=domu, progress=say)
+        return image, guest_public, keys.host_public
+
+    async def _build_xen(
+        self, link_mbit: int, guest_mb: int, old: SandboxState | None, started: float
+    ) -> SandboxState:
+        layout, runner, say = self.layout, self.runner, self.say
+        for directory in (layout.keys, layout.logs, layout.run_dir):
+            await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+        programs = await asyncio.to_thread(
+            lambda: {p: preflight.which(p) or p for p in ("sshd", "tgtd", "qemu-system-x86_64")}
+        )
+        image, guest_public, dom0_public = await self._xen_images()
+        if await ensure_disk(runner, layout.disk, DISK_MB):
+            say(f"made the shared disk {layout.disk} ({DISK_MB} MiB, ext4)")
+
+        net = await self._free_instance(old.instance if old is not None else None)
+        state = SandboxState(
+            instance=net.instance,
+            prefix=net.prefix,
+            subnet=str(net.subnet),
+            link_mbit=link_mbit,
+            guest_mb=guest_mb,
+            hypervisor="xen",
+            started_at=time.time(),
+        )
+        await save_state(layout.root, state)
+        try:
+            host_keys = await self._start(state, net, programs, link_mbit, ssh_hosts=("storage",))
+            lines = [known_hosts_line(net.address(h), key) for h, key in host_keys.items()]
+            lines += [known_hosts_line(net.address(h), dom0_public) for h in HYPERVISORS]
+            lines.append(known_hosts_line(str(net.guest_interface.ip), guest_public))
+            await asyncio.to_thread(layout.known_hosts.write_text, "\n".join(lines) + "\n")
+            await self._start_xen_hosts(state, net, image, programs["qemu-system-x86_64"])
+            config = guest_xl_config(
+                name=GUEST_NAME,
+                memory_mb=guest_mb,
+                vcpus=XEN_GUEST_VCPUS,
+                kernel=DOMU_KERNEL,
+                ramdisk=DOMU_RAMDISK,
+                cmdline=kernel_cmdline(
+                    ip=str(net.guest_interface),
+                    gateway=str(net.root_interface.ip),
+                    hostname=GUEST_NAME,
+                    # Xen moves no MAC for the guest (QEMU announces it): with arp_notify
+                    # netfront's resume sends a gratuitous ARP, else the bridges keep the
+                    # old port until the guest's own ARP re-probe (~20 s unreachable).
+                    extra=[GUEST_ARP_NOTIFY],
+                ).replace("console=ttyS0", "console=hvc0"),
+                disk=by_path(net.address("storage"), ISCSI_PORT, iqn(net), TGT_LUN),
+                mac=net.guest_mac,
+                bridge=XENBR,
+            )
+            for host in HYPERVISORS:
+                await write_dom0_file(
+                    runner,
+                    net.address(host),
+                    XL_CONFIG,
+                    config,
+                    identity=layout.client_key,
+                    known_hosts=layout.known_hosts,
+                )
+            say(f"xl config {XL_CONFIG} on both dom0s (PVH, {guest_mb} MiB, 2 vCPUs)")
+            spec = LabSpec(
+                net=net,
+                layout=layout,
+                image=image.dom0,
+                link_mbit=link_mbit,
+                guest_mb=guest_mb,
+                tgt_control_port=TGT_PORT_BASE + net.instance,
+                qemu_binary=programs["qemu-system-x86_64"],
+                xl_config=XL_CONFIG,
+            )
+            lab_path, _ = await write_lab_file(spec)
+        except BaseException:
+            say("up failed: taking down what it made")
+            with contextlib.suppress(Exception):
+                await self._teardown(state)
+            raise
+        state.phase = "up"
+        state.lab_file = str(lab_path)
+        state.up_seconds = round(time.monotonic() - started, 2)
+        await save_state(layout.root, state)
+        say(f"sandbox {net.prefix} (Xen) is up in {state.up_seconds:.1f} s: {lab_path}")
+        return state
+
+    async def _start_xen_hosts(
+        self, state: SandboxState, net: SandboxNetwork, image: XenHostImage, qemu: str
+    ) -> None:
+        """Boot both Xen hosts at once, record them, wait for dom0's sshd on each."""
+        layout = self.layout
+        booted = []
+        for host in HYPERVISORS:
+            serial = layout.logs / f"xen-{host}.serial"
+            await asyncio.to_thread(serial.unlink, missing_ok=True)  # ready = a new line
+            argv = xen_host_argv(
+                image,
+                name=f"{net.prefix}-{host}",
+                serial_log=serial,
+                tap=TAP,
+                mac=dom0_mac(net.instance, host),
+                interface=net.interface(host),
+                gateway=str(net.root_interface.ip),
+                qemu_binary=qemu,
+            )
+            record = await start_xen_host(
+                self.runner,
+                argv,
+                role=f"xen@{host}",
+                netns=net.netns(host),
+                log=layout.logs / f"xen-{host}.log",
+            )
+            state.processes.append(record)
+            await save_state(layout.root, state)
+            booted.append((host, record, serial))
+        self.say(f"booting Xen {image.xen_deb.split('_')[1]} on host1 and host2 (TCG)")
+        begun = time.monotonic()
+
+        async def ready(host: str, record: ProcessRecord, serial: Path) -> None:
+            line = await wait_for_dom0(record, serial)
+            self.say(f"{host}: dom0 up after {time.monotonic() - begun:.0f} s: {line}")
+            await wait_for_ssh(record, net.address(host), timeout=120.0)
+
+        await asyncio.gather(*(ready(*b) for b in booted))
 
     async def _free_instance(self, preferred: int | None) -> SandboxNetwork:
         """The first instance whose names, subnet and tgtd port nobody uses."""
@@ -417,6 +631,7 @@ class Sandbox:
             link_mbit=state.link_mbit,
             guest_mb=state.guest_mb,
             up_seconds=state.up_seconds,
+            hypervisor=state.hypervisor,
         )
 
     # -- helpers -------------------------------------------------------------------------

@@ -52,6 +52,7 @@ class SandboxState(BaseModel):
     subnet: str
     link_mbit: int
     guest_mb: int
+    hypervisor: Literal["qemu", "xen"] = "qemu"  # xen: the hosts are QEMU VMs running Xen
     phase: Literal["building", "up"] = "building"
     started_at: float
     up_seconds: float | None = None

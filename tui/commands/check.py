@@ -73,5 +73,7 @@ async def _check_connect(lab: LabConfig, as_json: bool) -> int:
             found = " ".join(tool for tool, path in report.tools.items() if path) or "none"
             rtt = f"{report.rtt_ms:.1f} ms" if report.rtt_ms is not None else "? ms"
             line = f"{name:<{width}}  reachable  {rtt:>9}  {report.kernel or '?'}  tools: {found}"
+            if report.xen_version:
+                line += f"  Xen {report.xen_version}"
             print(printable(line + (f"  ({report.error})" if report.error else "")))
     return EXIT_OK if all(r.reachable for r in reports.values()) else EXIT_FAILED
