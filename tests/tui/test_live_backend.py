@@ -329,7 +329,13 @@ async def test_close_stops_a_running_scenario_and_saves_the_log(
     backend = lab.live
     assert [s.id for s in backend.scenarios()] == ["migrate-ping"]
     running_scenario = asyncio.ensure_future(backend.run_scenario("migrate-ping"))
-    await lab.until(lambda: any(c.argv[0] == "ping" and "-c" not in c.argv for c in lab.commands()))
+    # the scenario's ping probe is on (a one-shot reachability ping would say -c 1)
+    await lab.until(
+        lambda: any(
+            c.argv[0] == "ping" and ("-c", "1") not in zip(c.argv, c.argv[1:])
+            for c in lab.commands()
+        )
+    )
     await backend.close()
     with pytest.raises(asyncio.CancelledError):
         await running_scenario
