@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -332,7 +333,7 @@ async def test_close_stops_a_running_scenario_and_saves_the_log(
     # the scenario's ping probe is on (a one-shot reachability ping would say -c 1)
     await lab.until(
         lambda: any(
-            c.argv[0] == "ping" and ("-c", "1") not in zip(c.argv, c.argv[1:])
+            c.argv[0] == "ping" and ("-c", "1") not in itertools.pairwise(c.argv)
             for c in lab.commands()
         )
     )
