@@ -48,6 +48,14 @@ class Placement:
     def host(self) -> str | None:
         return self.running_on[0] if len(self.running_on) == 1 else None
 
+    def unasked(self) -> str:
+        """Each host that could not be asked, and why (its error names the command and
+        its stderr); empty when both answered."""
+        return "; ".join(
+            why if why.startswith(f"{host}:") else f"{host}: {why}"
+            for host, why in self.unreachable.items()
+        )
+
 
 class LabController:
     """High-level operations on one lab; every result lists the commands it ran."""
@@ -89,14 +97,16 @@ class LabController:
         return next((d for d in domains if d.name == name and d.state in _ACTIVE), None)
 
     async def where(self) -> Placement:
-        """Ask both hypervisor hosts (at once) whether they run the guest."""
+        """Ask both hypervisor hosts (at once) whether they run the guest. A host that
+        cannot be asked (no connection, its list command failed or timed out, its
+        output unreadable) is in ``unreachable`` with why: never taken as "not there"."""
         placement = Placement()
 
         async def ask(host: str) -> None:
             try:
                 if await self._guest_on(host) is not None:
                     placement.running_on.append(host)
-            except (TransportError, DriverError) as exc:
+            except (TransportError, DriverError, CommandFailed) as exc:
                 placement.unreachable[host] = str(exc)
 
         await asyncio.gather(*(ask(host) for host in self.hv_hosts))
@@ -220,7 +230,9 @@ class LabController:
             raise Refused("the guest runs on both hosts; resolve that before migrating")
         if not placement.running_on:
             if placement.unreachable:
-                raise Refused(f"cannot find the guest: {placement.unreachable}")
+                raise Refused(
+                    f"cannot tell where the guest runs: could not ask {placement.unasked()}"
+                )
             raise Refused(f"the guest {self.lab.guest.name} is not running; boot it first")
         source = placement.running_on[0]
         dest = dest or self.other(source)

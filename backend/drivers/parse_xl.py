@@ -1,8 +1,13 @@
 """Parsers for Xen's ``xl``: ``list``, ``list -l``, ``info`` and ``-v migrate`` output.
 
-Xen cannot run on this machine, so the transcripts in ``tests/data/xl`` are composed
-from the print formats in Xen's sources (and a few public logs); their README names the
-source function of every line. The facts this module is built on:
+Two kinds of transcripts test it. ``tests/data/xl/real-4.17`` holds what Xen 4.17's xl
+really printed in the dom0s of the Xen lab (``miglab sandbox up --hypervisor xen``: Xen
+under QEMU TCG): ``list``, ``list -l``, ``info``, ``-v migrate`` of a PVH guest (success,
+and a PV guest's failure), ``create`` errors; its README says how each was captured.
+The older releases (4.4's migration v1, xm) cannot run here: their transcripts in
+``tests/data/xl`` are composed from the print formats in Xen's sources (and a few
+public logs), their README naming the source function of every line. The facts this
+module is built on:
 
 * ``xl list`` (xl_info.c ``list_domains``): ``"%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f"``.
   Names are never truncated and may be longer than 40 columns. During a migration the

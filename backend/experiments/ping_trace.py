@@ -68,7 +68,8 @@ class PingSummary:
 class PingTrace:
     """One ping's samples in stream order, summaries left out, as flat arrays: what a
     sample is, its seq and its time (NaN: none); and of the samples with a round trip,
-    the round trip and its time (the ping's rtt series when every reading has one)."""
+    the round trip and its time, a late reply's when its probe was sent (the ping's rtt
+    series when every reading has a time)."""
 
     def __init__(self) -> None:
         self.kinds = array("b")
@@ -97,7 +98,11 @@ class PingTrace:
         rtt = values.get("rtt_ms")
         if rtt is not None and math.isfinite(rtt):
             self.rtts.append(rtt)
-            self.rtt_times.append(_NAN if t is None else t)
+            # A late reply (printed after ping called its probe unanswered) belongs to
+            # when its probe was sent: one printed after a migration measured the
+            # migration (the pause, the ARP queue), not what came after it.
+            sent = t - rtt / 1000 if t is not None and values.get("late") == 1.0 else t
+            self.rtt_times.append(_NAN if sent is None else sent)
         if t is None:
             self.times.append(_NAN)
             self.untimed += 1
@@ -175,7 +180,9 @@ class PingTrace:
         timed = len(self.times) > self.untimed
         whole = self._figures(0, len(self.kinds), lost, list(gaps), self.rtts)
         per_window: list[PingFigures | None] = []
-        ordered = timed and not self.untimed and _ascending(self.times)
+        ordered = (
+            timed and not self.untimed and _ascending(self.times) and _ascending(self.rtt_times)
+        )
         for start, end in windows:
             if not timed or self.lo > start + resolution or self.hi < end - resolution:
                 per_window.append(None)  # this ping did not run through it: it cannot tell

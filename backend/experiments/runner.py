@@ -618,6 +618,12 @@ class ExperimentRunner:
         placement = await controller.where()
         source = placement.host
         if source is None:
+            if placement.unreachable and len(placement.running_on) < 2:
+                # Not "runs on no host": a host that did not answer may run it.
+                raise _MigrationFailed(
+                    "cannot migrate: cannot tell where the guest runs; could not ask "
+                    f"{placement.unasked()}"
+                )
             where = ", ".join(placement.running_on) or "no host"
             raise _MigrationFailed(f"cannot migrate: the guest runs on {where}, not on one host")
         dest = controller.other(source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Iterator, Mapping
 
 from backend.config import Host, LabConfig
@@ -28,6 +29,14 @@ def ssh_target(host: Host) -> SshTarget:
     )
 
 
+# A migrating guest is silent while it is paused (Xen under TCG: tens of seconds). With
+# the hosts' keepalive (5 s, 3 unanswered) miglab itself closed the benchmarks' connection
+# there, ending sysbench mid-run; TCP outlasts such a pause, and so does this. A guest
+# silent for longer than this is gone.
+GUEST_KEEPALIVE_S = 5.0
+GUEST_SILENCE_S = 600.0
+
+
 def guest_target(lab: LabConfig) -> SshTarget:
     """How to reach the guest itself (benchmarks run in it over SSH)."""
     guest = lab.guest
@@ -39,6 +48,8 @@ def guest_target(lab: LabConfig) -> SshTarget:
         identity=str(guest.identity) if guest.identity is not None else None,
         known_hosts=str(guest.known_hosts) if guest.known_hosts is not None else None,
         host_key=guest.host_key,
+        keepalive_s=GUEST_KEEPALIVE_S,
+        keepalive_count_max=math.ceil(GUEST_SILENCE_S / GUEST_KEEPALIVE_S),
         plain_exec=guest.transport == "plain-exec",
     )
 
