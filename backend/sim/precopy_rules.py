@@ -41,6 +41,7 @@ decides where a round ends, whether to go on, and what a page costs on the wire.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -78,7 +79,7 @@ XEN_FINISH_S = 0.25
 
 
 @dataclass(frozen=True)
-class Rules:
+class Rules(ABC):
     """What a hypervisor's pre-copy does that the rounds' engine needs to know."""
 
     key: str
@@ -104,9 +105,9 @@ class Rules:
         """Pages still to send in the round when the dirty log is read (Xen: none)."""
         return 0.0
 
+    @abstractmethod
     def stop(self, mig: PreCopy, left: float, dirtied: int, rate_pages: float) -> bool:
         """After reading the dirty log: stop the guest now (else another round)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
