@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.experiments.report import change_text, interval_text, reading_text
 from backend.experiments.results import Cell, find_logs, result_rows
 from backend.terminal_text import printable
 
@@ -199,23 +200,6 @@ def compare(arms: Sequence[Arm]) -> Comparison:
 # --------------------------------------------------------------------------- output
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    size = abs(value)
-    if size >= 1000:
-        return f"{value:.0f}"
-    if size >= 100:
-        return f"{value:.1f}"
-    if size >= 1 or size == 0:
-        return f"{value:.2f}"
-    return f"{value:#.3g}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1f}%"
-
-
 def _yes_no(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "NO")
 
@@ -238,15 +222,15 @@ def render_text(comparison: Comparison, width: int = WIDTH) -> str:
         header = ["arm", "n", "mean", "95% CI", "change", "overlap", "p Welch"]
         lines = [header]
         for i, cell in enumerate(row.arms, start=1):
-            ci = "-" if cell.ci95 is None else f"{_num(cell.ci95[0])} .. {_num(cell.ci95[1])}"
+            ci = interval_text(cell.ci95)
             first = i == 1
             lines.append(
                 [
                     str(i),
                     str(cell.n),
-                    _num(cell.mean),
+                    reading_text(cell.mean),
                     ci,
-                    "" if first else _pct(cell.change_pct),
+                    "" if first else change_text(cell.change_pct),
                     "" if first else _yes_no(cell.overlaps_first),
                     "" if first or cell.p_welch is None else f"{cell.p_welch:.3g}",
                 ]

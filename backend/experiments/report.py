@@ -208,7 +208,7 @@ def render(report: Report, fmt: Format, *, colors: bool = False) -> str:
 # --------------------------------------------------------------------------- numbers
 
 
-def _num(value: float | None) -> str:
+def reading_text(value: float | None) -> str:
     """A reading in as many digits as it deserves: 234836, 12.5, 0.031."""
     if value is None:
         return "-"
@@ -222,7 +222,14 @@ def _num(value: float | None) -> str:
     return f"{value:#.3g}"  # three significant digits, trailing zeros kept: 0.500, 0.0298
 
 
-def _pct(value: float | None) -> str:
+def interval_text(interval: tuple[float, float] | None) -> str:
+    """A confidence interval: "12.5 .. 14.0"."""
+    if interval is None:
+        return "-"
+    return f"{reading_text(interval[0])} .. {reading_text(interval[1])}"
+
+
+def change_text(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f}%"
 
 
@@ -296,9 +303,9 @@ def _migration_table(report: Report) -> _Table | None:
             m.source or "?",
             m.dest or "?",
             f"{_rel(report, m.started_at):.1f}",
-            _num(m.total_s),
-            _num(m.downtime_ms),
-            _num(m.unreachable_s),
+            reading_text(m.total_s),
+            reading_text(m.downtime_ms),
+            reading_text(m.unreachable_s),
             _int(m.lost_probes),
             _mib(m.bytes_sent),
             _int(m.iterations),
@@ -346,11 +353,11 @@ def _probe_table(report: Report) -> _Table | None:
         [
             _metric_label(report, p),
             p.spec.unit,
-            _num(p.baseline),
-            _num(p.during),
-            _num(p.after),
-            _pct(p.during_change_pct),
-            _pct(p.worst_change_pct),
+            reading_text(p.baseline),
+            reading_text(p.during),
+            reading_text(p.after),
+            change_text(p.during_change_pct),
+            change_text(p.worst_change_pct),
         ]
         for p in probes.values()
     ]
@@ -381,9 +388,9 @@ def _summary_table(report: Report) -> _Table | None:
         [
             label,
             str(result.n),
-            _num(result.mean),
-            _num(result.std),
-            "-" if result.ci95 is None else f"{_num(result.ci95[0])} .. {_num(result.ci95[1])}",
+            reading_text(result.mean),
+            reading_text(result.std),
+            interval_text(result.ci95),
         ]
         for label, _, result in shown
     ]
@@ -410,8 +417,8 @@ def _disk_table(report: Report) -> _Table | None:
             f"{_metric_label(report, analysis.probes[row.name])} {row.spec.unit}"
             if row.name in analysis.probes
             else row.name,
-            *(_num(row.means.get(disk)) for disk in disks),
-            _pct(row.change_pct),
+            *(reading_text(row.means.get(disk)) for disk in disks),
+            change_text(row.change_pct),
         ]
         for row in analysis.disk_rows
     ]
@@ -476,7 +483,7 @@ def _tool_summary_tables(report: Report) -> list[_Table]:
             for name, value in summary.values.items()
             if name != SUMMARY
         ]
-        at = "" if summary.t is None else f", at {_num(_rel(report, summary.t))} s"
+        at = "" if summary.t is None else f", at {reading_text(_rel(report, summary.t))} s"
         title = f"{summary.probe} on {summary.host}: what it printed at its end{at}"
         tables.append(_Table(title, ["figure", "value", "unit"], ["<", ">", "<"], rows))
     return tables
@@ -494,7 +501,7 @@ def _ping_row(report: Report, label: str, figures: PingFigures) -> list[str]:
     if gap is None:
         silence, at, seqs = "-", "-", "none"
     else:
-        silence = _num(gap.duration_s)
+        silence = reading_text(gap.duration_s)
         at = f"{_rel(report, gap.start_t):.1f}" if gap.start_t is not None else "-"
         seqs = f"{gap.first_seq}" if gap.first_seq == gap.last_seq else (
             f"{gap.first_seq}-{gap.last_seq}")  # fmt: skip
@@ -509,9 +516,9 @@ def _ping_row(report: Report, label: str, figures: PingFigures) -> list[str]:
         silence,
         at,
         seqs,
-        _num(figures.rtt_median_ms),
-        _num(figures.rtt_min_ms),
-        _num(figures.rtt_p95_ms),
+        reading_text(figures.rtt_median_ms),
+        reading_text(figures.rtt_min_ms),
+        reading_text(figures.rtt_p95_ms),
     ]
 
 
