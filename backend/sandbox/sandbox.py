@@ -202,17 +202,52 @@ class Sandbox:
                 return await self._build_xen(link_mbit, guest_mb, old, started)
             return await self._build(link_mbit, guest_mb, old, started)
 
+    async def _directories_and_programs(self, *names: str) -> dict[str, str]:
+        """Make the sandbox's private directories; the path of each program (its name when
+        not found: preflight has already said what is missing)."""
+        layout = self.layout
+        for directory in (layout.keys, layout.logs, layout.run_dir):
+            await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+        return await asyncio.to_thread(lambda: {p: preflight.which(p) or p for p in names})
+
+    async def _new_state(
+        self,
+        old: SandboxState | None,
+        link_mbit: int,
+        guest_mb: int,
+        hypervisor: HypervisorKind,
+    ) -> tuple[SandboxNetwork, SandboxState]:
+        """A free instance (the crashed run's, if any) and its state, saved before anything
+        is made, so that a crash from here on is cleaned up by the next run."""
+        net = await self._free_instance(old.instance if old is not None else None)
+        state = SandboxState(
+            instance=net.instance,
+            prefix=net.prefix,
+            subnet=str(net.subnet),
+            link_mbit=link_mbit,
+            guest_mb=guest_mb,
+            hypervisor=hypervisor,
+            started_at=time.time(),
+        )
+        await save_state(self.layout.root, state)
+        return net, state
+
+    async def _mark_up(
+        self, state: SandboxState, lab_path: Path, started: float, what: str
+    ) -> SandboxState:
+        state.phase = "up"
+        state.lab_file = str(lab_path)
+        state.up_seconds = round(time.monotonic() - started, 2)
+        await save_state(self.layout.root, state)
+        self.say(f"sandbox {state.prefix}{what} is up in {state.up_seconds:.1f} s: {lab_path}")
+        return state
+
     async def _build(
         self, link_mbit: int, guest_mb: int, old: SandboxState | None, started: float
     ) -> SandboxState:
         layout, runner, say = self.layout, self.runner, self.say
-        for directory in (layout.keys, layout.logs, layout.run_dir):
-            await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
-        programs = await asyncio.to_thread(
-            lambda: {
-                p: preflight.which(p) or p
-                for p in ("sshd", "tgtd", "sysbench", "dbench", "qemu-system-x86_64")
-            }
+        programs = await self._directories_and_programs(
+            "sshd", "tgtd", "sysbench", "dbench", "qemu-system-x86_64"
         )
 
         # Keys, the guest image and the disk first: a slow first build makes no network.
@@ -232,16 +267,7 @@ class Sandbox:
         if await ensure_disk(runner, layout.disk, DISK_MB):
             say(f"made the shared disk {layout.disk} ({DISK_MB} MiB, ext4)")
 
-        net = await self._free_instance(old.instance if old is not None else None)
-        state = SandboxState(
-            instance=net.instance,
-            prefix=net.prefix,
-            subnet=str(net.subnet),
-            link_mbit=link_mbit,
-            guest_mb=guest_mb,
-            started_at=time.time(),
-        )
-        await save_state(layout.root, state)
+        net, state = await self._new_state(old, link_mbit, guest_mb, "qemu")
         try:
             host_keys = await self._start(state, net, programs, link_mbit)
             lines = [known_hosts_line(net.address(h), key) for h, key in host_keys.items()]
@@ -262,12 +288,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 await self._teardown(state)
             raise
-        state.phase = "up"
-        state.lab_file = str(lab_path)
-        state.up_seconds = round(time.monotonic() - started, 2)
-        await save_state(layout.root, state)
-        say(f"sandbox {net.prefix} is up in {state.up_seconds:.1f} s: {lab_path}")
-        return state
+        return await self._mark_up(state, lab_path, started, "")
 
     async def _start(
         self,
@@ -383,26 +404,12 @@ class Sandbox:
         self, link_mbit: int, guest_mb: int, old: SandboxState | None, started: float
     ) -> SandboxState:
         layout, runner, say = self.layout, self.runner, self.say
-        for directory in (layout.keys, layout.logs, layout.run_dir):
-            await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
-        programs = await asyncio.to_thread(
-            lambda: {p: preflight.which(p) or p for p in ("sshd", "tgtd", "qemu-system-x86_64")}
-        )
+        programs = await self._directories_and_programs("sshd", "tgtd", "qemu-system-x86_64")
         image, guest_public, dom0_public = await self._xen_images()
         if await ensure_disk(runner, layout.disk, DISK_MB):
             say(f"made the shared disk {layout.disk} ({DISK_MB} MiB, ext4)")
 
-        net = await self._free_instance(old.instance if old is not None else None)
-        state = SandboxState(
-            instance=net.instance,
-            prefix=net.prefix,
-            subnet=str(net.subnet),
-            link_mbit=link_mbit,
-            guest_mb=guest_mb,
-            hypervisor="xen",
-            started_at=time.time(),
-        )
-        await save_state(layout.root, state)
+        net, state = await self._new_state(old, link_mbit, guest_mb, "xen")
         try:
             host_keys = await self._start(state, net, programs, link_mbit, ssh_hosts=("storage",))
             lines = [known_hosts_line(net.address(h), key) for h, key in host_keys.items()]
@@ -455,12 +462,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 await self._teardown(state)
             raise
-        state.phase = "up"
-        state.lab_file = str(lab_path)
-        state.up_seconds = round(time.monotonic() - started, 2)
-        await save_state(layout.root, state)
-        say(f"sandbox {net.prefix} (Xen) is up in {state.up_seconds:.1f} s: {lab_path}")
-        return state
+        return await self._mark_up(state, lab_path, started, " (Xen)")
 
     async def _start_xen_hosts(
         self, state: SandboxState, net: SandboxNetwork, image: XenHostImage, qemu: str
