@@ -729,6 +729,7 @@ def qemu_guest_argv(
     if memory_mb < 16 or vcpus < 1:
         raise ValueError(f"memory_mb={memory_mb}, vcpus={vcpus}: too small")
     qmp = _no_comma("qmp_socket", str(qmp_socket.absolute()))
+    serial = _no_comma("serial_log", str(serial_log.absolute()))
     argv = [
         qemu_binary,
         "-name", name,
@@ -739,7 +740,10 @@ def qemu_guest_argv(
         "-nodefaults",
         "-no-user-config",
         "-display", "none",  # not -nographic: that one refuses -daemonize
-        "-serial", f"file:{serial_log.absolute()}",
+        # Appended, not truncated: a migration's destination opens the same host's log
+        # again, and the console from before (a boot, an oops) must survive it.
+        "-chardev", f"file,id=console0,path={serial},append=on",
+        "-serial", "chardev:console0",
         "-qmp", f"unix:{qmp},server=on,wait=off",
         "-kernel", str(image.kernel),
         "-initrd", str(image.initrd),
@@ -767,6 +771,15 @@ def qemu_guest_argv(
     if daemonize:
         argv.append("-daemonize")
     return argv
+
+
+def console_offset(serial_log: Path) -> int:
+    """Where a QEMU started now begins writing its console: the log is appended to, so a
+    wait for a marker of this boot starts here, not at an earlier boot's lines."""
+    try:
+        return serial_log.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 async def wait_for_console(

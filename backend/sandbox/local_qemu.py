@@ -16,7 +16,12 @@ from typing import Any
 
 from backend.aio import wait_for
 from backend.drivers.qmp import QmpClient
-from backend.sandbox.guest_image import READY_MARKER, GuestImageError, wait_for_console
+from backend.sandbox.guest_image import (
+    READY_MARKER,
+    GuestImageError,
+    console_offset,
+    wait_for_console,
+)
 
 
 class LocalQemu:
@@ -28,6 +33,7 @@ class LocalQemu:
         self.serial_log = serial_log
         self.process: asyncio.subprocess.Process | None = None
         self.stderr = ""
+        self.console_from = 0  # this QEMU's first byte in the (appended) serial log
         self._stderr_task: asyncio.Task[None] | None = None
 
     @property
@@ -40,6 +46,7 @@ class LocalQemu:
         return self.process is not None and self.process.returncode is None
 
     async def start(self) -> None:
+        self.console_from = await asyncio.to_thread(console_offset, self.serial_log)
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -57,7 +64,11 @@ class LocalQemu:
         """The first serial-console line with ``marker`` (the guest's ready line by default)."""
         try:
             return await wait_for_console(
-                self.serial_log, marker, timeout=timeout, alive=self.alive
+                self.serial_log,
+                marker,
+                timeout=timeout,
+                offset=self.console_from,
+                alive=self.alive,
             )
         except GuestImageError as exc:
             raise GuestImageError(f"{exc}\nQEMU stderr:\n{self.stderr.strip()}") from None

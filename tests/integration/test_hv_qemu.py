@@ -27,7 +27,12 @@ from backend.drivers.hv_qemu import ConvergencePolicy, QemuDriver
 from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.qmp import MigrationStatus
 from backend.events import DomainState, Event, MigrationFinished, MigrationProgress, Note
-from backend.sandbox.guest_image import HEARTBEAT_MARKER, READY_MARKER, wait_for_console
+from backend.sandbox.guest_image import (
+    HEARTBEAT_MARKER,
+    READY_MARKER,
+    console_offset,
+    wait_for_console,
+)
 from backend.transport.base import HostRunner
 from backend.transport.hosts import Hosts
 from backend.transport.local import LocalRunner
@@ -93,9 +98,11 @@ def with_hypervisor(lab: LabConfig, **changes: Any) -> LabConfig:
 
 async def booted(driver: QemuDriver, host: str) -> str:
     """Boot the guest on ``host`` and return its ready line."""
+    log = Path(driver.files(host).log)
+    offset = console_offset(log)  # the console is appended to: wait for this boot's line
     result = await driver.create(host)
     assert result.changed and not result.dry_run
-    return await wait_for_console(Path(driver.files(host).log), READY_MARKER, timeout=NO_DEADLINE)
+    return await wait_for_console(log, READY_MARKER, timeout=NO_DEADLINE, offset=offset)
 
 
 async def check_migrated(
@@ -191,6 +198,8 @@ async def test_boot_migrate_and_cancel_between_local_hosts(tgtd: Tgtd, run_dir: 
         assert not cancelled.ok and "cancelled" in (cancelled.error or ""), cancelled
         assert await slow.domains("h2") == [DomainInfo("guest", "running", 128, 1)]
         assert await slow.domains("h1") == [] and not qemu_pids(slow.files("h1").qmp)
+        # h1's destination QEMU opened h1's console log again: the boot's lines are kept.
+        assert ready in Path(slow.files("h1").log).read_text(errors="replace")
         last = events.of(MigrationFinished)[-1]
         assert (last.source, last.ok, last.guest_host) == ("h2", False, "h2")
         now = max(uptimes(dest_log))
@@ -366,7 +375,9 @@ migration_port = 4555
     assert argv[argv.index("-kernel") + 1] == str(kernel)
     assert argv[argv.index("-initrd") + 1] == str(initrd)
     assert "miglab.ip=198.18.0.50/15" in argv[argv.index("-append") + 1].split()
-    assert f"file:{run}/guest.h1.log" in argv and f"{run}/guest.h1.pid" in argv
+    # The console is appended to, so a migration back to h1 keeps what the guest printed.
+    assert f"file,id=console0,path={run}/guest.h1.log,append=on" in argv
+    assert argv[argv.index("-serial") + 1] == "chardev:console0" and f"{run}/guest.h1.pid" in argv
     assert f"unix:{run}/guest.h1.qmp,server=on,wait=off" in argv
     assert f"file=iscsi://198.18.0.1:3260/{IQN}/1,format=raw,if=virtio,cache=none" in argv
     assert argv[-1] == "-daemonize" and "-incoming" not in argv

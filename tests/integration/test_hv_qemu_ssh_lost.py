@@ -27,7 +27,7 @@ from backend.drivers.base import DomainInfo, DriverError
 from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.parse_xl import MIGRATEDAWAY_SUFFIX
 from backend.events import Event, MigrationFinished, MigrationProgress, Note
-from backend.sandbox.guest_image import READY_MARKER, wait_for_console
+from backend.sandbox.guest_image import READY_MARKER, console_offset, wait_for_console
 from backend.transport.base import CommandFailed
 from backend.transport.hosts import Hosts
 from tests.conftest import need, need_root
@@ -138,8 +138,11 @@ async def test_dest_ssh_lost_after_qemu_completed_ends_with_the_event_and_a_driv
     try:
         assert await hosts.open(["h1", "h2"]) == {"h1": None, "h2": None}
         driver = QemuDriver(lab, {n: hosts[n] for n in ("h1", "h2")}, watch)
+        offset = console_offset(Path(driver.files("h1").log))
         assert (await driver.create("h1")).changed
-        await wait_for_console(Path(driver.files("h1").log), READY_MARKER, timeout=90)
+        await wait_for_console(
+            Path(driver.files("h1").log), READY_MARKER, timeout=90, offset=offset
+        )
 
         try:
             await driver.migrate("h1", "h2")
@@ -207,8 +210,11 @@ async def test_dest_ssh_lost_and_the_migration_failed_still_ends_with_the_event(
     try:
         assert await hosts.open(["h1", "h2"]) == {"h1": None, "h2": None}
         driver = QemuDriver(lab, {n: hosts[n] for n in ("h1", "h2")}, watch)
+        offset = console_offset(Path(driver.files("h1").log))
         assert (await driver.create("h1")).changed
-        await wait_for_console(Path(driver.files("h1").log), READY_MARKER, timeout=90)
+        await wait_for_console(
+            Path(driver.files("h1").log), READY_MARKER, timeout=90, offset=offset
+        )
 
         try:
             outcome = await driver.migrate("h1", "h2")
