@@ -251,10 +251,11 @@ async def resolve_kernel_version(package: str = DEFAULT_KERNEL_PACKAGE) -> str:
 class _Apt:
     """apt-get download with one ``apt-get update`` retry (stale or missing package lists)."""
 
-    def __init__(self, allow_update: bool, progress: Progress) -> None:
+    def __init__(self, allow_update: bool, progress: Progress, options: Sequence[str] = ()) -> None:
         self.allow_update = allow_update and os.geteuid() == 0
         self.updated = False
         self.progress = progress
+        self.apt_get = ["apt-get", *options]  # options: e.g. a private list of sources
 
     async def retrying(self, argv: Sequence[str], *, cwd: Path | None = None) -> str:
         try:
@@ -264,7 +265,7 @@ class _Apt:
                 raise
         self.progress("apt-get update (package lists missing or stale)")
         self.updated = True  # once per build, even if it fails
-        await _run(["apt-get", "update"])
+        await _run([*self.apt_get, "update"])
         return await _run(argv, cwd=cwd)
 
     async def kernel_version(self, package: str) -> str:
@@ -275,7 +276,7 @@ class _Apt:
                 raise
         self.progress("apt-get update (no kernel package known)")
         self.updated = True
-        await _run(["apt-get", "update"])
+        await _run([*self.apt_get, "update"])
         return await resolve_kernel_version(package)
 
     async def download(self, package: str, debs: Path, work: Path) -> Path:
@@ -287,7 +288,7 @@ class _Apt:
         start-up costs seconds here), in the order given."""
         target = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="dl-", dir=work))
         self.progress(f"apt-get download {' '.join(packages)}")
-        await self.retrying(["apt-get", "download", *packages], cwd=target)
+        await self.retrying([*self.apt_get, "download", *packages], cwd=target)
         kept: list[Path] = []
         for package in packages:
             found = await asyncio.to_thread(_debs_in, target, package)
@@ -319,15 +320,17 @@ async def fetch_packages(
     *,
     allow_apt_update: bool = True,
     progress: Progress | None = None,
+    apt_options: Sequence[str] = (),
 ) -> list[Path]:
     """Download Debian ``packages`` into ``cache_dir/debs`` (once) and unpack each with
     ``dpkg -x`` into ``cache_dir/unpacked/<deb name>`` (once): the roots to pass as
-    ``package_roots``, in the order asked. A cached package is used without asking apt."""
+    ``package_roots``, in the order asked. A cached package is used without asking apt.
+    ``apt_options`` go to every apt-get (e.g. its own list of sources)."""
     say: Progress = progress or (lambda _message: None)
     debs, unpacked, tmp = cache_dir / "debs", cache_dir / "unpacked", cache_dir / "tmp"
     for directory in (debs, unpacked, tmp):
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-    apt = _Apt(allow_apt_update, say)
+    apt = _Apt(allow_apt_update, say, apt_options)
     cached = [await asyncio.to_thread(_cached_deb, debs, package) for package in packages]
     missing = list(dict.fromkeys(p for p, deb in zip(packages, cached, strict=True) if deb is None))
     fetched: dict[str, Path] = {}

@@ -66,6 +66,11 @@ class SandboxLayout:
         return self.root / "guest"
 
     @property
+    def qemu_cache(self) -> Path:
+        """The guest's QEMU when this machine's is too old (see guest_qemu.py)."""
+        return self.root / "qemu"
+
+    @property
     def run_dir(self) -> Path:
         """The hypervisors' run_dir (QMP sockets, pid files): short, unix socket paths
         are limited to 107 bytes."""

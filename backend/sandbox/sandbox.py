@@ -28,6 +28,7 @@ from backend.events import Event
 from backend.sandbox import netns as ip
 from backend.sandbox import preflight
 from backend.sandbox.guest_image import kernel_cmdline
+from backend.sandbox.guest_qemu import guest_qemu
 from backend.sandbox.lab_file import GUEST_NAME, XEN_GUEST_VCPUS, LabSpec, iqn, write_lab_file
 from backend.sandbox.lab_guest import build_lab_guest, ensure_guest_host_key, fetch_dropbear
 from backend.sandbox.layout import SandboxLayout
@@ -266,6 +267,8 @@ class Sandbox:
         )
         if await ensure_disk(runner, layout.disk, DISK_MB):
             say(f"made the shared disk {layout.disk} ({DISK_MB} MiB, ext4)")
+        qemu = await guest_qemu(layout.qemu_cache, programs["qemu-system-x86_64"], say)
+        say(f"guest QEMU {qemu.version} ({qemu.origin}): {qemu.binary}")
 
         net, state = await self._new_state(old, link_mbit, guest_mb, "qemu")
         try:
@@ -280,7 +283,7 @@ class Sandbox:
                 link_mbit=link_mbit,
                 guest_mb=guest_mb,
                 tgt_control_port=TGT_PORT_BASE + net.instance,
-                qemu_binary=programs["qemu-system-x86_64"],
+                qemu_binary=qemu.binary,
             )
             lab_path, _ = await write_lab_file(spec)
         except BaseException:

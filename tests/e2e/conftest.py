@@ -103,3 +103,35 @@ def sandbox() -> Iterator[SandboxUnderTest]:
     finally:
         down = miglab("sandbox", "down", "--dir", str(directory), timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+# Lines a guest kernel prints when it is damaged, whatever the test then sees of it.
+GUEST_TROUBLE = ("Oops:", "BUG:", "Kernel panic", "general protection fault", "segfault at")
+
+
+def _console_sizes(run_dir: Path) -> dict[Path, int]:
+    return {log: log.stat().st_size for log in run_dir.glob("*.log")}
+
+
+@pytest.fixture(autouse=True)
+def guest_console_stays_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a sandbox test whose guest printed an oops, a BUG or a segfault on its serial
+    console while it ran (each host's console log is appended to across migrations), with
+    those lines: a damaged guest can still pass a test's own checks."""
+    if "sandbox" not in request.fixturenames:
+        yield
+        return
+    lab: SandboxUnderTest = request.getfixturevalue("sandbox")
+    run_dir = Path(lab.lab.hypervisor.run_dir)
+    before = _console_sizes(run_dir)
+    yield
+    trouble: list[str] = []
+    for log, size in _console_sizes(run_dir).items():
+        with log.open("rb") as handle:
+            handle.seek(before.get(log, 0) if size >= before.get(log, 0) else 0)
+            text = handle.read().decode(errors="replace")
+        lines = text.splitlines()
+        for at, line in enumerate(lines):
+            if any(mark in line for mark in GUEST_TROUBLE):
+                trouble.append(f"{log.name}: " + " | ".join(lines[at : at + 8]))
+    assert not trouble, "the guest's kernel reported trouble:\n" + "\n".join(trouble[:5])
