@@ -113,6 +113,21 @@ def _console_sizes(run_dir: Path) -> dict[Path, int]:
     return {log: log.stat().st_size for log in run_dir.glob("*.log")}
 
 
+def guest_trouble(run_dir: Path, before: dict[Path, int]) -> list[str]:
+    """The trouble lines (each with the 7 after it) the guest's consoles in ``run_dir``
+    gained since their sizes were ``before``."""
+    trouble: list[str] = []
+    for log, size in _console_sizes(run_dir).items():
+        start = before.get(log, 0)
+        with log.open("rb") as handle:
+            handle.seek(start if size >= start else 0)
+            lines = handle.read().decode(errors="replace").splitlines()
+        for at, line in enumerate(lines):
+            if any(mark in line for mark in GUEST_TROUBLE):
+                trouble.append(f"{log.name}: " + " | ".join(lines[at : at + 8]))
+    return trouble
+
+
 @pytest.fixture(autouse=True)
 def guest_console_stays_clean(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a sandbox test whose guest printed an oops, a BUG or a segfault on its serial
@@ -125,13 +140,5 @@ def guest_console_stays_clean(request: pytest.FixtureRequest) -> Iterator[None]:
     run_dir = Path(lab.lab.hypervisor.run_dir)
     before = _console_sizes(run_dir)
     yield
-    trouble: list[str] = []
-    for log, size in _console_sizes(run_dir).items():
-        with log.open("rb") as handle:
-            handle.seek(before.get(log, 0) if size >= before.get(log, 0) else 0)
-            text = handle.read().decode(errors="replace")
-        lines = text.splitlines()
-        for at, line in enumerate(lines):
-            if any(mark in line for mark in GUEST_TROUBLE):
-                trouble.append(f"{log.name}: " + " | ".join(lines[at : at + 8]))
+    trouble = guest_trouble(run_dir, before)
     assert not trouble, "the guest's kernel reported trouble:\n" + "\n".join(trouble[:5])
