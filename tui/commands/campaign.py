@@ -231,6 +231,7 @@ async def _run(
             "switch_disk": sim.switch_disk,
             "clock": sim.clock,
             "sleep": sim.runtime.sleep,
+            "hypervisor": sim.hypervisor_driver(hosts, bus.publish),
             "simulation": sim.header()["simulation"],
         }
     runner = ExperimentRunner(

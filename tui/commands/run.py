@@ -237,6 +237,7 @@ def _runner(
             repetitions=repeat,
             log_path=log,
             simulated=True,
+            hypervisor=sim.hypervisor_driver(hosts, bus.publish),
             switch_disk=sim.switch_disk,
             clock=sim.clock,
             sleep=sim.runtime.sleep,
