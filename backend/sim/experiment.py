@@ -24,6 +24,7 @@ from backend.drivers.base import MigrationOutcome
 from backend.drivers.hv_qemu import QemuDriver
 from backend.events import Event, Sample
 from backend.probes.base import LineParser, ParserFactory
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
 from backend.sim.direct import DirectRunner
@@ -47,6 +48,8 @@ class Experiment:
     after_s: float = 60.0
     migrate: bool = True
     xl_verbose: bool = True
+    scenario: ScenarioInputs | None = None
+    """A scenario's own ``[simulation]`` inputs, over the lab's."""
 
 
 @dataclass
@@ -76,7 +79,7 @@ class Outcome:
 
 async def run_experiment(exp: Experiment) -> Outcome:
     lab = exp.lab or study_lab()
-    model = model_for(lab, exp.seed)
+    model = model_for(lab, exp.seed, exp.scenario)
     runtime = VirtualRuntime(model)
     world = build_world(lab, runtime)
     outcome = Outcome(epoch=runtime.epoch)

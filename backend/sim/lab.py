@@ -39,6 +39,7 @@ from backend.config import LabConfig
 from backend.drivers.base import HypervisorDriver, Publish
 from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.hypervisor import hypervisor_driver
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import IdleRuntime, WallRuntime
 from backend.sim.commands.base import Captured
 from backend.sim.labs import build_world, model_for, preparation, storage_driver, study_lab
@@ -98,9 +99,12 @@ class SimulatedLab:
         seed: int = 0,
         directory: str | os.PathLike[str] | None = None,
         ports: Mapping[str, int] | None = None,
+        scenario: ScenarioInputs | None = None,
     ) -> AsyncIterator[SimulatedLab]:
         """Start the simulated lab of ``lab`` (default: the study's); stop it on exit."""
-        sim = await cls.open(lab, speed=speed, seed=seed, directory=directory, ports=ports)
+        sim = await cls.open(
+            lab, speed=speed, seed=seed, directory=directory, ports=ports, scenario=scenario
+        )
         try:
             yield sim
         finally:
@@ -115,9 +119,11 @@ class SimulatedLab:
         seed: int = 0,
         directory: str | os.PathLike[str] | None = None,
         ports: Mapping[str, int] | None = None,
+        scenario: ScenarioInputs | None = None,
     ) -> SimulatedLab:
+        """Start it (see :meth:`start`); ``scenario``: a scenario's own model inputs."""
         source = lab if lab is not None else study_lab()
-        model = model_for(source, seed)
+        model = model_for(source, seed, scenario)
         runtime: WallRuntime | IdleRuntime
         if isinstance(asyncio.get_running_loop(), SimEventLoop):
             runtime = IdleRuntime(model, speed)

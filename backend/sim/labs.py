@@ -16,6 +16,7 @@ import hashlib
 from typing import Any
 
 from backend.config import LabConfig, parse_lab
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import Runtime
 from backend.sim.commands import command_table, qemu, storage
 from backend.sim.commands.dbench import DEFAULT_LOADFILE, LOCAL_DISK_DIR
@@ -189,8 +190,9 @@ def _meminfo(runtime: Runtime, node: Node) -> Any:
     return lambda: qemu.meminfo(runtime.model, node.name)
 
 
-def model_for(lab: LabConfig, seed: int = 0) -> Model:
-    return Model(LabParams.from_lab(lab), seed)
+def model_for(lab: LabConfig, seed: int = 0, scenario: ScenarioInputs | None = None) -> Model:
+    """The model of ``lab`` (with a scenario's own ``[simulation]`` inputs over the lab's)."""
+    return Model(LabParams.from_lab(lab, scenario), seed)
 
 
 def _common(node: Node) -> None:

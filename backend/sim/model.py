@@ -32,7 +32,12 @@ from typing import Literal
 
 from backend.config import LabConfig
 from backend.sim import workloads as wl
-from backend.sim.assumptions import DOM0_CORES_PER_MBIT_SENT, Prediction, assumptions
+from backend.sim.assumptions import (
+    DOM0_CORES_PER_MBIT_SENT,
+    Prediction,
+    ScenarioInputs,
+    assumptions,
+)
 from backend.sim.memory import PAGES_PER_MIB, GuestMemory
 from backend.sim.network import Allocation, Flow, Network, path
 from backend.sim.precopy import Action, PreCopy, QemuSettings, Summary
@@ -101,8 +106,8 @@ class LabParams:
         return max(2048, -(-need // 1024) * 1024)
 
     @classmethod
-    def from_lab(cls, lab: LabConfig) -> LabParams:
-        prediction = assumptions(lab)
+    def from_lab(cls, lab: LabConfig, scenario: ScenarioInputs | None = None) -> LabParams:
+        prediction = assumptions(lab, scenario)
         # miglab's qemu driver always sets max-bandwidth (the lab's cap, else its link).
         qemu = lab.hypervisor.driver == "qemu"
         return cls(

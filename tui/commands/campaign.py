@@ -42,6 +42,7 @@ from tui.commands.run import (
     EXIT_INTERRUPTED,
     _speed,
     drive,
+    scenario_inputs,
 )
 
 
@@ -206,7 +207,9 @@ async def _simulated(
     source: LabConfig, run: CampaignRun, campaign: LoadedCampaign, speed: float
 ) -> int:
     try:
-        sim = await SimulatedLab.open(source, speed=speed, seed=run.seed)
+        sim = await SimulatedLab.open(
+            source, speed=speed, seed=run.seed, scenario=scenario_inputs(run.scenario)
+        )
     except OSError as exc:
         print(f"miglab: cannot start the simulated lab: {exc}", file=sys.stderr)
         return EXIT_FAILED
