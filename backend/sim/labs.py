@@ -7,7 +7,10 @@ speed, guest memory and vCPUs, host and guest names), so a person can predict a
 migration before running it for real.
 
 What the simulated machines run (``uname -r``): the storage node a 2009 Gentoo kernel,
-the Xen hosts and the guest Debian 8 (Xen 4.4, the last xl with Xen 3.x's migration).
+the Xen hosts and the guest Debian 8 (Xen 4.4, the last xl with Xen 3.x's migration; or
+the Xen release ``[simulation] xen_version`` names). A lab whose hypervisor is QEMU gets
+hosts that run Debian 12's QEMU 7.2 (:mod:`backend.sim.commands.qemu`, QMP included)
+and its own iSCSI initiator instead of xl and open-iscsi; their uname is left as is.
 """
 
 from __future__ import annotations
