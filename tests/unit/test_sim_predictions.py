@@ -1,12 +1,13 @@
 """Predictions of the simulated lab against real migrations on the QEMU sandbox.
 
 Each row: a real run recorded as a session log (tests/data/predictions/, how in its
-README) and the simulated lab's prediction from the same lab.toml, migrated by miglab's
-own qemu driver over QMP to the simulated QEMUs (its polls and its convergence policy) (its ``[simulation]``
-table holds only inputs measured before the migration: see the README). The bands are
-issue 15's: total time within 15 %, downtime and unreachable time within 50 % or 100 ms
-(whichever is larger), and the same verdict on convergence. A row the model misses is
-marked xfail (strict) with the reason: what the real system does that the model lacks.
+README) and the simulated lab's prediction from the same lab.toml (its ``[simulation]``
+table holds only inputs measured before the migration: see the README), migrated by
+miglab's own qemu driver over QMP to the simulated QEMUs (its polls, its convergence
+policy). The bands are issue 15's: total time within 15 %, downtime and unreachable time
+within 50 % or 100 ms (whichever is larger), and the same verdict on convergence. A row
+the model misses is marked xfail (strict) with the reason: what the real system does
+that the model lacks.
 """
 
 from __future__ import annotations
