@@ -8,6 +8,11 @@ with ``-daemonize``; its files on each host are ``{run_dir}/{guest}.{host}.qmp``
 socket), ``.pid`` and ``.log`` (serial console), named after the host so two "hosts"
 sharing one file system (tests, the sandbox) never collide.
 
+Waits (between polls, for a QEMU to go) go through ``sleep`` and the times it measures
+through ``clock``, both given to the constructor: ``asyncio.sleep`` and ``time.monotonic``
+on a real lab, the simulated lab's own in a simulated run (its runtime's ``sleep`` and
+``now``), so a run there is the same at any ``--speed``.
+
 QMP goes over :meth:`HostRunner.open_unix_stream` (on an SSH host, a stream over the
 kept connection to the remote socket). A QMP socket serves one client at a time, so
 while a migration holds the source's and destination's sessions, :meth:`domains` and
@@ -88,6 +93,7 @@ __all__ = ["ConvergencePolicy", "QemuDriver", "QmpRequest", "RunFiles", "run_sta
 
 QmpRequest = tuple[str, dict[str, Any] | None]
 """A QMP command and its arguments."""
+Sleep = Callable[[float], Awaitable[None]]
 
 QEMU_DEFAULT_DOWNTIME_MS = 300
 MAX_DOWNTIME_LIMIT_MS = 2_000_000  # QEMU's limit: 2000 s
@@ -244,6 +250,7 @@ async def settled(
     query: Callable[[], Awaitable[MigrationStatus]],
     pause_s: float,
     polls: int = SETTLE_POLLS,
+    sleep: Sleep = asyncio.sleep,
 ) -> MigrationStatus:
     """The final answer with QEMU's own figures in it.
 
@@ -256,7 +263,7 @@ async def settled(
     if status.status != "completed" or status.total_time_ms:
         return status
     for _ in range(polls):
-        await asyncio.sleep(pause_s)
+        await sleep(pause_s)
         again = await query()
         if again.status != "completed" or again.total_time_ms:
             return again
@@ -274,6 +281,8 @@ class QemuDriver(HypervisorBase):
         *,
         poll_interval_s: float = 0.15,
         powerdown_timeout_s: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(lab, runners, publish)
         if lab.guest.qemu is None:
@@ -287,6 +296,8 @@ class QemuDriver(HypervisorBase):
         self.run_dir = lab.hypervisor.run_dir.rstrip("/") or "/"
         self.poll_interval_s = poll_interval_s
         self.powerdown_timeout_s = powerdown_timeout_s
+        self.sleep = sleep
+        self.clock = clock
         self._sessions: dict[str, QmpClient] = {}  # host -> the session a migration holds
 
     # -- command lines ---------------------------------------------------------------------
@@ -388,11 +399,11 @@ class QemuDriver(HypervisorBase):
         return int(text) if text.isdigit() else None
 
     async def _wait_gone(self, host: str, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         while await self._pid(host, pid) is not None:
-            if time.monotonic() > deadline:
+            if self.clock() > deadline:
                 return False
-            await asyncio.sleep(0.1)
+            await self.sleep(0.1)
         return True
 
     async def _stop(self, host: str, pid: int, planner: Planner | None = None) -> None:
@@ -562,7 +573,7 @@ class QemuDriver(HypervisorBase):
         if await self._pid(dest) is not None:
             raise Refused(f"{dest} already runs a QEMU of {self.guest}; destroy it first")
 
-        started = time.monotonic()
+        started = self.clock()
         dst_pid: int | None = None
         try:
             planner = Planner(dry_run=False)
@@ -608,13 +619,15 @@ class QemuDriver(HypervisorBase):
             if status.status not in ("none", "completed", "failed", "cancelled"):
                 self._progress(source, dest, status)
             if status.finished:
-                return await settled(status, qmp.query_migrate, self.poll_interval_s)
+                return await settled(
+                    status, qmp.query_migrate, self.poll_interval_s, sleep=self.sleep
+                )
             follow_up, note = policy.step(status)
             for command, arguments in follow_up:
                 await qmp.execute(command, arguments)
             if note is not None:
                 self.note(note)
-            await asyncio.sleep(self.poll_interval_s)
+            await self.sleep(self.poll_interval_s)
 
     def _progress(self, source: str, dest: str, status: MigrationStatus) -> None:
         self._publish(progress_event(self.guest, source, dest, status))
@@ -656,15 +669,15 @@ class QemuDriver(HypervisorBase):
 
     async def _wait_running(self, dest: str) -> bool:
         """Whether the guest runs on ``dest`` (given a few seconds to resume)."""
-        deadline = time.monotonic() + 10
+        deadline = self.clock() + 10
         while True:
             dest_now = await self.domains(dest)
             if dest_now and dest_now[0].state == "running":
                 return True
-            if time.monotonic() > deadline:
+            if self.clock() > deadline:
                 self.note(f"{self.guest} completed its migration but is not running on {dest}")
                 return False
-            await asyncio.sleep(0.1)
+            await self.sleep(0.1)
 
     async def _abandon(
         self, source: str, dest: str, dst_pid: int | None
@@ -709,7 +722,7 @@ class QemuDriver(HypervisorBase):
     ) -> MigrationOutcome:
         """Publish ``migration.finished``; ``guest_host``: where the guest is now (None:
         unclear)."""
-        wall_ms = round((time.monotonic() - started) * 1000, 3)
+        wall_ms = round((self.clock() - started) * 1000, 3)
         ram = status.ram if status is not None else None
         outcome = MigrationOutcome(
             ok=error is None,

@@ -57,7 +57,7 @@ from typing import Any, Literal, TypeVar
 from backend.aio import wait_for
 from backend.check import probe_host
 from backend.config import LabConfig
-from backend.drivers.base import DriverError, HostCommand, MigrationOutcome
+from backend.drivers.base import DriverError, HostCommand, HypervisorDriver, MigrationOutcome
 from backend.events import (
     DiskStarted,
     Event,
@@ -246,7 +246,8 @@ class ExperimentRunner:
     its own SSH connection into the guest unless ``guest`` is given. Everything it
     does is published on ``bus``; with ``log_path`` it also writes the session log
     (without, the caller's log subscribes to the bus). ``controller`` defaults to a
-    :class:`LabController` on ``hosts``; ``switch_disk`` is needed only by a disk
+    :class:`LabController` on ``hosts`` (with ``hypervisor`` as its hypervisor driver if
+    given: the simulated lab's waits on its clock); ``switch_disk`` is needed only by a disk
     comparison. ``clock`` dates the runner's own events and the samples of tools that
     print relative times, and ``sleep`` waits on that clock: the timeline's parts and
     the waits for a freshly booted guest (a simulated lab has a clock of its own, and
@@ -265,6 +266,7 @@ class ExperimentRunner:
         log_path: str | Path | None = None,
         simulated: bool = False,
         controller: LabController | None = None,
+        hypervisor: HypervisorDriver | None = None,
         guest: HostRunner | None = None,
         switch_disk: SwitchDisk | None = None,
         clock: Clock = time.time,
@@ -282,6 +284,7 @@ class ExperimentRunner:
         self.log_path = Path(log_path) if log_path is not None else None
         self.simulated = simulated
         self._controller = controller
+        self._hypervisor = hypervisor
         self._guest = guest
         self._own_guest = guest is None
         self._switch_disk = switch_disk
@@ -331,7 +334,9 @@ class ExperimentRunner:
     @property
     def controller(self) -> LabController:
         if self._controller is None:
-            self._controller = LabController(self.lab, self.hosts, self.bus.publish)
+            self._controller = LabController(
+                self.lab, self.hosts, self.bus.publish, hypervisor=self._hypervisor
+            )
         return self._controller
 
     # -- events ---------------------------------------------------------------------------

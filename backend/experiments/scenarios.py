@@ -35,6 +35,8 @@ guest's address, how long a tool runs) is given by the runner to
 another, each in its own warm-up + baseline stage (analysis 1 of the study
 measured one benchmark at a time). ``compare_disks = ["local", "iscsi"]`` runs
 the whole scenario once per disk the guest runs from, with no migration.
+A ``[simulation]`` table sets the simulated lab's model inputs for this scenario (the
+keys of lab.toml's ``[simulation]``, which it overrides; a real run ignores it).
 
 Errors name the file, line and key (``ConfigError`` from :mod:`backend.config`).
 Loading reads files: it blocks, so the console calls it in a thread.
@@ -74,6 +76,7 @@ from backend.config import (
     ConfigErrors,
     KeyLines,
     LabConfig,
+    Simulation,
     describe_error,
     dotted_key,
     load_toml_file,
@@ -542,6 +545,12 @@ class Scenario(_Model):
 
     compare_disks: list[Literal["local", "iscsi"]] | None = None
     """Run once per disk the guest uses, e.g. ["local", "iscsi"] (analysis 1, no migration)."""
+
+    simulation: Simulation | None = None
+    """For a simulated run (``miglab run --sim``): the model's inputs this scenario sets,
+    over lab.toml's ``[simulation]`` (the same keys, e.g. ``dirtier_mib_s`` for a
+    workload's dirtying rate); the real lab ignores it. The run's log header says which
+    value came from where."""
 
     _source: str | None = PrivateAttr(default=None)
 

@@ -3,15 +3,16 @@
 A lab.toml says which hypervisor runs, how fast the links are and how big the guest is;
 it does not say how much of the guest's memory is zero, how fast a workload dirties
 memory or what sending costs the host's CPU. :func:`assumptions` picks each of those
-from the lab's ``[simulation]`` table when it has the key, else a default, and keeps
-where each value came from: the simulated run's log header and its report show them.
+from the scenario's ``[simulation]`` table when it has the key (:class:`ScenarioInputs`),
+else lab.toml's, else a default, and keeps where each value came from: the simulated
+run's log header and its report show them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.config import LabConfig
+from backend.config import LabConfig, Simulation
 from backend.sim import workloads as wl
 from backend.sim.precopy_rules import QEMU_DEFAULT_DOWNTIME_MS, Rules, parse_xen_version, rules_for
 
@@ -42,6 +43,19 @@ SOURCES = {
     "lab-notes": "measured on this machine kind, unloaded (LAB-NOTES.md: 706 ms, 256 MB)",
     "idle-host": "a sending host with nothing else to run",
 }
+
+
+@dataclass(frozen=True)
+class ScenarioInputs:
+    """A scenario's ``[simulation]`` table and where it came from (its file)."""
+
+    values: Simulation
+    scenario: str
+    """The scenario's file (or "built-in ID"), as the log header names it."""
+
+    @property
+    def source(self) -> str:
+        return f"scenario {self.scenario} [simulation]"
 
 
 @dataclass(frozen=True)
@@ -80,21 +94,34 @@ class Prediction:
         }
 
 
-def assumptions(lab: LabConfig) -> Prediction:
-    """The model and inputs for simulating ``lab``."""
-    sim = lab.simulation
+def assumptions(lab: LabConfig, scenario: ScenarioInputs | None = None) -> Prediction:
+    """The model and inputs for simulating ``lab`` (``scenario``'s inputs over the lab's)."""
     hv = lab.hypervisor
     inputs: list[Assumption] = []
+    tables = [
+        *([(scenario.values, scenario.source)] if scenario is not None else []),
+        *([(lab.simulation, SOURCES["lab"])] if lab.simulation is not None else []),
+    ]
 
-    def pick(key: str, given: float | None, default: float, source: str, unit: str) -> float:
-        value = default if given is None else given
-        inputs.append(Assumption(key, value, unit, SOURCES["lab"] if given is not None else source))
-        return value
+    def given(key: str) -> tuple[float | str | None, str | None]:
+        """The first table's value for ``key`` and where it is, else (None, None)."""
+        for table, where in tables:
+            value = getattr(table, key)
+            if value is not None:
+                return value, where
+        return None, None
+
+    def pick(key: str, default: float, source: str, unit: str) -> float:
+        value, where = given(key)
+        if value is None or isinstance(value, str):
+            inputs.append(Assumption(key, default, unit, source))
+            return default
+        inputs.append(Assumption(key, value, unit, where or source))
+        return float(value)
 
     if hv.driver == "qemu":
         zero = pick(
             "zero_fraction",
-            sim.zero_fraction if sim else None,
             QEMU_SANDBOX_ZERO_FRACTION,
             SOURCES["sandbox"],
             "of guest memory",
@@ -123,16 +150,13 @@ def assumptions(lab: LabConfig) -> Prediction:
             zero_fraction=zero,
         )
     else:
-        given = sim.xen_version if sim else None
-        version = given or DEFAULT_XEN_VERSION
-        inputs.append(
-            Assumption("xen_version", version, "", SOURCES["lab"] if given else SOURCES["hosts"])
-        )
+        stated, where = given("xen_version")
+        version = stated if isinstance(stated, str) else DEFAULT_XEN_VERSION
+        inputs.append(Assumption("xen_version", version, "", where or SOURCES["hosts"]))
         inputs.append(Assumption("zero_fraction", 0.0, "of guest memory", SOURCES["xen"]))
         rules = rules_for("xen", parse_xen_version(version))
     pick(
         "dirtier_mib_s",
-        sim.dirtier_mib_s if sim else None,
         wl.DIRTIER_MIB_S,
         SOURCES["study"],
         "MiB/s",
@@ -140,7 +164,6 @@ def assumptions(lab: LabConfig) -> Prediction:
     qemu = hv.driver == "qemu"
     pick(
         "send_cores_per_mbit",
-        sim.send_cores_per_mbit if sim else None,
         QEMU_SEND_CORES_PER_MBIT if qemu else DOM0_CORES_PER_MBIT_SENT,
         SOURCES["lab-notes"] if qemu else SOURCES["study"],
         "cores per Mbit/s",
@@ -148,7 +171,6 @@ def assumptions(lab: LabConfig) -> Prediction:
     if qemu:
         pick(
             "sender_cores",
-            sim.sender_cores if sim else None,
             1.0,
             SOURCES["idle-host"],
             "cores for the migration thread",

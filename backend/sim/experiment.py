@@ -1,10 +1,12 @@
 """Run one migration experiment on the simulated lab, on the virtual clock, without SSH.
 
-The same programs the SSH hosts run (ping, sysbench, dbench, xl...) run here on a
+The same programs the SSH hosts run (ping, sysbench, dbench, xl, QEMU...) run here on a
 :class:`~backend.sim.clock.VirtualRuntime`, so a six-minute migration takes a fraction
 of a second and the result depends only on the lab, the seed and the schedule. Each
 program's output is kept line by line with the simulated time it was printed, ready
 for the probes' parsers (:func:`parse`, whose clock is that time, as it would be live).
+A Xen lab migrates with ``xl migrate``; a QEMU lab with miglab's own qemu driver, its QMP
+going to the simulated QEMUs (:mod:`backend.sim.direct`).
 
 This is what the fidelity tests drive, and a quick way to predict a migration::
 
@@ -18,10 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backend.config import LabConfig
-from backend.events import Sample
+from backend.drivers.base import MigrationOutcome
+from backend.drivers.hv_qemu import QemuDriver
+from backend.events import Event, Sample
 from backend.probes.base import LineParser, ParserFactory
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
+from backend.sim.direct import DirectRunner
 from backend.sim.labs import build_world, model_for, preparation, study_lab
 from backend.sim.precopy import Summary
 from backend.sim.world import Node, World
@@ -42,6 +48,8 @@ class Experiment:
     after_s: float = 60.0
     migrate: bool = True
     xl_verbose: bool = True
+    scenario: ScenarioInputs | None = None
+    """A scenario's own ``[simulation]`` inputs, over the lab's."""
 
 
 @dataclass
@@ -53,6 +61,8 @@ class Outcome:
     probes: list[Captured] = field(default_factory=list)
     xl: Captured | None = None
     xl_exit: int | None = None
+    qemu: tuple[MigrationOutcome, list[Event]] | None = None
+    """A QEMU lab's migration: miglab's qemu driver's outcome and the events it published."""
     migration: Summary | None = None
     started: float = 0.0
     """Simulated seconds at which ``xl migrate`` was started."""
@@ -69,7 +79,7 @@ class Outcome:
 
 async def run_experiment(exp: Experiment) -> Outcome:
     lab = exp.lab or study_lab()
-    model = model_for(lab, exp.seed)
+    model = model_for(lab, exp.seed, exp.scenario)
     runtime = VirtualRuntime(model)
     world = build_world(lab, runtime)
     outcome = Outcome(epoch=runtime.epoch)
@@ -90,7 +100,11 @@ async def run_experiment(exp: Experiment) -> Outcome:
             _spawn(world, runtime, world.guest, argv, outcome.workloads) for argv in exp.workloads
         ]
         await runtime.sleep(exp.warmup_s + exp.baseline_s)
-        if exp.migrate:
+        if exp.migrate and lab.hypervisor.driver == "qemu":
+            outcome.started = model.t
+            outcome.qemu = await _qemu_migration(lab, world, runtime)
+            outcome.migration = model.last_migration()
+        elif exp.migrate:
             source, dest = lab.hypervisor.hosts
             argv = ["xl", *(["-v"] if exp.xl_verbose else []), "migrate", lab.guest.name, dest]
             outcome.xl = Captured(runtime)
@@ -104,6 +118,21 @@ async def run_experiment(exp: Experiment) -> Outcome:
 
     await runtime.run(scenario())
     return outcome
+
+
+async def _qemu_migration(
+    lab: LabConfig, world: World, runtime: VirtualRuntime
+) -> tuple[MigrationOutcome, list[Event]]:
+    """Migrate with miglab's own qemu driver, over QMP to the simulated QEMUs."""
+    events: list[Event] = []
+    runners = {host: DirectRunner(world, world.node(host)) for host in lab.hypervisor.hosts}
+    driver = QemuDriver(lab, runners, events.append, sleep=runtime.sleep, clock=runtime.now)
+    source, dest = lab.hypervisor.hosts
+    try:
+        return await driver.migrate(source, dest), events
+    finally:
+        for runner in runners.values():
+            await runner.close()
 
 
 def _spawn(

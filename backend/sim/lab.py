@@ -14,6 +14,9 @@ a private temporary directory (removed on exit). Its clock follows the wall cloc
 whenever this process is busy (:class:`~backend.sim.clock.IdleRuntime`), which makes a
 run the same for the same seed (``miglab run --sim``). The guest listens on 127.0.0.2 where
 the system allows it (Linux routes all of 127/8 to lo), else on 127.0.0.1.
+
+The hosts play the lab's tools: xl, or QEMU with QMP when lab.toml says ``driver =
+"qemu"``; :meth:`SimulatedLab.hypervisor_driver` is the driver to reach them with.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ from typing import Any
 import asyncssh
 
 from backend.config import LabConfig
+from backend.drivers.base import HypervisorDriver, Publish
+from backend.drivers.hv_qemu import QemuDriver
+from backend.drivers.hypervisor import hypervisor_driver
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import IdleRuntime, WallRuntime
 from backend.sim.commands.base import Captured
 from backend.sim.labs import build_world, model_for, preparation, storage_driver, study_lab
@@ -40,6 +47,7 @@ from backend.sim.loop import SimEventLoop
 from backend.sim.model import Model
 from backend.sim.server import USER, SimSshServer
 from backend.sim.world import World
+from backend.transport.base import HostRunner
 from backend.transport.ssh import SshTarget
 
 HOST_ADDRESS = "127.0.0.1"
@@ -91,9 +99,12 @@ class SimulatedLab:
         seed: int = 0,
         directory: str | os.PathLike[str] | None = None,
         ports: Mapping[str, int] | None = None,
+        scenario: ScenarioInputs | None = None,
     ) -> AsyncIterator[SimulatedLab]:
         """Start the simulated lab of ``lab`` (default: the study's); stop it on exit."""
-        sim = await cls.open(lab, speed=speed, seed=seed, directory=directory, ports=ports)
+        sim = await cls.open(
+            lab, speed=speed, seed=seed, directory=directory, ports=ports, scenario=scenario
+        )
         try:
             yield sim
         finally:
@@ -108,9 +119,11 @@ class SimulatedLab:
         seed: int = 0,
         directory: str | os.PathLike[str] | None = None,
         ports: Mapping[str, int] | None = None,
+        scenario: ScenarioInputs | None = None,
     ) -> SimulatedLab:
+        """Start it (see :meth:`start`); ``scenario``: a scenario's own model inputs."""
         source = lab if lab is not None else study_lab()
-        model = model_for(source, seed)
+        model = model_for(source, seed, scenario)
         runtime: WallRuntime | IdleRuntime
         if isinstance(asyncio.get_running_loop(), SimEventLoop):
             runtime = IdleRuntime(model, speed)
@@ -229,6 +242,18 @@ class SimulatedLab:
             raise ValueError(f'disk must be "local" or "iscsi", got {disk!r}')
         self.model.guest_disk = "local" if disk == "local" else "iscsi"
 
+    def hypervisor_driver(
+        self, runners: Mapping[str, HostRunner], publish: Publish
+    ) -> HypervisorDriver:
+        """The lab's hypervisor driver, its waits and times on the simulated clock (the
+        QEMU driver sleeps between polls; the Xen driver's times are the event clock's)."""
+        lab = self.lab_config
+        if lab.hypervisor.driver == "qemu":
+            return QemuDriver(
+                lab, runners, publish, sleep=self.runtime.sleep, clock=self.runtime.now
+            )
+        return hypervisor_driver(lab, runners, publish)
+
     def header(self) -> dict[str, Any]:
         """What a session log's header should say about the simulation."""
         prediction = self.model.params.prediction
@@ -290,6 +315,7 @@ def _lab_config(source: LabConfig, sim: SimulatedLab) -> LabConfig:
         }
 
     names = [source.storage.host, *source.hypervisor.hosts]
+    qemu = source.hypervisor.driver == "qemu"
     guest = sim.endpoint(source.guest.name)
     data: dict[str, Any] = {
         "lab": {
@@ -312,12 +338,18 @@ def _lab_config(source: LabConfig, sim: SimulatedLab) -> LabConfig:
                 else {}
             ),
         },
-        "hypervisor": {
-            "driver": "xen",
-            "hosts": list(source.hypervisor.hosts),
-            "migrate_bandwidth_mbit": source.hypervisor.migrate_bandwidth_mbit,
-            "run_dir": source.hypervisor.run_dir,
-        },
+        # The hypervisor lab.toml names: xl, or QEMU with its [guest.qemu] (and its
+        # downtime limit and convergence policy, which miglab's driver sets over QMP).
+        "hypervisor": (
+            source.hypervisor.model_dump(exclude_none=True)
+            if qemu
+            else {
+                "driver": "xen",
+                "hosts": list(source.hypervisor.hosts),
+                "migrate_bandwidth_mbit": source.hypervisor.migrate_bandwidth_mbit,
+                "run_dir": source.hypervisor.run_dir,
+            }
+        ),
         "guest": {
             "name": source.guest.name,
             "address": guest.address,
@@ -328,11 +360,15 @@ def _lab_config(source: LabConfig, sim: SimulatedLab) -> LabConfig:
             "transport": "plain-exec",
             "vcpus": source.guest.vcpus,
             "memory_mb": source.guest.memory_mb,
-            "config": sim.world.guest_config_path,
+            **(
+                {"qemu": source.guest.qemu.model_dump(exclude_none=True)}
+                if qemu and source.guest.qemu is not None
+                else {"config": sim.world.guest_config_path}
+            ),
         },
     }
-    if data["hypervisor"]["migrate_bandwidth_mbit"] is None:
-        del data["hypervisor"]["migrate_bandwidth_mbit"]
+    if data["hypervisor"].get("migrate_bandwidth_mbit") is None:
+        data["hypervisor"].pop("migrate_bandwidth_mbit", None)
     return LabConfig.model_validate(data, context={"base_dir": sim.directory})
 
 

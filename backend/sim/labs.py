@@ -7,7 +7,10 @@ speed, guest memory and vCPUs, host and guest names), so a person can predict a
 migration before running it for real.
 
 What the simulated machines run (``uname -r``): the storage node a 2009 Gentoo kernel,
-the Xen hosts and the guest Debian 8 (Xen 4.4, the last xl with Xen 3.x's migration).
+the Xen hosts and the guest Debian 8 (Xen 4.4, the last xl with Xen 3.x's migration; or
+the Xen release ``[simulation] xen_version`` names). A lab whose hypervisor is QEMU gets
+hosts that run Debian 12's QEMU 7.2 (:mod:`backend.sim.commands.qemu`, QMP included)
+and its own iSCSI initiator instead of xl and open-iscsi; their uname is left as is.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import hashlib
 from typing import Any
 
 from backend.config import LabConfig, parse_lab
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import Runtime
-from backend.sim.commands import command_table, storage
+from backend.sim.commands import command_table, qemu, storage
 from backend.sim.commands.dbench import DEFAULT_LOADFILE, LOCAL_DISK_DIR
 from backend.sim.commands.xl import guest_config, guest_mac
 from backend.sim.model import LabParams, Model
@@ -146,10 +150,16 @@ def build_world(
         _common(node)
         iqn = initiator_name(name)
         node.state["iscsiadm"] = _iscsiadm_state(iqn, host_address)
-        node.add_dirs(["/var/lib/iscsi", "/var/log/xen", lab.hypervisor.run_dir])
-        node.add_files(
-            {config_path: cfg, "/etc/iscsi/initiatorname.iscsi": f"InitiatorName={iqn}\n"}
-        )
+        node.add_dirs([lab.hypervisor.run_dir])
+        if lab.guest.qemu is None:
+            node.add_dirs(["/var/lib/iscsi", "/var/log/xen"])
+            node.add_files(
+                {config_path: cfg, "/etc/iscsi/initiatorname.iscsi": f"InitiatorName={iqn}\n"}
+            )
+        else:  # QEMU: the guest's kernel and initramfs on each host, as lab.toml says
+            images = [lab.guest.qemu.kernel, lab.guest.qemu.initrd]
+            node.add_files({path: "" for path in images if path is not None})
+        node.add_files({"/proc/meminfo": _meminfo(runtime, node)})
         nodes.append(node)
     guest = Node(
         lab.guest.name,
@@ -167,7 +177,9 @@ def build_world(
         }
     )
     nodes.append(guest)
-    world = World(runtime.model, runtime, nodes, command_table(driver))
+    hypervisor = "qemu" if lab.guest.qemu is not None and lab.hypervisor.driver == "qemu" else "xen"
+    binary = lab.guest.qemu.binary if lab.guest.qemu is not None else qemu.BINARY
+    world = World(runtime.model, runtime, nodes, command_table(driver, hypervisor, binary))
     world.portal = portal
     world.guest_config_path = config_path
     if storage.load_tool("iscsiadm") is not None:
@@ -177,8 +189,13 @@ def build_world(
     return world
 
 
-def model_for(lab: LabConfig, seed: int = 0) -> Model:
-    return Model(LabParams.from_lab(lab), seed)
+def _meminfo(runtime: Runtime, node: Node) -> Any:
+    return lambda: qemu.meminfo(runtime.model, node.name)
+
+
+def model_for(lab: LabConfig, seed: int = 0, scenario: ScenarioInputs | None = None) -> Model:
+    """The model of ``lab`` (with a scenario's own ``[simulation]`` inputs over the lab's)."""
+    return Model(LabParams.from_lab(lab, scenario), seed)
 
 
 def _common(node: Node) -> None:
@@ -245,12 +262,16 @@ def preparation(lab: LabConfig) -> list[tuple[str, list[str]]]:
                  "demo_mode_write_protect=0", "authentication=0"],
             ),
         ]  # fmt: skip
+    first = lab.hypervisor.hosts[0]
+    if lab.hypervisor.driver == "qemu":  # QEMU logs in itself when it starts
+        from backend.drivers.hv_qemu import QemuDriver
+
+        steps.append((first, QemuDriver(lab, {}, lambda event: None).guest_argv(first)))
+        return steps
     for host in lab.hypervisor.hosts:
         steps += [
             (host, ["iscsiadm", "-m", "discovery", "-t", "st", "-p", portal]),
             (host, ["iscsiadm", "-m", "node", "-T", s.iqn, "-p", portal, "--login"]),
         ]
-    steps.append(
-        (lab.hypervisor.hosts[0], ["xl", "create", lab.guest.config or DEFAULT_GUEST_CONFIG])
-    )
+    steps.append((first, ["xl", "create", lab.guest.config or DEFAULT_GUEST_CONFIG]))
     return steps

@@ -32,10 +32,15 @@ from typing import Literal
 
 from backend.config import LabConfig
 from backend.sim import workloads as wl
-from backend.sim.assumptions import DOM0_CORES_PER_MBIT_SENT, Prediction, assumptions
+from backend.sim.assumptions import (
+    DOM0_CORES_PER_MBIT_SENT,
+    Prediction,
+    ScenarioInputs,
+    assumptions,
+)
 from backend.sim.memory import PAGES_PER_MIB, GuestMemory
 from backend.sim.network import Allocation, Flow, Network, path
-from backend.sim.precopy import Action, PreCopy, Summary
+from backend.sim.precopy import Action, PreCopy, QemuSettings, Summary
 from backend.sim.precopy_rules import Qemu, Rules, rules_for
 from backend.sim.workloads import Grant, Workload
 
@@ -101,8 +106,8 @@ class LabParams:
         return max(2048, -(-need // 1024) * 1024)
 
     @classmethod
-    def from_lab(cls, lab: LabConfig) -> LabParams:
-        prediction = assumptions(lab)
+    def from_lab(cls, lab: LabConfig, scenario: ScenarioInputs | None = None) -> LabParams:
+        prediction = assumptions(lab, scenario)
         # miglab's qemu driver always sets max-bandwidth (the lab's cap, else its link).
         qemu = lab.hypervisor.driver == "qemu"
         return cls(
@@ -262,6 +267,9 @@ class Model:
     def _migration_cap(self) -> float:
         p = self.params
         mbit = float("inf") if p.migrate_mbit is None else p.migrate_mbit
+        mig = self.migration
+        if mig is not None and mig.settings is not None:  # QMP's max-bandwidth, bytes/s
+            mbit = mig.settings.max_bandwidth * 8 / 1e6
         if isinstance(p.rules, Qemu) and p.send_cores_per_mbit > 0:
             # QEMU sends from one migration thread (no multifd): at most the CPU it gets.
             mbit = min(mbit, p.sender_cores / p.send_cores_per_mbit)
@@ -277,6 +285,7 @@ class Model:
             self.guest_computing,
             tuple(self.workloads),
             mig.throttle_pct if mig is not None else 0,
+            mig.settings.max_bandwidth if mig is not None and mig.settings is not None else 0,
         )
         if key != self._shares_key:
             self._shares_key = key
@@ -459,13 +468,22 @@ class Model:
 
     # -- migration ------------------------------------------------------------------------
 
-    def migrate(self, source: str, dest: str, dest_ready: bool = True) -> PreCopy:
+    def migrate(
+        self,
+        source: str,
+        dest: str,
+        dest_ready: bool = True,
+        *,
+        settings: QemuSettings | None = None,
+        downtime_limit_ms: int | None = None,
+    ) -> PreCopy:
         """``xl migrate`` on ``source`` to ``dest``: pre-copy starts now.
 
         Xen migrates a domain as soon as it exists: a guest still booting is running as
         far as the hypervisor knows, and its boot goes on at the destination (later by
         the downtime). ``dest_ready`` False: the destination cannot attach the disk (not
         logged in); the copy goes all the way, then the guest resumes on the source.
+        ``settings`` and ``downtime_limit_ms``: what QMP set on the source QEMU.
 
         Callers (the simulated xl) pick a destination other than the source and run one
         migration at a time; anything else is a bug in the caller, not a refusal of Xen.
@@ -480,7 +498,15 @@ class Model:
         # workloads' working sets hold data of their own.
         written = sum(r.pages for name, r in self.memory.regions.items() if name != "kernel")
         mig = PreCopy(
-            source, dest, self.memory.pages, self.t, dest_ready, self.params.rules, written
+            source,
+            dest,
+            self.memory.pages,
+            self.t,
+            dest_ready,
+            self.params.rules,
+            written,
+            settings,
+            downtime_limit_ms,
         )
         self.migration = mig
         self.migrations.append(mig)

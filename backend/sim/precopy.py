@@ -88,6 +88,26 @@ class Action(enum.Enum):
     DONE = "done"  # the source copy is gone
 
 
+QEMU_DEFAULT_MAX_BANDWIDTH = 32 * 1024 * 1024
+"""migration/options.c MAX_THROTTLE: ``max-bandwidth`` when nobody sets it, bytes/s."""
+
+
+@dataclass
+class QemuSettings:
+    """What QMP set on the source QEMU (``migrate-set-capabilities``/``-parameters``).
+
+    A migration started with them (the simulated QEMU's ``migrate``) follows them and
+    whatever QMP sets while it runs; one started without (a test driving the model, the
+    xl-driven experiment) plays miglab's driver's convergence policy itself.
+    """
+
+    auto_converge: bool = False
+    max_bandwidth: int = QEMU_DEFAULT_MAX_BANDWIDTH
+    """Bytes per second."""
+    throttle: tuple[int, int, int] = THROTTLE_RELEASED
+    """``cpu-throttle-initial``, ``cpu-throttle-increment``, ``max-cpu-throttle``."""
+
+
 @dataclass(frozen=True)
 class Record:
     """One thing that happened during the migration, at simulated time ``t``.
@@ -153,6 +173,8 @@ class PreCopy:
         dest_ready: bool = True,
         rules: Rules | None = None,
         written_pages: int = 0,
+        settings: QemuSettings | None = None,
+        downtime_limit_ms: int | None = None,
     ) -> None:
         self.source = source
         self.dest_ready = dest_ready
@@ -181,7 +203,12 @@ class PreCopy:
         self.throttle_pct = 0
         self.max_throttle_pct = 0
         rules = self.rules
-        self.downtime_limit_ms = rules.downtime_limit_ms if isinstance(rules, Qemu) else 0
+        self.settings = settings
+        """Set over QMP: then QMP, not the model, applies the convergence policy."""
+        if downtime_limit_ms is not None:
+            self.downtime_limit_ms = downtime_limit_ms
+        else:
+            self.downtime_limit_ms = rules.downtime_limit_ms if isinstance(rules, Qemu) else 0
         self._high_count = 0
         self._period = (start, 0.0, 0)  # last throttle check: t, bytes sent, pages dirtied
         self._carry = 0.0  # pages of the pass not yet sent when the guest stops (QEMU)
@@ -437,11 +464,15 @@ class PreCopy:
         """QEMU's auto-converge trigger and miglab's policy, at a sync that did not stop."""
         rules = self.rules
         assert isinstance(rules, Qemu)
-        acting = self.syncs > rules.convergence_after_syncs
-        if rules.convergence == "raise-downtime" and acting:
-            self.downtime_limit_ms = min(self.downtime_limit_ms * 2, MAX_DOWNTIME_LIMIT_MS)
-            self.records.append(Record(t, "downtime-limit", total_sent=self.downtime_limit_ms))
-        if rules.convergence != "auto-converge":
+        settings = self.settings
+        if settings is None:  # the model plays miglab's driver
+            acting = self.syncs > rules.convergence_after_syncs
+            if rules.convergence == "raise-downtime" and acting:
+                self.downtime_limit_ms = min(self.downtime_limit_ms * 2, MAX_DOWNTIME_LIMIT_MS)
+                self.records.append(Record(t, "downtime-limit", total_sent=self.downtime_limit_ms))
+            if rules.convergence != "auto-converge":
+                return
+        elif not settings.auto_converge:
             return
         since, sent_then, dirtied_then = self._period
         if t - since <= QEMU_THROTTLE_PERIOD_S:
@@ -456,10 +487,13 @@ class PreCopy:
         if self._high_count < 2:
             return
         self._high_count = 0
-        # The driver releases the throttle after it has seen the sync that acts: from
-        # the next sync on.
-        released = self.syncs - 1 > rules.convergence_after_syncs
-        initial, increment, most = THROTTLE_RELEASED if released else THROTTLE_HELD
+        if settings is not None:
+            initial, increment, most = settings.throttle
+        else:
+            # The driver releases the throttle after it has seen the sync that acts: from
+            # the next sync on.
+            released = self.syncs - 1 > rules.convergence_after_syncs
+            initial, increment, most = THROTTLE_RELEASED if released else THROTTLE_HELD
         pct = initial if self.throttle_pct == 0 else min(self.throttle_pct + increment, most)
         if pct != self.throttle_pct:
             self.throttle_pct = pct

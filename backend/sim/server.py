@@ -63,6 +63,10 @@ class _Session(asyncssh.SSHServer):
         if self._conn is not None:
             self._owner.connections.discard(self._conn)
 
+    def unix_connection_requested(self, dest_path: str) -> Any:
+        # A stream to a Unix socket on the host (QMP): OpenSSH allows it by default.
+        return self._owner.unix_stream(dest_path)
+
     def begin_auth(self, username: str) -> bool:
         return True
 
@@ -135,6 +139,27 @@ class SimSshServer:
             self._acceptor.close()
             await self._acceptor.wait_closed()
             self._acceptor = None
+
+    def unix_stream(self, path: str) -> Any:
+        """What answers at the Unix socket ``path`` (a QEMU's QMP), or False: refused."""
+        from backend.sim import qmp_server
+        from backend.sim.commands import qemu
+
+        proc = qemu.listening(self.world, self.node, path)
+        if proc is None:
+            return False
+
+        async def session(reader: asyncssh.SSHReader[str], writer: asyncssh.SSHWriter[str]) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.add(task)
+            try:
+                await qmp_server.serve(self.world, self.node, proc, reader, writer)
+            finally:
+                if task is not None:
+                    self._tasks.discard(task)
+
+        return session
 
     # -- sessions -------------------------------------------------------------------------
 

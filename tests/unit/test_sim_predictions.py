@@ -2,10 +2,12 @@
 
 Each row: a real run recorded as a session log (tests/data/predictions/, how in its
 README) and the simulated lab's prediction from the same lab.toml (its ``[simulation]``
-table holds only inputs measured before the migration: see the README). The bands are
-issue 15's: total time within 15 %, downtime and unreachable time within 50 % or 100 ms
-(whichever is larger), and the same verdict on convergence. A row the model misses is
-marked xfail (strict) with the reason: what the real system does that the model lacks.
+table holds only inputs measured before the migration: see the README), migrated by
+miglab's own qemu driver over QMP to the simulated QEMUs (its polls, its convergence
+policy). The bands are issue 15's: total time within 15 %, downtime and unreachable time
+within 50 % or 100 ms (whichever is larger), and the same verdict on convergence. A row
+the model misses is marked xfail (strict) with the reason: what the real system does
+that the model lacks.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ async def predict_lab(lab: LabConfig, dirtier_mib: int | None) -> Predicted:
         Experiment(lab=lab, seed=SEED, probes=[ping], workloads=workloads, baseline_s=6, after_s=12)
     )
     summary = outcome.migration
+    assert outcome.qemu is not None  # predicted through miglab's qemu driver, over QMP
     assert summary is not None and summary.downtime_s is not None
     return Predicted(summary.ok, summary.total_s, summary.downtime_s, unreachable(outcome))
 

@@ -42,6 +42,7 @@ from tui.commands.run import (
     EXIT_INTERRUPTED,
     _speed,
     drive,
+    scenario_inputs,
 )
 
 
@@ -206,7 +207,9 @@ async def _simulated(
     source: LabConfig, run: CampaignRun, campaign: LoadedCampaign, speed: float
 ) -> int:
     try:
-        sim = await SimulatedLab.open(source, speed=speed, seed=run.seed)
+        sim = await SimulatedLab.open(
+            source, speed=speed, seed=run.seed, scenario=scenario_inputs(run.scenario)
+        )
     except OSError as exc:
         print(f"miglab: cannot start the simulated lab: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -231,6 +234,7 @@ async def _run(
             "switch_disk": sim.switch_disk,
             "clock": sim.clock,
             "sleep": sim.runtime.sleep,
+            "hypervisor": sim.hypervisor_driver(hosts, bus.publish),
             "simulation": sim.header()["simulation"],
         }
     runner = ExperimentRunner(

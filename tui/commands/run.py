@@ -37,6 +37,7 @@ from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted, Ru
 from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
 from backend.session import SessionLogError
 from backend.sim import loop as sim_loop
+from backend.sim.assumptions import ScenarioInputs
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
 from backend.terminal_text import printable
@@ -138,6 +139,16 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return scenario.quick() if args.quick else scenario
 
 
+def scenario_inputs(scenario: Scenario) -> ScenarioInputs | None:
+    """The scenario's own ``[simulation]`` inputs for the simulated lab, and its file."""
+    if scenario.simulation is None:
+        return None
+    where = scenario.source or scenario.id
+    return ScenarioInputs(
+        scenario.simulation, f"built-in {scenario.id}" if where == "built-in" else where
+    )
+
+
 def default_log_path(scenario: Scenario, now: float | None = None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return Path("sessions") / f"{scenario.id}-{stamp}.jsonl"
@@ -203,7 +214,9 @@ async def _simulated(
 ) -> int:
     """Start the simulated lab, run (or plan) on it with its clock as the event clock."""
     try:
-        sim = await SimulatedLab.open(source, speed=speed, seed=seed)
+        sim = await SimulatedLab.open(
+            source, speed=speed, seed=seed, scenario=scenario_inputs(scenario)
+        )
     except OSError as exc:
         print(f"miglab: cannot start the simulated lab: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -237,6 +250,7 @@ def _runner(
             repetitions=repeat,
             log_path=log,
             simulated=True,
+            hypervisor=sim.hypervisor_driver(hosts, bus.publish),
             switch_disk=sim.switch_disk,
             clock=sim.clock,
             sleep=sim.runtime.sleep,

@@ -1,9 +1,10 @@
 """`miglab sim serve`: keep the simulated lab's hosts up, for plain `ssh` by hand.
 
-Prints one `ssh ...` line per simulated machine (the storage node, both Xen hosts, the
-guest) and serves until Ctrl-C (exit 0). `--lab F` simulates the lab F describes (its
-link speed, guest memory and vCPUs, host names) instead of the 2009 study's;
-`--ready` exports the disk, logs both hosts in and boots the guest first.
+Prints one `ssh ...` line per simulated machine (the storage node, both hypervisor hosts
+(xl, or QEMU with its QMP socket as lab.toml says), the guest) and serves until Ctrl-C
+(exit 0). `--lab F` simulates the lab F describes (its link speed, guest memory and
+vCPUs, host names, hypervisor) instead of the 2009 study's; `--ready` exports the disk,
+logs both hosts in (a Xen lab) and boots the guest first.
 """
 
 from __future__ import annotations
@@ -96,13 +97,19 @@ async def _serve(lab: LabConfig | None, speed: float, seed: int, ready: bool) ->
                 print(f"miglab sim: {problem}", file=sys.stderr)
             if problems:
                 return EXIT_FAILED
-            print(
-                f"  disk exported, both hosts logged in, guest booting on {src.hypervisor.hosts[0]}"
+            how = (
+                "QEMU logs in itself" if src.hypervisor.driver == "qemu" else "both hosts logged in"
             )
+            print(f"  disk exported, {how}, guest booting on {src.hypervisor.hosts[0]}")
         width = max(len(e.name) for e in sim.endpoints())
         for e in sim.endpoints():
             print(f"  {e.name:<{width}}  {e.role:<10}  {shlex.join(sim.ssh_command(e.name))}")
-        if not ready:
+        if not ready and src.hypervisor.driver == "qemu":
+            print(
+                f"  (the guest answers once booted: QEMU started on {src.hypervisor.hosts[0]} "
+                "as miglab's qemu driver starts it, after the disk is exported)"
+            )
+        elif not ready:
             print(
                 f"  (the guest answers once booted: xl create {sim.world.guest_config_path} "
                 f"on {src.hypervisor.hosts[0]}, after the disk is exported and logged in)"

@@ -6,7 +6,7 @@ on a real host, ``command not found`` with exit 127.
 
 from __future__ import annotations
 
-from backend.sim.commands import dbench, ping, shell, storage, sysbench, system, xl, xm
+from backend.sim.commands import dbench, ping, qemu, shell, storage, sysbench, system, xl, xm
 from backend.sim.commands.base import Command, CommandTable, Program
 
 ALL = frozenset({"storage", "hypervisor", "guest"})
@@ -21,11 +21,16 @@ STORAGE_TOOLS = {
     "targetcli": ("targetcli", STORAGE, "/usr/bin/targetcli"),
     "tgtadm": ("tgtadm", STORAGE, "/usr/sbin/tgtadm"),
     "iscsiadm": ("iscsiadm", HYPERVISOR, "/usr/bin/iscsiadm"),
+    "iscsi-ls": ("iscsi_ls", HYPERVISOR, "/usr/bin/iscsi-ls"),
 }
 
 
-def command_table(storage_driver: str = "iet") -> CommandTable:
-    """Every command, for a lab whose target software is ``storage_driver``."""
+def command_table(
+    storage_driver: str = "iet", hypervisor: str = "xen", qemu_binary: str = qemu.BINARY
+) -> CommandTable:
+    """Every command, for a lab whose target software is ``storage_driver`` and whose
+    hypervisor hosts run ``hypervisor``: Xen's toolstacks and open-iscsi, or QEMU
+    (``qemu_binary``, lab.toml's ``[guest.qemu] binary``), its own iSCSI initiator."""
 
     def c(program: Program, roles: frozenset[str], where: str) -> Command:
         return Command(program, roles, where)
@@ -51,15 +56,23 @@ def command_table(storage_driver: str = "iet") -> CommandTable:
         "bash": c(shell.sh, ALL, "/bin/bash"),
         "busybox": c(shell.sh, GUEST, "/bin/busybox"),
         "ping": c(ping.ping, ALL, "/bin/ping"),
-        "xl": c(xl.xl, HYPERVISOR, "/usr/sbin/xl"),
-        "xm": c(xm.xm, HYPERVISOR, "/usr/sbin/xm"),
+        "kill": c(qemu.kill, HOSTS, "/bin/kill"),
         "sysbench": c(sysbench.sysbench, GUEST, "/usr/bin/sysbench"),
         "dbench": c(dbench.dbench, GUEST, "/usr/bin/dbench"),
     }
+    if hypervisor == "qemu":
+        name = qemu_binary.rsplit("/", 1)[-1]
+        where = qemu_binary if "/" in qemu_binary else f"/usr/bin/{qemu_binary}"
+        table[name] = c(qemu.qemu, HYPERVISOR, where)
+    else:
+        table["xl"] = c(xl.xl, HYPERVISOR, "/usr/sbin/xl")
+        table["xm"] = c(xm.xm, HYPERVISOR, "/usr/sbin/xm")
     wanted = {"iet": "ietadm", "lio": "targetcli", "tgt": "tgtadm"}.get(storage_driver)
     for name, (module, roles, where) in STORAGE_TOOLS.items():
         if roles == STORAGE and name != wanted:
             continue  # the storage node runs one target, the one lab.toml names
+        if name == "iscsiadm" and hypervisor == "qemu":
+            continue  # QEMU is its own initiator
         if storage.load_tool(module) is not None:
             table[name] = c(storage.tool_program(module), roles, where)
     return table

@@ -17,6 +17,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from backend.sim import workloads as wl
+from backend.sim.commands import qemu
 from backend.sim.commands.base import Invocation
 
 Script = Callable[[Invocation, list[str]], Awaitable[int]]
@@ -315,4 +316,5 @@ SCRIPTS: dict[str, Script] = {
     "miglab-install": install_file,
     "miglab-scratch": scratch,
     "miglab-isdir": is_dir,
+    "miglab-qemu-pid": qemu.pid_script,
 }

@@ -9,7 +9,11 @@ Formats: xl_info.c, xl_cmdimpl.c, xl_migrate.c, libxc's DPRINTFs, as composed in
 ``Parsing config from`` (a printf) go to stdout, everything else to stderr, as xl does.
 ``xl migrate``'s lines come out as the model's migration reaches
 them, on the simulated clock; ``xl -v migrate`` adds libxc's per-round statistics and
-the receiver's page counts.
+the receiver's page counts. When the lab runs Xen 4.6 or later (``[simulation]
+xen_version``, migration stream v2) a successful migration prints what xl 4.17 prints
+(``tests/data/xl/real-4.17/xl-v-migrate-pvh-success.stderr``, a PV guest's libxc lines as
+in ``tests/data/xl/xl-migrate-v2-4.17-verbose.txt``): the JSON config header and no
+per-iteration lines at all (xl hides libxc's progress while it streams).
 """
 
 from __future__ import annotations
@@ -17,16 +21,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from backend.sim.commands.base import Invocation
 from backend.sim.memory import PAGE_SIZE
-from backend.sim.model import TICK, DomainRow, SimError
+from backend.sim.model import TICK, DomainRow, Model, SimError
 from backend.sim.precopy import PreCopy, Record
+from backend.sim.precopy_rules import XenV2, parse_xen_version
 
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 XEN_VERSION = (4, 4, ".1")
+POINT_RELEASES = {(4, 4): ".1", (4, 17): ".7"}
+"""Debian 8's and Debian 12's Xen (``xen_extra``)."""
 INVALID = "{dom} is an invalid domain identifier (rc=-6)"
 _NAME_RE = re.compile(r"^\s*name\s*=\s*[\"']([^\"']*)[\"']", re.M)
 _DISK_RE = re.compile(r"^\s*disk\s*=\s*\[\s*'(?:phy:)?([^,']+)", re.M)
@@ -260,9 +268,21 @@ def _config_path(inv: Invocation) -> str:
     return inv.world.guest_config_path
 
 
+def xen_version(model: Model) -> tuple[int, int, str]:
+    """The Xen release the simulated hosts run: lab.toml's ``[simulation] xen_version``
+    (4.17's point release as Debian 12 ships it), else 4.4.1."""
+    prediction = model.params.prediction
+    inputs = prediction.inputs if prediction is not None else ()
+    given = next((a.value for a in inputs if a.key == "xen_version"), None)
+    if not isinstance(given, str):
+        return XEN_VERSION
+    major, minor = parse_xen_version(given)
+    return (major, minor, POINT_RELEASES.get((major, minor), ".0"))
+
+
 def info_fields(inv: Invocation) -> list[tuple[str, str]]:
     model, host = inv.model, inv.node.name
-    major, minor, extra = XEN_VERSION
+    major, minor, extra = xen_version(model)
     total = model.params.host_memory_mib
     return [
         ("host", host),
@@ -498,7 +518,19 @@ async def _second_migration(inv: Invocation) -> int:
 
 
 async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> int:
-    renderer = _Renderer(mig.pages, verbose, inv.model.params.guest, disk)
+    renderer: _Renderer
+    if isinstance(mig.rules, XenV2):
+        model = inv.model
+
+        def receiver() -> int:
+            rows = model.domains(mig.dest)
+            return next((r.domid for r in rows if r.name.endswith("--incoming")), 1)
+
+        renderer = _RendererV2(
+            mig.pages, verbose, model.params.guest, disk, model.guest.domid, receiver
+        )
+    else:
+        renderer = _Renderer(mig.pages, verbose, inv.model.params.guest, disk)
     done = 0
     while True:
         while done < len(mig.records):
@@ -578,6 +610,65 @@ class _Renderer:
         self.percent = percent
         body = f"Reloading memory pages: {received}/{self.pages}  {percent:3d}%"
         return [f"xc: {level}: {body}"]
+
+
+class _RendererV2(_Renderer):
+    """What xl 4.17 prints of a migration (stream v2): phases only, no iteration lines.
+
+    xl 4.17's ``xc:`` lines are at levels info and detail: ``-v`` shows them, and they
+    end in no empty line (v2's messages carry no trailing newline). A failure prints
+    4.4's lines (the 4.17 captures hold a success only).
+    """
+
+    def __init__(
+        self,
+        pages: int,
+        verbose: bool,
+        guest: str,
+        disk: str,
+        sender: int,
+        receiver: Callable[[], int],
+    ) -> None:
+        super().__init__(pages, verbose, guest, disk)
+        self.optdata = 1490 + len(guest)  # the JSON config's length (xl_saverestore.c)
+        self.sender = sender
+        self.receiver = receiver
+        """The receiving domain's id, once it exists (``xl list`` on the target)."""
+
+    def lines(self, r: Record) -> list[str]:
+        v = self.verbose
+        if r.kind == "receiver-ready":
+            out = [
+                "migration target: Ready to receive domain.",
+                f"Saving to migration stream new xl format (info 0x3/0x0/{self.optdata})",
+                "Loading new save file <incoming migration stream> "
+                f"(new xl fmt info 0x3/0x0/{self.optdata})",
+                " Savefile contains xl domain config in JSON format",
+                "Parsing config from <saved>",
+            ]
+            if v:
+                sender = self.sender
+                out += [
+                    "libxl: detail: libxl_create.c:662:libxl__domain_make: passthrough: disabled",
+                    f"xc: detail: fd 10, dom {sender}, flags 1, hvm 0",
+                    f"xc: info: Saving domain {sender}, type x86 PV",
+                    "xc: detail: 64 bits, 4 levels",
+                    "xc: detail: max_mfn 0x83fff",
+                    f"xc: detail: fd 4, dom {self.receiver()}, hvm 0, stream_type 0",
+                    "xc: info: Found x86 PV domain from Xen 4.17",
+                    "xc: info: Restoring domain",
+                ]
+            return out
+        if r.kind == "creation-failed" or r.kind in ("resumed-at-source", "aborted"):
+            return super().lines(r)
+        if r.kind == "transfer-complete":
+            restored = [
+                "xc: info: Restore successful",
+                "xc: info: XenStore: mfn 0x7e0b2, dom 0, evt 1",
+                "xc: info: Console: mfn 0x7e0b1, dom 0, evt 2",
+            ]
+            return [*(restored if v else []), *_PLAIN["transfer-complete"]]
+        return _PLAIN.get(r.kind, []) if r.kind in ("resumed", "done") else []
 
 
 def _xc(text: str) -> list[str]:
