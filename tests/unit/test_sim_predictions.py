@@ -64,6 +64,8 @@ ROWS = {
         "lab-100-dirtier-raise-downtime.toml",
         dirtier_mib=102,
     ),
+    "xen-idle-1": Row("xen-256-100-idle-1.jsonl", "lab-xen-100.toml"),
+    "xen-idle-2": Row("xen-256-100-idle-2.jsonl", "lab-xen-100.toml"),
     "qemu10-idle-100": Row("qemu10-256-100-idle.jsonl", "lab-qemu10-100.toml"),
     "qemu10-idle-1000": Row("qemu10-256-1000-idle.jsonl", "lab-qemu10-1000.toml"),
     "qemu10-dirtier-auto-converge": Row(
@@ -300,3 +302,37 @@ def test_the_qemu_release_is_a_stated_input_of_the_prediction() -> None:
             (DATA / ROWS["idle-100"].lab).read_text() + '\n[simulation]\nqemu_version = "ten"\n',
             file="<test>",
         )
+
+
+# -- Xen 4.17 (the Xen sandbox: dom0s in QEMU TCG VMs) -----------------------------------
+
+XEN_TCG_DOM0 = (
+    "the Xen sandbox's dom0s are QEMU TCG VMs (emulated CPUs): xl's save helper (each page "
+    "mapped through foreign-map hypercalls) and ssh (encrypting the stream) sent the 256 MiB "
+    "at 15-31 Mbit/s (xl's 'Saving domain' to the receiver's restore: 70 s and 147 s) where "
+    "the model plays native dom0s and the 100 Mbit/s link is the limit (24.8 s); and the guest "
+    "stayed silent from its suspend through the emulated restore and the source's teardown "
+    "(11.5 s and 15.7 s, ending ~1 s after xl's success) where the model's stop-and-copy "
+    "takes 41 ms. lab.toml does not say the dom0s are emulated, and no stated input can: "
+    "the model caps a QEMU sender's stream by its CPU ([simulation] sender_cores) but only "
+    "charges a Xen dom0's CPU (send_cores_per_mbit), never slows its stream"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="total and unreachable time: " + XEN_TCG_DOM0)
+@pytest.mark.parametrize("name", ["xen-idle-1", "xen-idle-2"])
+async def test_xen_idle_256_mb_at_100_mbit_s(name: str) -> None:
+    row = ROWS[name]
+    real = measured(row)
+    assert real.downtime_ms is None  # xl 4.17 prints no downtime; ping measures it
+    assert check(real, await predict(row)) == []
+
+
+async def test_xen_idle_rows_miss_by_the_dom0_not_by_the_stop_rules() -> None:
+    """What the xfail above rests on: both converge, the model at the link's pace."""
+    got = await predict(ROWS["xen-idle-1"])
+    limit = 256 * 2**20 * 8 / 94e6  # the guest over the link's TCP goodput
+    assert got.ok and limit < got.total_s < limit + 3 and got.downtime_s < 0.1
+    for name in ("xen-idle-1", "xen-idle-2"):
+        real = measured(ROWS[name])
+        assert real.ok and real.total_s is not None and real.total_s > 3 * got.total_s
