@@ -80,3 +80,28 @@ def test_test_6_a_kernel_compile_leaves_the_guest_unreachable_29_s_at_the_end(
     gaps = [(a, b) for a, b in pairwise(replies) if b - a > 5]
     assert len(gaps) == 1
     assert window.end - 1 <= gaps[0][1] <= window.end + 2
+
+
+def test_test_7_the_ram_dirtier_within_issue_15s_bands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (migration,) = simulate("migrate-ram-dirtier", tmp_path / "t7.jsonl").analysis.migrations
+    assert migration.ok and migration.total_s is not None and migration.unreachable_s is not None
+    # Study: 5 min 56 s (356 s), unreachable 70 s. Model: 314.3 s (-12 %), 37.1 s (-47 %).
+    assert migration.total_s == pytest.approx(356, rel=0.15)
+    assert migration.unreachable_s == pytest.approx(70, rel=0.5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="test 1's migration takes 128.7 s on the model, the study's 1 min 36 s (96 s) "
+    "+34 %: outside issue 15's 15 % (the fidelity test's band is < 180 s). The model shares "
+    "the 100 Mbit/s links max-min fairly between the stream and dbench's iSCSI traffic; in "
+    "the study the stream took about as long as an idle guest's (the model: 93.8 s) while "
+    "dbench lost ~55 % at its lowest. What gave the stream the link there is not modelled",
+)
+def test_test_1_dbench_migration_time_within_15_percent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (migration,) = simulate("migrate-dbench", tmp_path / "t1.jsonl").analysis.migrations
+    assert migration.ok and migration.total_s == pytest.approx(96, rel=0.15)
