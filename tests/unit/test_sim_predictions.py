@@ -66,6 +66,7 @@ ROWS = {
     ),
     "xen-idle-1": Row("xen-256-100-idle-1.jsonl", "lab-xen-100.toml"),
     "xen-idle-2": Row("xen-256-100-idle-2.jsonl", "lab-xen-100.toml"),
+    "xen-dirtier": Row("xen-256-100-dirtier.jsonl", "lab-xen-100-dirtier.toml", dirtier_mib=102),
     "qemu10-idle-100": Row("qemu10-256-100-idle.jsonl", "lab-qemu10-100.toml"),
     "qemu10-idle-1000": Row("qemu10-256-1000-idle.jsonl", "lab-qemu10-1000.toml"),
     "qemu10-dirtier-auto-converge": Row(
@@ -336,3 +337,18 @@ async def test_xen_idle_rows_miss_by_the_dom0_not_by_the_stop_rules() -> None:
     for name in ("xen-idle-1", "xen-idle-2"):
         real = measured(ROWS[name])
         assert real.ok and real.total_s is not None and real.total_s > 3 * got.total_s
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="total and unreachable time (637.7 s and 77.5 s measured, 70.7 s and 9.4 s "
+    "predicted; both converge): the TCG dom0s again, both figures ~8.5x the model's, as if "
+    "the stream ran at ~11 Mbit/s, not the link's 94. The guest ran out of memory after "
+    "the migration (the OOM killer took dropbear: 'Connection lost' 3 s into 'after'); the "
+    "migration itself completed. " + XEN_TCG_DOM0,
+)
+async def test_xen_ram_dirtier_256_mb_at_100_mbit_s() -> None:
+    row = ROWS["xen-dirtier"]
+    real = measured(row)
+    assert real.downtime_ms is None and real.unreachable_s is not None
+    assert check(real, await predict(row)) == []
