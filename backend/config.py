@@ -823,6 +823,11 @@ class Simulation(_Model):
     4.5 pre-copy follows migration stream v1's rules, from 4.6 on stream v2's.
     Default: 4.4 (the simulated hosts' Debian 8)."""
 
+    qemu_version: str | None = Field(default=None, pattern=r"^[0-9]{1,2}\.[0-9]{1,2}$")
+    """For driver = "qemu": the QEMU release the hosts run, MAJOR.MINOR (e.g. "10.0"); from
+    9.2 on, auto-converge also syncs the dirty bitmap every 5 s. Default: 7.2 (Debian 12's,
+    what the simulated hosts answer as)."""
+
     zero_fraction: float | None = Field(default=None, ge=0, le=1)
     """Of the guest's memory, the part that is zero when a migration starts, 0 to 1
     (QEMU sends a zero page as a 9-byte flag; Xen sends every page whole)."""

@@ -14,10 +14,19 @@ from dataclasses import dataclass
 
 from backend.config import LabConfig, Simulation
 from backend.sim import workloads as wl
-from backend.sim.precopy_rules import QEMU_DEFAULT_DOWNTIME_MS, Rules, parse_xen_version, rules_for
+from backend.sim.precopy_rules import (
+    QEMU_DEFAULT_DOWNTIME_MS,
+    Rules,
+    parse_qemu_version,
+    parse_xen_version,
+    rules_for,
+)
 
 DEFAULT_XEN_VERSION = "4.4"
 """What the simulated Xen hosts run (Debian 8: Xen 4.4, the last xl with stream v1)."""
+
+DEFAULT_QEMU_VERSION = "7.2"
+"""What the simulated QEMU hosts answer as (Debian 12's QEMU 7.2)."""
 
 DOM0_CORES_PER_MBIT_SENT = 0.0034
 """dom0 CPU per Mbit/s of migration stream sent: mapping and copying pages, TCP."""
@@ -38,6 +47,7 @@ SOURCES = {
     "sandbox": "measured on the QEMU sandbox (tests/data/predictions/README.md)",
     "xen": "Xen sends every page whole (no zero-page flag in either stream)",
     "hosts": "what the simulated Xen hosts run (Debian 8, Xen 4.4)",
+    "qemu-hosts": "what the simulated QEMU hosts answer as (Debian 12, QEMU 7.2)",
     "qemu": "QEMU's default (migration/options.c)",
     "driver": "lab.toml [hypervisor] (miglab's qemu driver sets it on QEMU)",
     "lab-notes": "measured on this machine kind, unloaded (LAB-NOTES.md: 706 ms, 256 MB)",
@@ -120,6 +130,9 @@ def assumptions(lab: LabConfig, scenario: ScenarioInputs | None = None) -> Predi
         return float(value)
 
     if hv.driver == "qemu":
+        stated, where = given("qemu_version")
+        qemu_version = stated if isinstance(stated, str) else DEFAULT_QEMU_VERSION
+        inputs.append(Assumption("qemu_version", qemu_version, "", where or SOURCES["qemu-hosts"]))
         zero = pick(
             "zero_fraction",
             QEMU_SANDBOX_ZERO_FRACTION,
@@ -148,6 +161,7 @@ def assumptions(lab: LabConfig, scenario: ScenarioInputs | None = None) -> Predi
             convergence=hv.convergence,
             convergence_after_syncs=hv.convergence_after_syncs,
             zero_fraction=zero,
+            qemu_version=parse_qemu_version(qemu_version),
         )
     else:
         stated, where = given("xen_version")

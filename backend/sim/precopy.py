@@ -223,6 +223,9 @@ class PreCopy:
         self._busy = (0.0, 0.0)  # dom0 and guest core-seconds in the current round
         self._pending_stats: Record | None = None
         self._ready_announced = False
+        self._now = start  # where the next segment starts
+        self._sync_tick: float | None = None  # QEMU 9.2+: the dirty-sync timer's next tick
+        self._tick_syncs = 0  # the sync count at the last tick
 
     @property
     def _qemu(self) -> bool:
@@ -265,7 +268,10 @@ class PreCopy:
             left = self._round_end(rate_pages) - self.sent
             if left <= 1e-9:
                 return 0.0
-            return left / rate_pages if rate_pages > 0 else float("inf")
+            to_end = left / rate_pages if rate_pages > 0 else float("inf")
+            if self._sync_tick is not None and self.stage is Stage.LIVE:
+                return min(to_end, max(0.0, self._sync_tick - self._now))
+            return to_end
         if self.stage is Stage.SETUP and not self._ready_announced:
             return max(0.0, self._timer - self._ready_delay())
         return self._timer
@@ -311,6 +317,7 @@ class PreCopy:
         """
         if self.finished:
             return []
+        self._now = t + dt
         self._busy = (self._busy[0] + load[0] * dt, self._busy[1] + load[1] * dt)
         if self.sending:
             return self._send(t, dt, rate_pages, memory)
@@ -397,9 +404,12 @@ class PreCopy:
             at = t + (k * BATCH_PAGES - before) / rate_pages if rate_pages > 0 else t + dt
             self.received += BATCH_PAGES
             self.records.append(Record(min(at, t + dt), "batch", received=self.received))
-        if self.sent < end_at - 1e-9:
-            return []
         end = t + dt
+        if self.sent < end_at - 1e-9:
+            if not self._dirty_sync_tick(end):
+                return []
+            self.total_sent += round(self.sent)  # a sync in the middle of the pass
+            return self._round_done(end, memory, rate_pages)
         tail = round(self.sent) % BATCH_PAGES if self.sent >= self.to_send - 1e-9 else 0
         if tail:
             self.received += tail
@@ -408,6 +418,17 @@ class PreCopy:
         if self.stage is Stage.LAST:
             return self._last_round_done(end)
         return self._round_done(end, memory, rate_pages)
+
+    def _dirty_sync_tick(self, t: float) -> bool:
+        """QEMU 9.2+'s dirty-sync timer at ``t``: whether it syncs the bitmap now
+        (``cpu_throttle_dirty_sync_timer_tick``: no sync since the last tick, count > 1)."""
+        if self._sync_tick is None or self.stage is not Stage.LIVE or t < self._sync_tick - 1e-9:
+            return False
+        assert isinstance(self.rules, Qemu)
+        self._sync_tick += self.rules.dirty_sync_timer_s
+        sync = self.syncs > 1 and self.syncs == self._tick_syncs
+        self._tick_syncs = self.syncs + (1 if sync else 0)
+        return sync
 
     def _round_stats(self, end: float, dirtied: int) -> Record:
         span = max(end - self._round_start, 1e-6)
@@ -481,6 +502,10 @@ class PreCopy:
         dirty_bytes = (dirtied_then + dirtied) * PAGE_SIZE
         sent_bytes = self.bytes_sent - sent_then
         self._period = (t, self.bytes_sent, 0)
+        # migration_trigger_throttle starts QEMU 9.2+'s dirty-sync timer (prev count 0).
+        if rules.dirty_sync_timer_s > 0 and self._sync_tick is None:
+            self._sync_tick = t + rules.dirty_sync_timer_s
+            self._tick_syncs = 0
         if dirty_bytes <= sent_bytes * QEMU_THROTTLE_TRIGGER:
             return
         self._high_count += 1

@@ -33,6 +33,12 @@ decides where a round ends, whether to go on, and what a page costs on the wire.
     (``backend/drivers/hv_qemu.py``, :class:`ConvergencePolicy`) holds those at 1 % until
     ``convergence_after_syncs`` syncs have passed, then releases them to QEMU's defaults
     (20, 10, 99): so the throttle goes 1, 11, 21 ... 91, 99;
+  - QEMU 9.2 and later (``migration/cpu-throttle.c``, ``cpu_throttle_dirty_sync_timer``):
+    with auto-converge, the first throttle check starts a 5 s timer
+    (``CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS``); at each tick, if no sync happened since
+    the last tick (and the count is past 1), it syncs the bitmap in the middle of the
+    pass (``migration_bitmap_sync_precopy``), which checks the throttle again: so the
+    throttle steps up every 10 s however long a pass takes (7.2: every second pass);
   - raise-downtime (miglab's policy, same driver): each sync past
     ``convergence_after_syncs`` doubles ``downtime-limit`` (at most 2 000 000 ms);
   - after the switch-over QEMU announces the guest (``qemu_announce_self``: first RARP
@@ -63,6 +69,8 @@ QEMU_DEFAULT_DOWNTIME_MS = 300  # migration/options.c DEFAULT_MIGRATE_SET_DOWNTI
 QEMU_BUFFER_DELAY_S = 0.1  # migration.h BUFFER_DELAY: the rate limiter's slot, 100 ms
 QEMU_THROTTLE_TRIGGER = 0.5  # DEFAULT_MIGRATE_THROTTLE_TRIGGER_THRESHOLD, 50 %
 QEMU_THROTTLE_PERIOD_S = 1.0  # migration_bitmap_sync: "end_time > time_last + 1000"
+QEMU_DIRTY_SYNC_TIMER_S = 5.0  # cpu-throttle.c CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS (9.2+)
+QEMU_DIRTY_SYNC_TIMER_SINCE = (9, 2)
 THROTTLE_HELD = (1, 1, 1)  # miglab's hold (initial, increment, max), hv_qemu.THROTTLE_HELD
 THROTTLE_RELEASED = (20, 10, 99)  # QEMU's defaults, hv_qemu.THROTTLE_RELEASED
 MAX_DOWNTIME_LIMIT_MS = 2_000_000
@@ -147,6 +155,9 @@ class Qemu(Rules):
     zero_fraction: float = 0.0
     """Of an idle guest's memory, the part that is zero (workloads write over some of it:
     :attr:`PreCopy.zero_pages`)."""
+    dirty_sync_timer_s: float = 0.0
+    """QEMU >= 9.2 with auto-converge: a bitmap sync at least this often once the throttle
+    has been checked (0: none, as in 7.2)."""
 
     def page_bytes(self, mig: PreCopy) -> float:
         if mig.iteration > 1:  # pages written since the start: not zero any more
@@ -178,15 +189,20 @@ def rules_for(
     convergence: Convergence = "auto-converge",
     convergence_after_syncs: int = 5,
     zero_fraction: float = 0.0,
+    qemu_version: tuple[int, int] = (7, 2),
 ) -> Rules:
-    """The rules of ``hypervisor`` ("xen" or "qemu"), Xen's by its version."""
+    """The rules of ``hypervisor`` ("xen" or "qemu"), Xen's and QEMU's by their version."""
     if hypervisor == "qemu":
+        timer = qemu_version >= QEMU_DIRTY_SYNC_TIMER_SINCE
+        version = f"{qemu_version[0]}.{qemu_version[1]}"
         return Qemu(
             key="qemu",
-            title="QEMU pre-copy (downtime-limit, zero pages as flags, dirty-bitmap syncs)",
+            title=f"QEMU {version} pre-copy (downtime-limit, zero pages as flags, "
+            "dirty-bitmap syncs" + (", a sync every 5 s under auto-converge)" if timer else ")"),
             source="qemu migration/migration.c migration_iteration_run, "
             "migration_update_counters; migration/ram.c migration_bitmap_sync, "
-            "migration_trigger_throttle, save_zero_page_to_file",
+            "migration_trigger_throttle, save_zero_page_to_file"
+            + ("; migration/cpu-throttle.c cpu_throttle_dirty_sync_timer_tick" if timer else ""),
             setup_s=0.005,  # setup-time: 1 ms on the sandbox, a few ms on a larger guest
             suspend_s=0.002,  # vm_stop_force_state
             restore_s=0.015,  # device state, the destination's load and vm_start
@@ -196,6 +212,7 @@ def rules_for(
             convergence=convergence,
             convergence_after_syncs=convergence_after_syncs,
             zero_fraction=zero_fraction,
+            dirty_sync_timer_s=QEMU_DIRTY_SYNC_TIMER_S if timer else 0.0,
         )
     if hypervisor != "xen":
         raise ValueError(f"no pre-copy model for hypervisor {hypervisor!r}")
@@ -222,9 +239,14 @@ def rules_for(
     )
 
 
-def parse_xen_version(text: str) -> tuple[int, int]:
+def parse_xen_version(text: str, what: str = "Xen", example: str = "4.17") -> tuple[int, int]:
     """``"4.17"`` -> (4, 17); ValueError when it is not MAJOR.MINOR."""
     major, _, minor = text.strip().partition(".")
     if not major.isdigit() or not minor.split(".")[0].isdigit():
-        raise ValueError(f"{text!r} is not a Xen version (MAJOR.MINOR, e.g. 4.17)")
+        raise ValueError(f"{text!r} is not a {what} version (MAJOR.MINOR, e.g. {example})")
     return int(major), int(minor.split(".")[0])
+
+
+def parse_qemu_version(text: str) -> tuple[int, int]:
+    """``"10.0"`` -> (10, 0); ValueError when it is not MAJOR.MINOR."""
+    return parse_xen_version(text, "QEMU", "10.0")

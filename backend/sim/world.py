@@ -209,7 +209,14 @@ class World:
         name = program.rsplit("/", 1)[-1]
         command = self.commands.get(name)
         known = command is not None and node.role in command.roles
-        if "/" in program and (not known or posixpath.dirname(program) not in BIN_DIRS):
+        # A path runs the program when it is in a bin directory or is where the lab put it
+        # (lab.toml's [guest.qemu] binary: the sandbox's QEMU 10 launcher is in its cache).
+        in_place = known and command is not None and program == command.path
+        if (
+            "/" in program
+            and not in_place
+            and (not known or posixpath.dirname(program) not in BIN_DIRS)
+        ):
             await output.write("stderr", f"bash: line 1: {program}: No such file or directory\n")
             return EXIT_NOT_FOUND
         if not known or command is None:
