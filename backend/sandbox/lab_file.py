@@ -42,6 +42,7 @@ class LabSpec:
     tgt_control_port: int
     qemu_binary: str
     xl_config: str | None = None  # set: the Xen lab (dom0s at the hosts' addresses)
+    qemu_version: str | None = None  # the guest QEMU's MAJOR.MINOR, for --sim's rules
 
 
 def _q(value: object) -> str:
@@ -115,6 +116,7 @@ def render(spec: LabSpec) -> str:
     ]
     if xen:
         out += [f"config = {_q(spec.xl_config)}", ""]  # on both dom0s
+        out += _simulation("xen_version", XEN_VERSION)
         return "\n".join(out)
     out += [
         "",
@@ -129,7 +131,15 @@ def render(spec: LabSpec) -> str:
         f"migration_port = {MIGRATION_PORT}",
         "",
     ]
+    if spec.qemu_version is not None:
+        out += _simulation("qemu_version", spec.qemu_version)
     return "\n".join(out)
+
+
+def _simulation(key: str, version: str) -> list[str]:
+    """The release the hosts run, so `miglab run --sim --lab` of this file predicts with
+    that release's pre-copy rules (the real lab ignores the table)."""
+    return ["[simulation]", f"{key} = {_q(version)}", ""]
 
 
 def _write(path: Path, text: str) -> None:

@@ -6,6 +6,8 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+from backend.config import parse_lab
+from backend.sandbox.guest_image import GuestImage
 from backend.sandbox.guest_qemu import (
     BACKPORTS_SOURCE,
     MIN_VERSION,
@@ -14,6 +16,9 @@ from backend.sandbox.guest_qemu import (
     launcher_script,
     parse_version,
 )
+from backend.sandbox.lab_file import LabSpec, render
+from backend.sandbox.layout import SandboxLayout
+from backend.sandbox.network import SandboxNetwork
 
 
 def test_versions_as_qemu_prints_them() -> None:
@@ -81,3 +86,25 @@ def test_apt_uses_a_list_of_its_own_not_the_machines(tmp_path: Path) -> None:
     assert "Dir::Etc::SourceParts=/dev/null" in options
     assert f"Dir::State::Lists={tmp_path}/apt/lists" in options
     assert BACKPORTS_SOURCE.startswith("deb http://deb.debian.org/debian bookworm-backports ")
+
+
+def test_the_sandbox_lab_file_names_its_qemu_and_the_release_for_predictions(
+    tmp_path: Path,
+) -> None:
+    image = GuestImage.model_construct(kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd")
+    layout = SandboxLayout(tmp_path)
+    spec = LabSpec(
+        net=SandboxNetwork(4),
+        layout=layout,
+        image=image,
+        link_mbit=100,
+        guest_mb=256,
+        tgt_control_port=6204,
+        qemu_binary=str(tmp_path / "qemu" / "bin" / "qemu-system-x86_64"),
+        qemu_version="10.0",
+    )
+    lab = parse_lab(render(spec), file=str(layout.lab_file), base_dir=tmp_path)
+    assert lab.guest.qemu is not None
+    assert lab.guest.qemu.binary == str(tmp_path / "qemu" / "bin" / "qemu-system-x86_64")
+    # `miglab run --sim --lab` of this file predicts with QEMU 10's rules, not 7.2's.
+    assert lab.simulation is not None and lab.simulation.qemu_version == "10.0"

@@ -145,3 +145,4 @@ def test_the_xen_lab_file_loads_as_a_xen_lab(tmp_path: Path) -> None:
     assert lab.guest.config == XL_CONFIG and lab.guest.qemu is None
     assert (lab.guest.vcpus, lab.guest.memory_mb) == (2, 256)
     assert lab.host("host1").address == "198.18.3.11" and lab.storage.driver == "tgt"
+    assert lab.simulation.xen_version == "4.17"  # --sim of this lab: Xen 4.17's rules
