@@ -474,7 +474,7 @@ async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
     ready = disk is None or inv.world.disk_present(dest, disk[1])
     mig = inv.model.migrate(inv.node.name, dest.name, dest_ready=ready)
     try:
-        return await _stream(inv, mig, opts.verbose > 0, disk[1] if disk else "")
+        return await _stream(inv, mig, opts.verbose, disk[1] if disk else "")
     finally:
         inv.model.abort_migration()  # only takes effect if xl stopped before the suspend
 
@@ -497,7 +497,7 @@ async def _second_migration(inv: Invocation) -> int:
     return 1
 
 
-async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> int:
+async def _stream(inv: Invocation, mig: PreCopy, verbose: int, disk: str) -> int:
     renderer = _Renderer(mig.pages, verbose, inv.model.params.guest, disk)
     done = 0
     while True:
@@ -517,7 +517,7 @@ async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> in
 class _Renderer:
     """Turns the model's migration records into xl's and libxc's lines (v1, Xen 4.4)."""
 
-    def __init__(self, pages: int, verbose: bool, guest: str, disk: str) -> None:
+    def __init__(self, pages: int, verbose: int, guest: str, disk: str) -> None:
         self.pages = pages
         self.disk = disk
         self.verbose = verbose
@@ -558,7 +558,9 @@ class _Renderer:
         if r.kind == "last-iteration":
             return _xc("Start last iteration")
         if r.kind == "suspended":
-            return _xc(f"SUSPEND shinfo {0x23F1A7:08x}")
+            # -vvv: libxl's debug line as it asks the guest to suspend (libxl_dom.c, 4.4).
+            asked = [_SUSPEND_REQUEST] if v >= 3 else []
+            return [*asked, *_xc(f"SUSPEND shinfo {0x23F1A7:08x}")]
         if r.kind == "memory-saved":
             factor = r.total_sent / self.pages
             return [
@@ -578,6 +580,12 @@ class _Renderer:
         self.percent = percent
         body = f"Reloading memory pages: {received}/{self.pages}  {percent:3d}%"
         return [f"xc: {level}: {body}"]
+
+
+_SUSPEND_REQUEST = (
+    "libxl: debug: libxl_dom.c:1077:libxl__domain_suspend_common_callback: "
+    "issuing PV suspend request via XenBus control node"
+)
 
 
 def _xc(text: str) -> list[str]:
