@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import shlex
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -294,3 +295,28 @@ async def test_destination_sshd_killed_mid_migration(console: Console) -> None:
     assert session.bad_lines == [] and not session.cut_short
     [logged] = [e for e in session.events if isinstance(e, MigrationFinished)]
     assert not logged.ok and logged.error
+
+
+def test_up_after_a_crash_of_the_xen_hosts_cleans_up_and_comes_back(
+    xen_lab: SandboxUnderTest,
+) -> None:
+    """Last: both Xen hosts' QEMUs killed (the crash); `up` tears down what is left and
+    builds the lab again (the fixture's `down` then takes that one down)."""
+    crashed = xen_lab.state()
+    qemus = [p for p in crashed["processes"] if p["role"].startswith("xen@")]
+    assert len(qemus) == 2, crashed["processes"]
+    for process in qemus:
+        os.kill(process["pid"], signal.SIGKILL)
+    status = miglab("sandbox", "status", "--dir", str(xen_lab.directory))
+    assert status.returncode == 1, status.stdout
+    assert "NOT COMPLETE" in status.stdout and "MISSING" in status.stdout
+
+    up = miglab(
+        "sandbox", "up", "--hypervisor", "xen", "--dir", str(xen_lab.directory), timeout=1500
+    )
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    assert "taking down what the previous run left" in up.stdout
+    fresh = xen_lab.state()
+    assert {p["pid"] for p in fresh["processes"]}.isdisjoint(p["pid"] for p in crashed["processes"])
+    checked = miglab("check", "--connect", "--lab", str(xen_lab.lab_file), timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
