@@ -222,8 +222,9 @@ async def test_boot_on_host1_while_it_runs_on_host2_is_refused(console: Console)
 
 
 def guest_consoles(sandbox: SandboxUnderTest) -> str:
-    """The end of the guest's console on each dom0 (xenconsoled's log): what a failure
-    shows, since dom0 lives in RAM and `down` takes it away."""
+    """The end of the guest's console on each dom0 (xenconsoled's log) and of the log of
+    the xl that watches the domain (it restarts it on reboot): what a failure shows,
+    since dom0 lives in RAM and `down` takes it away."""
     parts = []
     for host in HV_HOSTS:
         argv = [
@@ -231,7 +232,8 @@ def guest_consoles(sandbox: SandboxUnderTest) -> str:
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={sandbox.directory / 'keys' / 'known_hosts'}",
             f"root@{sandbox.address(host)}",
-            "tail -n 60 /var/log/xen/console/guest-miglab-guest.log; xl list",
+            "tail -n 60 /var/log/xen/console/guest-miglab-guest.log; "
+            "tail -n 40 /var/log/xen/xl-miglab-guest.log; xl list",
         ]  # fmt: skip
         try:
             got = subprocess.run(argv, capture_output=True, text=True, timeout=60)
