@@ -10,7 +10,9 @@ migrated ``--repeat`` times, then a freshly booted guest running the RAM dirtier
 ping from the storage host (the network-measured unreachable time).
 
 The physical limit of a migration is memory / link: ``guest_mb * 8 / link_mbit``
-seconds. xl (4.17) prints no iteration counts and no downtime; QEMU gives both. Xen's
+seconds. xl (4.17) prints no iteration counts and no downtime; QEMU gives both. On Xen
+the downtime column is what the driver measures between xl -vvv's suspend request and the
+target's "Domain started" line (an upper bound; hv_xen). Xen's
 stop rules (4.6+): at most 5 iterations, then stop-and-copy.
 
     .venv/bin/python tests/bench/bench_xen_migration.py [--cold] [--repeat 1] [--dirty-mib 96]

@@ -322,7 +322,7 @@ def test_dry_run_on_the_simulated_lab_prints_the_plan(tmp_path: Path) -> None:
     log = tmp_path / "never.jsonl"
     code, out = cli("migrate-ping", "--sim", "--dry-run", "--log", str(log))
     assert code == 0
-    assert "ietadm --op new --tid=1" in out and "xl -v migrate guest" in out
+    assert "ietadm --op new --tid=1" in out and "xl -vvv migrate guest" in out
     assert not log.exists()
 
 

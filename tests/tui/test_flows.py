@@ -168,7 +168,7 @@ def _simulated(sim: Any, log: Path) -> FlowLab:
         Expect(
             export="ietadm --op new --tid=1 --params Name=iqn.2009-06.br.ufla.lab:guest-disk",
             boot="xl create /etc/xen/guest.cfg",
-            migrate="xl -v migrate guest 127.0.0.1",  # every simulated host is on loopback
+            migrate="xl -vvv migrate guest 127.0.0.1",  # every simulated host is on loopback
             traces=frozenset({("ping", "iSCSIserver")}),
             min_samples=300,
             cancel_lists="stop ping -D -O -n -i 1",

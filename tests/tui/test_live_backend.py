@@ -188,7 +188,7 @@ async def test_actions_publish_what_the_panes_draw_and_plans_are_the_exact_comma
     await backend.migrate(SECOND)
     finished = lab.of(MigrationFinished)[-1]
     assert (finished.source, finished.dest, finished.ok) == (FIRST, SECOND, True)
-    assert HostCommand(FIRST, ("xl", "-v", "migrate", "guest", "127.0.0.1")) in lab.commands(mark)
+    assert HostCommand(FIRST, ("xl", "-vvv", "migrate", "guest", "127.0.0.1")) in lab.commands(mark)
     # A dialog's commands are exactly those the action then runs (dry run = real run).
     planned = await backend.plan_shutdown(SECOND)
     mark = len(lab.events)
@@ -308,7 +308,7 @@ async def test_cancel_stops_a_migration_and_the_guest_stays_on_the_source(
             migrating = asyncio.ensure_future(backend.migrate(SECOND))
             await lab.until(lambda: any(e.kind == "migration.progress" for e in lab.events))
             planned = await backend.plan_cancel()
-            assert HostCommand(FIRST, ("stop", "xl", "-v", "migrate", "guest", "127.0.0.1")) in (
+            assert HostCommand(FIRST, ("stop", "xl", "-vvv", "migrate", "guest", "127.0.0.1")) in (
                 planned
             )
             await backend.cancel()

@@ -494,7 +494,7 @@ async def xl_migrate(inv: Invocation, args: list[str], opts: _Global) -> int:
     ready = disk is None or inv.world.disk_present(dest, disk[1])
     mig = inv.model.migrate(inv.node.name, dest.name, dest_ready=ready)
     try:
-        return await _stream(inv, mig, opts.verbose > 0, disk[1] if disk else "")
+        return await _stream(inv, mig, opts.verbose, disk[1] if disk else "")
     finally:
         inv.model.abort_migration()  # only takes effect if xl stopped before the suspend
 
@@ -517,7 +517,7 @@ async def _second_migration(inv: Invocation) -> int:
     return 1
 
 
-async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> int:
+async def _stream(inv: Invocation, mig: PreCopy, verbose: int, disk: str) -> int:
     renderer: _Renderer
     if isinstance(mig.rules, XenV2):
         model = inv.model
@@ -549,7 +549,7 @@ async def _stream(inv: Invocation, mig: PreCopy, verbose: bool, disk: str) -> in
 class _Renderer:
     """Turns the model's migration records into xl's and libxc's lines (v1, Xen 4.4)."""
 
-    def __init__(self, pages: int, verbose: bool, guest: str, disk: str) -> None:
+    def __init__(self, pages: int, verbose: int, guest: str, disk: str) -> None:
         self.pages = pages
         self.disk = disk
         self.verbose = verbose
@@ -590,7 +590,9 @@ class _Renderer:
         if r.kind == "last-iteration":
             return _xc("Start last iteration")
         if r.kind == "suspended":
-            return _xc(f"SUSPEND shinfo {0x23F1A7:08x}")
+            # -vvv: libxl's debug line as it asks the guest to suspend (libxl_dom.c, 4.4).
+            asked = [_SUSPEND_REQUEST] if v >= 3 else []
+            return [*asked, *_xc(f"SUSPEND shinfo {0x23F1A7:08x}")]
         if r.kind == "memory-saved":
             factor = r.total_sent / self.pages
             return [
@@ -623,7 +625,7 @@ class _RendererV2(_Renderer):
     def __init__(
         self,
         pages: int,
-        verbose: bool,
+        verbose: int,
         guest: str,
         disk: str,
         sender: int,
@@ -661,6 +663,10 @@ class _RendererV2(_Renderer):
             return out
         if r.kind == "creation-failed" or r.kind in ("resumed-at-source", "aborted"):
             return super().lines(r)
+        if r.kind == "suspended":
+            # -vvv: libxl's debug line as it asks the guest to suspend (libxl_dom_suspend.c,
+            # 4.17; "PVH/HVM" for those guests, as the real capture shows).
+            return [_SUSPEND_REQUEST_417.format(domid=self.sender)] if v >= 3 else []
         if r.kind == "transfer-complete":
             restored = [
                 "xc: info: Restore successful",
@@ -669,6 +675,16 @@ class _RendererV2(_Renderer):
             ]
             return [*(restored if v else []), *_PLAIN["transfer-complete"]]
         return _PLAIN.get(r.kind, []) if r.kind in ("resumed", "done") else []
+
+
+_SUSPEND_REQUEST = (
+    "libxl: debug: libxl_dom.c:1077:libxl__domain_suspend_common_callback: "
+    "issuing PV suspend request via XenBus control node"
+)
+_SUSPEND_REQUEST_417 = (
+    "libxl: debug: libxl_dom_suspend.c:203:domain_suspend_callback_common: "
+    "Domain {domid}:issuing PV suspend request via XenBus control node"
+)
 
 
 def _xc(text: str) -> list[str]:

@@ -751,9 +751,21 @@ def plan_migration(
         "migration sender: Target has acknowledged transfer.",
         "migration sender: Giving target permission to start.",
     ]
+    # -vvv: libxl's debug lines around the suspend (libxl_dom_suspend.c, as captured in
+    # tests/data/xl/real-4.17/xl-vvv-migrate-pvh-success.stderr).
+    suspending = (
+        [
+            f"libxl: debug: libxl_dom_suspend.c:203:domain_suspend_callback_common: "
+            f"Domain {domid}:issuing PV suspend request via XenBus control node",
+            f"libxl: debug: libxl_dom_suspend.c:358:suspend_common_wait_guest_check: "
+            f"Domain {domid}:guest has suspended",
+        ]
+        if verbose >= 3
+        else []
+    )
     stages = [
         Stage("start", [*header, *saving, *received], start),
-        Stage("suspend", restored, suspend),
+        Stage("suspend", [*suspending, *restored], suspend),
     ]
     if mode == "target":
         stages.append(
