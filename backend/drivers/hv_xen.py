@@ -125,7 +125,8 @@ class DowntimeClock:
     """The downtime of one ``xl -vvv migrate``, from when the parser's updates arrived:
     the first ``suspend-requested`` (sender: libxl asks the guest to suspend) to the first
     ``target-started`` after it (receiver: the guest was unpaused). Either missing, or in
-    the wrong order: None, never a guess."""
+    the wrong order, or arriving together (no interval to measure: the same read, or the
+    simulated lab's same 100 ms tick): None, never a guess."""
 
     def __init__(self) -> None:
         self.suspend_requested: float | None = None
@@ -144,6 +145,8 @@ class DowntimeClock:
     @property
     def ms(self) -> float | None:
         if self.suspend_requested is None or self.target_started is None:
+            return None
+        if self.target_started <= self.suspend_requested:
             return None
         return round((self.target_started - self.suspend_requested) * 1000, 3)
 

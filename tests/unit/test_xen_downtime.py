@@ -126,3 +126,50 @@ async def test_the_simulated_lab_xl_at_v_prints_no_libxl_debug() -> None:
     code = await world.runtime.run(world.execute(world.node("xenserver1"), argv, out))  # type: ignore[attr-defined]
     assert code == 0
     assert "libxl: debug:" not in out.text("stderr")
+
+
+def test_lines_that_arrive_together_give_no_downtime() -> None:
+    """Both lines in one read (or one tick of the simulated lab): no interval was seen."""
+    rows = arrivals()
+    together = [
+        (0.0, x) if "suspend request via" in x or "Domain started" in x else (t, x) for t, x in rows
+    ]
+    clock, parser = clock_over(together)
+    assert parser.result is not None and parser.result.phase is MigratePhase.DONE
+    assert clock.ms is None
+
+
+async def test_the_simulated_xl_4_17_asks_for_the_suspend_when_the_stop_window_opens() -> None:
+    """xl 4.17 (stream v2) in the simulated lab at -vvv: the request line is printed when
+    the model stops the guest, so the measured downtime brackets the model's own stop
+    window within a 100 ms tick of the simulated clock, or is unknown (None) when both
+    lines fall in one tick — never 0."""
+    from backend.config import parse_lab
+    from backend.sim.clock import VirtualRuntime
+    from backend.sim.commands.base import Captured
+    from backend.sim.labs import STUDY_LAB_TOML, build_world, model_for, preparation
+    from backend.sim.model import TICK
+
+    lab = parse_lab(STUDY_LAB_TOML + '\n[simulation]\nxen_version = "4.17"\n', file="<t>")
+    runtime = VirtualRuntime(model_for(lab))
+    world = build_world(lab, runtime)
+
+    async def prepared_and_migrated() -> tuple[int, Captured]:
+        for host, argv in preparation(lab):
+            assert await world.execute(world.node(host), argv, Captured(runtime)) == 0
+        await runtime.sleep(20)
+        out = Captured(runtime)
+        argv = ["xl", "-vvv", "migrate", "guest", "xenserver2"]
+        return await world.execute(world.node("xenserver1"), argv, out), out
+
+    code, out = await runtime.run(prepared_and_migrated())
+    assert code == 0, out.text("stderr")
+    rows = [(t, line) for t, stream, line in out.lines if stream == "stderr"]
+    assert any("Domain 1:issuing PV suspend request via XenBus" in line for _, line in rows)
+    clock, parser = clock_over(rows)
+    assert parser.result is not None and parser.result.phase is MigratePhase.DONE
+    suspended, resumed = world.model.stops[-1]
+    assert suspended is not None and resumed is not None
+    model_ms = (resumed - suspended) * 1000
+    assert clock.ms is None or abs(clock.ms - model_ms) <= TICK * 1000 + 1e-6
+    assert clock.ms != 0.0

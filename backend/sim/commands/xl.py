@@ -588,11 +588,12 @@ class _Renderer:
         if r.kind == "round":
             return _xc(print_stats(r))
         if r.kind == "last-iteration":
-            return _xc("Start last iteration")
-        if r.kind == "suspended":
-            # -vvv: libxl's debug line as it asks the guest to suspend (libxl_dom.c, 4.4).
+            # The last iteration begins by suspending the guest: -vvv shows libxl's debug
+            # line as it asks (libxl_dom.c, 4.4), when the model's stop window opens.
             asked = [_SUSPEND_REQUEST] if v >= 3 else []
-            return [*asked, *_xc(f"SUSPEND shinfo {0x23F1A7:08x}")]
+            return [*_xc("Start last iteration"), *asked]
+        if r.kind == "suspended":
+            return _xc(f"SUSPEND shinfo {0x23F1A7:08x}")
         if r.kind == "memory-saved":
             factor = r.total_sent / self.pages
             return [
@@ -663,9 +664,9 @@ class _RendererV2(_Renderer):
             return out
         if r.kind == "creation-failed" or r.kind in ("resumed-at-source", "aborted"):
             return super().lines(r)
-        if r.kind == "suspended":
-            # -vvv: libxl's debug line as it asks the guest to suspend (libxl_dom_suspend.c,
-            # 4.17; "PVH/HVM" for those guests, as the real capture shows).
+        if r.kind == "last-iteration":
+            # -vvv: libxl's debug line as it asks the guest to suspend, when the model's
+            # stop window opens (libxl_dom_suspend.c, 4.17; "PVH/HVM" for those guests).
             return [_SUSPEND_REQUEST_417.format(domid=self.sender)] if v >= 3 else []
         if r.kind == "transfer-complete":
             restored = [
