@@ -494,6 +494,9 @@ _V1_STATS_RE = re.compile(
 )
 _V1_TOTAL_RE = re.compile(r"^Total pages sent= (?P<n>\d+) \((?P<x>[\d.]+)x\)$")
 _SAVING_DOMAIN_RE = re.compile(r"^Saving domain (?P<domid>\d+), type (?P<type>.+)$")
+# xg_sr_restore.c xc_domain_restore, -v: the receiver's new domain (the sender's own
+# "fd %d, dom %u, flags %u, hvm %d" has flags).
+_RESTORE_DOMAIN_RE = re.compile(r"^fd \d+, dom (?P<domid>\d+), hvm \d+, stream_type \d+$")
 _SUSPEND_RC_RE = re.compile(r"^migration sender: libxl_domain_suspend failed \(rc=(-?\d+)\)$")
 _HANDSHAKE_TAIL = (
     "Domain state is now undefined !",
@@ -590,6 +593,8 @@ class XlMigrateParser:
         self.phase = MigratePhase.STARTED
         self.header: SaveHeader | None = None
         self.domid: int | None = None
+        self.receiver_domid: int | None = None
+        """The guest's domid on the target (with ``-v``: libxc's restore line)."""
         self.guest_type: str | None = None
         self.suspended = False
         self.causes: list[str] = []
@@ -763,6 +768,8 @@ class XlMigrateParser:
         return None
 
     def _xc_message(self, text: str, msg: str) -> MigrateUpdate | None:
+        if m := _RESTORE_DOMAIN_RE.match(msg):
+            self.receiver_domid = int(m.group("domid"))
         if m := _SAVING_DOMAIN_RE.match(msg):
             self.domid, self.guest_type = int(m.group("domid")), m.group("type")
             return self._update("saving-domain", text, phase=MigratePhase.PRECOPY, side="sender")

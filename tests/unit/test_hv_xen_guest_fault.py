@@ -222,3 +222,66 @@ async def test_a_crashed_domain_kept_by_on_crash_preserve_is_named(
     assert outcome.error is not None
     assert "its domain 1 on host1 is crashed" in outcome.error
     assert "Xen on host1 said of domain 1: d1v0 Triple fault" in outcome.error
+
+
+async def test_a_success_whose_guest_then_dies_at_the_target_is_a_failure() -> None:
+    """Run 2 (XEN-SUSPEND.md): ``xl -v migrate`` said ``Migration successful.``, but
+    the restored guest (domain 1 on host2, xc's restore line) triple-faulted at once and
+    xl restarted it as domain 2. (The driver runs -vvv; this capture is -v: the same
+    lines without libxl's debug ones.)"""
+    host1 = Replay(
+        "host1",
+        {
+            ("list",): ["xl-list-host1-guest-before-run2", "xl-list-host1-dom0-only"],
+            ("-vvv", "migrate", "miglab-guest", "198.18.0.12"): [
+                "xl-v-migrate-pvh-success-guest-rebooted-at-target"
+            ],
+        },
+    )
+    host2 = Replay(
+        "host2",
+        {
+            ("list",): ["xl-list-host1-dom0-only", "xl-list-host2-guest-restarted"],
+            ("dmesg",): ["xl-dmesg-host2-restored-guest-triple-fault"],
+        },
+    )
+    events: list[Event] = []
+    driver = XenDriver(parse_lab(LAB), {"host1": host1, "host2": host2}, events.append)
+    outcome = await driver.migrate("host1", "host2")
+    assert not outcome.ok and outcome.error is not None
+    assert outcome.error.startswith("xl reported success, but its domain 1 on host2 died")
+    assert "new domain 2 (running)" in outcome.error
+    assert "Xen on host2 said of domain 1: d1v1 Triple fault" in outcome.error
+    assert "RIP:    0010:[<ffffffff81146a40>]" in outcome.error
+    assert outcome.downtime_ms is None  # no downtime of a guest that did not survive
+    [finished] = [e for e in events if isinstance(e, MigrationFinished)]
+    assert not finished.ok
+    assert ("dmesg",) not in host1.ran  # the source had no reason to be asked
+
+
+async def test_failed_to_suspend_at_sender_names_the_triple_fault() -> None:
+    """Run 3: the e2e's failure, ``Migration failed, failed to suspend at sender.``
+    (``domain did not respond to suspend request: No such process``), with 2 sysbench
+    threads: domain 2 triple-faulted in pvclock_clocksource_read during pre-copy."""
+    host2 = Replay(
+        "host2",
+        {
+            ("list",): [
+                "xl-list-host2-guest-before-run3",
+                "xl-list-host2-guest-restarted-run3",
+            ],
+            ("-vvv", "migrate", "miglab-guest", "198.18.0.11"): [
+                "xl-vvv-migrate-pvh-failed-to-suspend"
+            ],
+            ("dmesg",): ["xl-dmesg-host2-guest-triple-fault-2"],
+        },
+    )
+    host1 = Replay("host1", {("list",): ["xl-list-host1-dom0-only"] * 2})
+    driver = XenDriver(parse_lab(LAB), {"host1": host1, "host2": host2}, lambda _e: None)
+    outcome = await driver.migrate("host2", "host1")
+    assert outcome.error is not None and not outcome.ok
+    assert outcome.error.startswith("Migration failed, failed to suspend at sender.")
+    assert "domain did not respond to suspend request: No such process" in outcome.error
+    assert "its domain 2 on host2 died" in outcome.error and "new domain 3" in outcome.error
+    assert "d2v0 Triple fault - invoking HVM shutdown action 1" in outcome.error
+    assert "RIP:    0010:[<ffffffff8107ee05>]" in outcome.error
