@@ -66,6 +66,7 @@ from backend.drivers.parse_xl import (
     ShutdownReason,
     XlDomainConfig,
     XlState,
+    domain_faults,
     is_unknown_domain_error,
     parse_xl_list_long,
 )
@@ -275,6 +276,7 @@ class XenDriver(HypervisorBase):
         here = [d for d in await self.copies(source) if d.name == self.guest]
         if not here or here[0].state not in ALIVE:
             raise Refused(f"{self.guest} is not running on {source}")
+        domid = here[0].domid
         there = await self.copies(dest)
         if there:
             names = ", ".join(f"{d.name} ({d.state})" for d in there)
@@ -320,12 +322,25 @@ class XenDriver(HypervisorBase):
                 self._progress(source, dest, update)
             final = parser.result
             error = final.error if final is not None else "xl migrate gave no result"
+            causes = [c for c in (final.causes if final is not None else ()) if c != error]
+            if causes:  # e.g. the libxl error behind "Migration failed, resuming at sender."
+                error = f"{error} {self.toolstack.name} said: " + "; ".join(causes)
         ok = final is not None and final.phase is MigratePhase.DONE
-        guest_host, placement = await self._placement(source, dest)
+        guest_host, placement, found = await self._placement(source, dest)
+        receiver_domid = getattr(parser, "receiver_domid", None)  # xl's parser has it
+        died_at_dest = ""
+        if ok and isinstance(receiver_domid, int):
+            # xl's success says the target unpaused the guest, not that it lived on.
+            died_at_dest = await self._domain_fate(dest, receiver_domid, found[dest])
+            if died_at_dest:
+                ok = False
+                error = f"{self.toolstack.name} reported success, but{died_at_dest[1:]}"
         if ok and guest_host != dest:
             self.note(f"{self.toolstack.name} reported success but {placement}", "warning")
         if not ok:
             error = f"{error} ({placement})"
+            if domid is not None and not died_at_dest:
+                error += await self._domain_fate(source, domid, found[source])
             self.note(f"migration of {self.guest} failed: {error}", "error")
         iterations = [u for u in parser.history if u.event == "iteration-stats"]
         sent = next((u.bytes for u in parser.history if u.event == "total-sent"), None)
@@ -360,8 +375,11 @@ class XenDriver(HypervisorBase):
     def _progress(self, source: str, dest: str, update: MigrateUpdate) -> None:
         self._publish(progress_event(self.guest, source, dest, update))
 
-    async def _placement(self, source: str, dest: str) -> tuple[str | None, str]:
-        """Where the guest runs after a migration, and a sentence saying so."""
+    async def _placement(
+        self, source: str, dest: str
+    ) -> tuple[str | None, str, dict[str, list[DomainInfo]]]:
+        """Where the guest runs after a migration, a sentence saying so, and the copies
+        of the guest on each host."""
         found = {host: await self.copies(host) for host in (source, dest)}
         running = [
             host
@@ -369,12 +387,44 @@ class XenDriver(HypervisorBase):
             if any(d.name == self.guest and d.state in ALIVE for d in copies)
         ]
         if len(running) == 1:
-            return running[0], f"the guest runs on {running[0]}"
+            return running[0], f"the guest runs on {running[0]}", found
         listing = "; ".join(
             f"{host}: " + (", ".join(f"{d.name} ({d.state})" for d in copies) or "none")
             for host, copies in found.items()
         )
-        return None, f"no single running copy, check both hosts before resuming one: {listing}"
+        return (
+            None,
+            f"no single running copy, check both hosts before resuming one: {listing}",
+            found,
+        )
+
+    async def _domain_fate(self, source: str, domid: int, copies: list[DomainInfo]) -> str:
+        """What became of the guest's domain ``domid`` on ``source`` after a failed
+        migration: a new domain in its place (xl's on_reboot restarted it: a guest that
+        rebooted, or an HVM/PVH guest's triple fault, which Xen turns into a reboot), and
+        what Xen's console (``xl dmesg``) says of it; ``copies``: the guest's copies there
+        now. Empty when there is nothing to say."""
+        if any(d.domid == domid and (d.state in ALIVE or d.name != self.guest) for d in copies):
+            return ""  # still there: running, or suspended as NAME--migratedaway
+        said = ""
+        now_there = [d for d in copies if d.name == self.guest]
+        if now_there and now_there[0].domid == domid:  # kept: on_crash = "preserve"
+            said += f"; its domain {domid} on {source} is {now_there[0].state}"
+        elif now_there and now_there[0].domid is not None:
+            new = now_there[0]
+            said += (
+                f"; its domain {domid} on {source} died and {self.guest} is there again as "
+                f"a new domain {new.domid} ({new.state}): it rebooted or crashed during the "
+                "migration and xl restarted it (on_reboot)"
+            )
+        result = await self._xl(source, "dmesg")
+        if not result.ok:
+            stderr = result.stderr.strip() or f"exit status {result.exit_status}"
+            return said + f"; `{self.toolstack.name} dmesg` on {source} failed: {stderr}"
+        faults = domain_faults(result.stdout, domid)
+        if faults:
+            said += f"; Xen on {source} said of domain {domid}: " + " | ".join(faults)
+        return said
 
     async def cancel(self, source: str) -> None:
         """Stop the ``xl migrate`` this driver runs from ``source`` (xl has no cancel)."""

@@ -49,6 +49,7 @@ __all__ = [
     "XlMigrateParser",
     "XlNic",
     "XlState",
+    "domain_faults",
     "is_unknown_domain_error",
     "parse_xl_info",
     "parse_xl_list",
@@ -493,6 +494,9 @@ _V1_STATS_RE = re.compile(
 )
 _V1_TOTAL_RE = re.compile(r"^Total pages sent= (?P<n>\d+) \((?P<x>[\d.]+)x\)$")
 _SAVING_DOMAIN_RE = re.compile(r"^Saving domain (?P<domid>\d+), type (?P<type>.+)$")
+# xg_sr_restore.c xc_domain_restore, -v: the receiver's new domain (the sender's own
+# "fd %d, dom %u, flags %u, hvm %d" has flags).
+_RESTORE_DOMAIN_RE = re.compile(r"^fd \d+, dom (?P<domid>\d+), hvm \d+, stream_type \d+$")
 _SUSPEND_RC_RE = re.compile(r"^migration sender: libxl_domain_suspend failed \(rc=(-?\d+)\)$")
 _HANDSHAKE_TAIL = (
     "Domain state is now undefined !",
@@ -589,6 +593,8 @@ class XlMigrateParser:
         self.phase = MigratePhase.STARTED
         self.header: SaveHeader | None = None
         self.domid: int | None = None
+        self.receiver_domid: int | None = None
+        """The guest's domid on the target (with ``-v``: libxc's restore line)."""
         self.guest_type: str | None = None
         self.suspended = False
         self.causes: list[str] = []
@@ -762,6 +768,8 @@ class XlMigrateParser:
         return None
 
     def _xc_message(self, text: str, msg: str) -> MigrateUpdate | None:
+        if m := _RESTORE_DOMAIN_RE.match(msg):
+            self.receiver_domid = int(m.group("domid"))
         if m := _SAVING_DOMAIN_RE.match(msg):
             self.domid, self.guest_type = int(m.group("domid")), m.group("type")
             return self._update("saving-domain", text, phase=MigratePhase.PRECOPY, side="sender")
@@ -854,3 +862,50 @@ def parse_xl_migrate(text: str, exit_status: int | None = None) -> list[MigrateU
 def _split_keep_cr(text: str) -> Iterable[str]:
     # str.splitlines() would also split on "\r"; the parser wants to see those itself.
     return text.split("\n")
+
+
+# --- xl dmesg ----------------------------------------------------------------------
+
+# Xen's console lines (``xl dmesg``), each ``(XEN) `` and, with console_timestamps, a
+# ``[seconds]`` stamp. What Xen 4.17 says when a domain dies of a fault, not by asking:
+# hvm.c hvm_triple_fault: gprintk ``d1v0 Triple fault - invoking HVM shutdown action 1``
+# (action 1 = SHUTDOWN_reboot by default: xl's on_reboot, not on_crash, then applies);
+# then traps.c vcpu_show_execution_state: ``*** Dumping Dom1 vcpu#0 state: ***`` and a
+# register dump (``RIP:    e008:[<...>]``, ``... cs: e008``); domain.c __domain_crash:
+# ``domain_crash called from ...`` then ``Domain 1 (vcpu#0) crashed on cpu#0:`` or
+# ``Domain 1 reported crashed by domain 0 on cpu#0:``.
+_XEN_PREFIX = re.compile(r"^\(XEN\)\s*(?:\[[^\]]*\]\s*)?")
+_VCPU_WORDS = re.compile(r"fault|crash|shutdown", re.IGNORECASE)
+# Dump lines kept after a domain's dump header: where it was and in which code segment.
+_DUMP_KEEP = re.compile(r"^(?:RIP:|RFLAGS:|.*\bcs: [0-9a-f]{4}\s*$)")
+_DUMP_LINES = 14  # a register dump's length (traps.c show_registers)
+MAX_FAULT_LINES = 8
+
+
+def domain_faults(dmesg: str, domid: int) -> list[str]:
+    """What Xen's console (``xl dmesg``) says about domain ``domid`` faulting or
+    crashing, each line without its ``(XEN)`` prefix, at most :data:`MAX_FAULT_LINES`.
+    Lines of any other kind are skipped; never raises."""
+    texts = [_XEN_PREFIX.sub("", line).rstrip() for line in dmesg.splitlines()]
+    vcpu = re.compile(rf"^d{domid}v\d+\b")
+    crashed = re.compile(rf"^Domain {domid} (?:\(vcpu#\d+\) crashed|reported crashed)\b")
+    dump = re.compile(rf"^\*\*\* Dumping Dom{domid} vcpu#\d+ state")
+    found: list[str] = []
+    dump_left = 0
+    for index, text in enumerate(texts):
+        if dump_left:
+            dump_left -= 1
+            if _DUMP_KEEP.match(text):
+                found.append(text)
+            continue
+        if vcpu.match(text) and _VCPU_WORDS.search(text):
+            found.append(text)
+        elif crashed.match(text):
+            before = texts[index - 1] if index else ""
+            if before.startswith("domain_crash called from"):
+                found.append(before)
+            found.append(text)
+        elif dump.match(text):
+            found.append(text)
+            dump_left = _DUMP_LINES
+    return found[:MAX_FAULT_LINES]

@@ -235,12 +235,19 @@ def guest_consoles(sandbox: SandboxUnderTest) -> str:
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={sandbox.directory / 'keys' / 'known_hosts'}",
             f"root@{sandbox.address(host)}",
+            # The watcher is `xl create`'s (xl-miglab-guest.log) or, on a host the guest
+            # migrated to, `xl migrate-receive`'s (xl-miglab-guest--incoming.log); Xen's
+            # console says when a domain triple-faulted (XEN-SUSPEND.md, issue 11).
             "tail -n 60 /var/log/xen/console/guest-miglab-guest.log; "
-            "tail -n 40 /var/log/xen/xl-miglab-guest.log; xl list",
+            "tail -n 40 /var/log/xen/xl-miglab-guest*.log; "
+            "xl dmesg | grep -A 14 -E 'Triple fault|crashed'; xl list",
         ]  # fmt: skip
         try:
             got = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-            parts.append(f"\n--- {host}: guest console, xl list ---\n{got.stdout}{got.stderr}")
+            parts.append(
+                f"\n--- {host}: guest console, xl logs, xl dmesg faults, xl list ---\n"
+                f"{got.stdout}{got.stderr}"
+            )
         except subprocess.TimeoutExpired:
             parts.append(f"\n--- {host}: no answer in 60 s ---")
     return "".join(parts)
