@@ -62,7 +62,8 @@ pytestmark = [
     pytest.mark.skipif(
         os.environ.get("MIGLAB_XEN_E2E") != "1",
         reason="opt-in (MIGLAB_XEN_E2E=1): 15-24 min under TCG here, and its "
-        "migrate-sysbench-cpu test fails (the guest vanishes while suspending, 2 of 2 runs)",
+        "migrate-sysbench-cpu test fails: the loaded guest triple-faults under QEMU 7.2's "
+        "emulated SVM (2 of 2 runs; see README)",
     ),
 ]
 
