@@ -327,9 +327,9 @@ class XenDriver(HypervisorBase):
                 error = f"{error} {self.toolstack.name} said: " + "; ".join(causes)
         ok = final is not None and final.phase is MigratePhase.DONE
         guest_host, placement, found = await self._placement(source, dest)
-        receiver_domid = getattr(parser, "receiver_domid", None)  # xl's parser has it
+        receiver_domid = parser.receiver_domid
         died_at_dest = ""
-        if ok and isinstance(receiver_domid, int):
+        if ok and receiver_domid is not None:
             # xl's success says the target unpaused the guest, not that it lived on.
             died_at_dest = await self._domain_fate(dest, receiver_domid, found[dest])
             if died_at_dest:

@@ -476,6 +476,7 @@ class XmMigrateParser:
         # xm's messages are whole lines of their own: none can start right and go wrong
         self.malformed: list[ParseError] = []
         self.kind: XmMigrateError | None = None
+        self.receiver_domid: int | None = None  # xm never names the target's domain
         self._result: MigrateUpdate | None = None
 
     @property

@@ -38,6 +38,8 @@ class MigrateReader(Protocol):
     history: list[MigrateUpdate]
     malformed: list[ParseError]
     """Lines that began like a known message but did not fit it (skipped)."""
+    receiver_domid: int | None
+    """The domain the receiver restored the guest into, once the output names it."""
 
     @property
     def result(self) -> MigrateUpdate | None: ...

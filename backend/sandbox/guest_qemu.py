@@ -46,6 +46,11 @@ class GuestQemu:
     origin: str
     """Where it came from, for the person running ``sandbox up``."""
 
+    @property
+    def release(self) -> str:
+        """MAJOR.MINOR, as lab.toml's ``[simulation] qemu_version`` names it."""
+        return ".".join(self.version.split(".")[:2])
+
 
 def parse_version(text: str) -> tuple[int, ...] | None:
     """``QEMU emulator version 7.2.22 (Debian ...)`` -> (7, 2, 22); None if absent."""

@@ -284,7 +284,7 @@ class Sandbox:
                 guest_mb=guest_mb,
                 tgt_control_port=TGT_PORT_BASE + net.instance,
                 qemu_binary=qemu.binary,
-                qemu_version=".".join(qemu.version.split(".")[:2]),
+                qemu_version=qemu.release,
             )
             lab_path, _ = await write_lab_file(spec)
         except BaseException:

@@ -45,7 +45,7 @@ def test_a_new_enough_qemu_on_this_machine_is_used_and_nothing_is_fetched(
 ) -> None:
     system = fake_qemu(tmp_path, "QEMU emulator version 10.1.0 (Debian 1:10.1.0)")
     chosen = asyncio.run(guest_qemu(tmp_path / "cache", str(system)))
-    assert (chosen.binary, chosen.version) == (str(system), "10.1.0")
+    assert (chosen.binary, chosen.version, chosen.release) == (str(system), "10.1.0", "10.1")
     assert not (tmp_path / "cache").exists()
 
 
