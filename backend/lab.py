@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from backend.config import LabConfig
 from backend.drivers.base import (
+    ALIVE,
     DomainInfo,
     DriverError,
     HostCommand,
@@ -32,9 +33,6 @@ from backend.drivers.base import (
 )
 from backend.events import Note
 from backend.transport.base import CommandFailed, HostRunner, TransportError
-
-# Domain states in which the guest occupies its disk (it may write to it).
-_ACTIVE = {"running", "paused", "blocked", "other"}
 
 
 @dataclass
@@ -94,7 +92,7 @@ class LabController:
     async def _guest_on(self, host: str) -> DomainInfo | None:
         name = self.lab.guest.name
         domains = await self.hypervisor.domains(host)
-        return next((d for d in domains if d.name == name and d.state in _ACTIVE), None)
+        return next((d for d in domains if d.name == name and d.state in ALIVE), None)
 
     async def where(self) -> Placement:
         """Ask both hypervisor hosts (at once) whether they run the guest. A host that

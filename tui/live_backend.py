@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from backend.check import probe_host
 from backend.config import LabConfig
 from backend.drivers.base import (
+    ALIVE,
     DriverError,
     HostCommand,
     HypervisorDriver,
@@ -61,7 +62,7 @@ from backend.drivers.base import (
     TargetDriver,
 )
 from backend.drivers.hv_qemu import QemuDriver
-from backend.drivers.hypervisor import ALIVE, hypervisor_driver
+from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.storage import initiator_driver, target_driver
 from backend.events import (
     CommandFinished,

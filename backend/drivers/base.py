@@ -154,6 +154,13 @@ class InitiatorDriver(Protocol):
 DomainRunState = Literal["running", "paused", "blocked", "shutdown", "crashed", "dying", "other"]
 
 
+ALIVE = frozenset({"running", "blocked", "paused", "other"})
+"""Domain states in which a guest holds its disk (it may write to it): a second copy
+anywhere else would corrupt it."""
+ABSENT = "absent"
+"""The ``domain.state`` of a copy that is gone from a host."""
+
+
 @dataclass(frozen=True)
 class DomainInfo:
     name: str

@@ -64,6 +64,7 @@ from typing import Any, Literal
 from backend.aio import wait_for
 from backend.config import LabConfig
 from backend.drivers.base import (
+    ALIVE,
     DomainInfo,
     DomainRunState,
     DriverError,
@@ -75,7 +76,7 @@ from backend.drivers.base import (
     Publish,
     Refused,
 )
-from backend.drivers.hypervisor import ALIVE, HypervisorBase
+from backend.drivers.hypervisor import HypervisorBase
 from backend.drivers.parse_xl import INCOMING_SUFFIX, MIGRATEDAWAY_SUFFIX
 from backend.drivers.qmp import (
     MigrationStatus,

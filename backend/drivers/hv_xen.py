@@ -48,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from backend.config import LOCAL, LabConfig
 from backend.drivers import ParseError
 from backend.drivers.base import (
+    ALIVE,
     DomainInfo,
     DomainRunState,
     DriverError,
@@ -59,7 +60,7 @@ from backend.drivers.base import (
     Publish,
     Refused,
 )
-from backend.drivers.hypervisor import ALIVE, HypervisorBase
+from backend.drivers.hypervisor import HypervisorBase
 from backend.drivers.parse_xl import (
     MigratePhase,
     MigrateUpdate,

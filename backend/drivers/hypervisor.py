@@ -17,17 +17,20 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from backend.config import LOCAL, LabConfig
-from backend.drivers.base import DomainInfo, DriverError, HypervisorDriver, Publish, Refused
+from backend.drivers.base import (
+    ABSENT,
+    ALIVE,
+    DomainInfo,
+    DriverError,
+    HypervisorDriver,
+    Publish,
+    Refused,
+)
 from backend.drivers.parse_xl import INCOMING_SUFFIX, MIGRATEDAWAY_SUFFIX
 from backend.events import DomainState, Note
 from backend.transport.base import HostRunner
 
-__all__ = ["ABSENT", "ALIVE", "HypervisorBase", "hypervisor_driver"]
-
-ABSENT = "absent"
-"""The ``domain.state`` of a copy that is gone from a host."""
-ALIVE = frozenset({"running", "blocked", "paused", "other"})
-"""Domain states in which a guest holds its disk."""
+__all__ = ["HypervisorBase", "hypervisor_driver"]
 
 
 def hypervisor_driver(
