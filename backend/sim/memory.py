@@ -71,11 +71,6 @@ class GuestMemory:
         self.regions[name] = region
         return region
 
-    def set_rate(self, name: str, rate: float) -> None:
-        region = self.regions.get(name)
-        if region is not None:
-            region.rate = float(rate)
-
     def remove_region(self, name: str) -> None:
         """A working set that is gone: its dirty pages stay dirty until the next clean."""
         region = self.regions.pop(name, None)

@@ -206,10 +206,6 @@ class Model:
         while self.ticks < target:
             self.step()
 
-    def advance_to(self, t: float) -> None:
-        while self.t < t - 1e-9:
-            self.step()
-
     def step(self) -> None:
         t = self.t
         remaining = TICK

@@ -1,4 +1,4 @@
-"""`miglab [--lab F] [--readonly]`: the console's command (the live backend comes later)."""
+"""`miglab [--lab F] [--readonly]`: the console's command."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA
 from tui.commands import console
-from tui.commands.common import EXIT_FAILED, BadInput
+from tui.commands.common import BadInput
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -27,12 +26,3 @@ def test_a_bad_lab_is_bad_input(tmp_path: Path) -> None:
     args = parse("--lab", str(tmp_path / "missing.toml"))
     with pytest.raises(BadInput, match="no such file"):
         args.handler(args)
-
-
-def test_without_the_live_adapter_it_says_so(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(console, "LIVE_BACKEND_MODULE", "tui.no_such_adapter")
-    args = parse("--lab", str(DATA / "labs" / "good" / "everything.toml"))
-    assert args.handler(args) == EXIT_FAILED
-    assert "miglab: the live console is not available" in capsys.readouterr().err

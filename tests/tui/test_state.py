@@ -206,3 +206,15 @@ def test_event_kinds_from_other_modules_are_read_by_their_fields() -> None:
         UnknownEvent(kind="experiment.finished", t=T0 + 3, scenario="migrate-ping", status="failed")
     )
     assert lab.scenario_status == "failed"
+
+
+def test_readings_without_a_time_are_not_drawn_and_do_not_break_the_trace() -> None:
+    # BusyBox ping prints no time: `miglab import` records its replies and losses with t=None.
+    store = TraceStore()
+    untimed = [
+        ping(T0, seq, rtt).model_copy(update={"t": None}) for seq, rtt in ((1, 0.4), (2, None))
+    ]
+    assert [store.add(sample) for sample in untimed] == [None, None]
+    store.add(ping(T0 + 1.0, 3, 0.5))
+    trace = store.traces[("ping", "storage")]
+    assert trace.samples == 1 and trace.lost == 0 and trace.last_t == T0 + 1.0

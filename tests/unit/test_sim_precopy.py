@@ -195,7 +195,7 @@ def test_a_booting_guest_migrates_and_its_boot_goes_on_at_the_destination() -> N
     assert model.guest.status == "booting" and not model.guest_up
     assert summary.downtime_s is not None and summary.downtime_s > 0
     assert model.guest.ready_at == pytest.approx(BOOT_S + summary.downtime_s)
-    model.advance_to(model.guest.ready_at - 0.2)
+    model.advance(model.guest.ready_at - 0.2 - model.t)
     assert not model.guest_up
     model.advance(0.3)
     assert model.guest_up and model.guest.host == DST

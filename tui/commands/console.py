@@ -1,23 +1,17 @@
 """`miglab [--lab F] [--readonly]`: the console on a lab.
 
-The console drives a lab through a :class:`~tui.backend_api.ConsoleBackend`. The
-live one (the LabController adapter) is built by :func:`live_backend`, which the
-CLI's bare ``miglab`` and the ``console`` subcommand share.
+The console drives a lab through a :class:`~tui.backend_api.ConsoleBackend`; the
+live one is :func:`tui.live_backend.make_backend`'s, imported when the console
+opens (not for ``--help``). The CLI's bare ``miglab`` and the ``console``
+subcommand share this module.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 from typing import Any
 
-from backend.config import LabConfig
-from tui.backend_api import ConsoleBackend
-from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, BadInput, load
-
-# The module holding the LabController adapter: ``make_backend(lab, readonly=...)``.
-LIVE_BACKEND_MODULE = "tui.live_backend"
+from tui.commands.common import DEFAULT_LAB, BadInput, load
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,28 +38,12 @@ def register(commands: Any) -> None:
     console.set_defaults(handler=run)
 
 
-def live_backend(lab: LabConfig, *, readonly: bool) -> ConsoleBackend:
-    try:
-        module = importlib.import_module(LIVE_BACKEND_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name != LIVE_BACKEND_MODULE:  # the adapter exists but a module it needs does not
-            raise
-        raise RuntimeError(
-            "the live console is not available in this build (no LabController adapter)"
-        ) from None
-    backend: ConsoleBackend = module.make_backend(lab, readonly=readonly)
-    return backend
-
-
 def run(args: argparse.Namespace) -> int:
     from tui.app import ThemeFileError, run_console
+    from tui.live_backend import make_backend
 
     lab = load(args.lab)
-    try:
-        backend = live_backend(lab, readonly=args.readonly)
-    except RuntimeError as error:
-        print(f"miglab: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    backend = make_backend(lab, readonly=args.readonly)
     try:
         return run_console(backend, theme=args.theme)
     except ThemeFileError as error:

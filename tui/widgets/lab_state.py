@@ -155,17 +155,6 @@ class Changes:
     new_traces: list[tuple[str, str]] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
-    def merge(self, other: Changes) -> None:
-        self.hosts |= other.hosts
-        self.storage |= other.storage
-        self.guest |= other.guest
-        self.migration |= other.migration
-        self.phase |= other.phase
-        self.commands.extend(other.commands)
-        self.traces |= other.traces
-        self.new_traces.extend(other.new_traces)
-        self.notes.extend(other.notes)
-
 
 class LabState:
     """The lab as the console shows it."""

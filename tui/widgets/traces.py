@@ -123,8 +123,8 @@ class Trace:
     def add(self, sample: Sample) -> bool:
         """Take one sample; False if it carried nothing to draw (a summary, a marker)."""
         values = sample.values
-        if values.get("summary") == 1.0:
-            return False
+        if values.get("summary") == 1.0 or sample.t is None:
+            return False  # a reading without a time (BusyBox ping) has no place on a time axis
         if values.get("lost") == 1.0:
             self._add_loss(values.get("seq"), sample.t)
             return True
@@ -232,6 +232,8 @@ class TraceStore:
         """File a sample under its trace; the trace if something drawable changed."""
         key = (sample.probe, sample.host)
         trace = self.traces.get(key)
+        if sample.t is None:
+            return None  # untimed readings (BusyBox ping) are counted by the report, not drawn
         if trace is None:
             look = look_for(sample.probe, sample)
             if look is None or sample.values.get("summary") == 1.0:
