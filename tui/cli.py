@@ -17,40 +17,48 @@ from collections.abc import Sequence
 
 from backend import __version__
 from backend.terminal_text import printable
-from tui.commands import console
+from tui.commands import SUBCOMMANDS, console, module_name
 from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a program killed by SIGPIPE
 
-# Subcommands, in the order `miglab --help` lists them.
-COMMANDS = (
-    "console",
-    "demo",
-    "check",
-    "run",
-    "campaign",
-    "report",
-    "results",
-    "compare",
-    "replay",
-    "import",
-    "scenarios",
-    "sandbox",
-    "sim",
-)
 
-
-def _parser() -> argparse.ArgumentParser:
+def _top_parser(*, add_help: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miglab",
         description="A console for live-migration experiments on a Xen/QEMU + iSCSI lab.",
+        add_help=add_help,
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
     console.add_arguments(parser)  # a bare `miglab [--lab F]` opens the console
+    return parser
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` runs, as argparse itself reads it (None: the console)."""
+    parser = _top_parser(add_help=False)
+    parser.exit_on_error = False
+    commands = parser.add_subparsers(dest="command")
+    for name in SUBCOMMANDS:
+        commands.add_parser(name, add_help=False)
+    try:
+        command: str | None = parser.parse_known_args(argv)[0].command
+    except (argparse.ArgumentError, SystemExit):
+        return None  # the full parser says what is wrong
+    return command
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: every subcommand listed, and only the module of the one
+    ``argv`` runs imported (None: all of them, as tests and the docs want)."""
+    parser = _top_parser(add_help=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        module = "importer" if name == "import" else name  # `import` is a Python keyword
-        importlib.import_module(f"tui.commands.{module}").register(commands)
+    chosen = None if argv is None else _chosen(argv)
+    for name, help_line in SUBCOMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(f"tui.commands.{module_name(name)}").register(commands)
+        else:
+            commands.add_parser(name, help=help_line)
     return parser
 
 
@@ -58,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="miglab: %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.ERROR)
     try:
-        args = _parser().parse_args(argv)  # --help prints here: inside the pipe guard
+        words = sys.argv[1:] if argv is None else list(argv)
+        args = _parser(words).parse_args(words)  # --help prints here: inside the pipe guard
         handler = args.handler if args.command is not None else console.run
         code = handler(args)
     except BadInput as exc:

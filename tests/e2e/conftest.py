@@ -37,14 +37,8 @@ def sandbox_dir() -> Path:
 
 
 def miglab_argv(*args: str) -> list[str]:
-    """The `miglab` CLI as a separate process. Until "sandbox" is one of tui/cli.py's
-    COMMANDS, the same main() runs with it added."""
-    from tui import cli
-
-    if "sandbox" in cli.COMMANDS:
-        return [sys.executable, "-m", "tui.cli", *args]
-    shim = "import tui.cli as c; c.COMMANDS += ('sandbox',); c.main()"
-    return [sys.executable, "-c", shim, *args]
+    """The `miglab` CLI as a separate process."""
+    return [sys.executable, "-m", "tui.cli", *args]
 
 
 def miglab(

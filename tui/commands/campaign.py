@@ -36,6 +36,7 @@ from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable, study_lab
 from backend.terminal_text import printable
 from backend.transport.hosts import Hosts
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 from tui.commands.run import (
     DEFAULT_SIM_SPEED,
@@ -49,7 +50,7 @@ from tui.commands.run import (
 def register(commands: Any) -> None:
     campaign = commands.add_parser(
         "campaign",
-        help="run a campaign: scenarios x parameters x repetitions, one session log per run",
+        help=SUBCOMMANDS["campaign"],
         description="Run every scenario of the campaign FILE for every combination of its "
         "parameters, REPETITIONS times each, one after another, one session log per run "
         "(OUT/GROUP/rN.jsonl). Started again, it picks up at the first run without a "

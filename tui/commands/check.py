@@ -10,13 +10,14 @@ from typing import Any
 from backend.config import LabConfig, lab_json_schema
 from backend.events import EventBus
 from backend.terminal_text import printable
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, load
 
 
 def register(commands: Any) -> None:
     check = commands.add_parser(
         "check",
-        help="validate lab.toml; with --connect, reach every host and report what it runs",
+        help=SUBCOMMANDS["check"],
         description="Validate lab.toml. With --connect, open every host (concurrently) and "
         "report per host: reachable, round-trip time, kernel, and which lab tools it has. "
         "Exit 1 if a host is unreachable, 2 if lab.toml is invalid.",

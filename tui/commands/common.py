@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from backend.config import ConfigError, LabConfig, load_lab
+if TYPE_CHECKING:
+    from backend.config import LabConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_LAB = os.environ.get("MIGLAB_LAB", "lab.toml")
@@ -16,6 +18,8 @@ class BadInput(Exception):
 
 def load(path: str) -> LabConfig:
     """Load a lab file, turning every problem in it into one BadInput message."""
+    from backend.config import ConfigError, load_lab  # pydantic: not for `miglab --help`
+
     try:
         return load_lab(path)
     except ConfigError as err:

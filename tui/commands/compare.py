@@ -15,13 +15,14 @@ from backend.experiments.compare import (
     render_text,
 )
 from backend.session import SessionLogError
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import EXIT_OK, BadInput
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "compare",
-        help="compare session logs or a campaign's groups: mean, 95%% CI, change, overlap",
+        help=SUBCOMMANDS["compare"],
         description="Compare two or more ARMs, each a session log or a folder of them (a "
         "campaign's group: sessions/NAME/GROUP). Every repetition of every log of an arm "
         "is one value of each metric. Per metric and arm: n, mean, 95%% confidence interval "

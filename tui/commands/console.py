@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import DEFAULT_LAB, BadInput, load
 
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def register(commands: Any) -> None:
     console = commands.add_parser(
         "console",
-        help="open the console on a lab (what a bare `miglab` does)",
+        help=SUBCOMMANDS["console"],
         description="Open the console on the lab in lab.toml: every host at a glance, live "
         "traces, the command log; p prepares storage, b boots, m migrates, ? lists every key.",
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.config import LabConfig
-from tui.commands import numbers
+from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_FAILED, BadInput, load
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ _speed = numbers.float_range(0, MAX_SPEED, above_low=True)
 def register(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        help="the console on the built-in simulated lab (no root, no network)",
+        help=SUBCOMMANDS["demo"],
         description="Open the console on a simulated copy of the 2009 study's lab (Xen, IET "
         "iSCSI, 100 Mbit/s, a 1 GB guest), running in this process: p prepares the "
         "storage, b boots the guest, m migrates it, r runs a scenario, ? lists every key. "

@@ -38,14 +38,14 @@ from backend.inputs import (
 )
 from backend.session import END_KIND, SessionLogWriteError, make_header, write_error
 from backend.terminal_text import printable
-from tui.commands import numbers
+from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "import",
-        help="turn a raw ping / sysbench / dbench / xl / qemu output into a session log",
+        help=SUBCOMMANDS["import"],
         description="Read a file of raw output that a tool printed when you ran it by hand "
         "and write it as a miglab session log, so `miglab report` works on it. KIND is one "
         f"of: {', '.join(KINDS)}, or {AUTO}: the tool told from the text (exit 2 when it "

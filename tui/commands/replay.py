@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from backend.session import SessionLogError
-from tui.commands import numbers
+from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_OK, BadInput
 
 MAX_SPEED = 1000.0
@@ -16,7 +16,7 @@ _speed = numbers.float_range(0, MAX_SPEED, note=" (0: as fast as possible)")
 def register(commands: Any) -> None:
     replay = commands.add_parser(
         "replay",
-        help="replay a saved session log in the console",
+        help=SUBCOMMANDS["replay"],
         description="Replay a session log in the console, as it was seen: hosts, traces, "
         "migration, every command. Keys: space pauses, + and - change the speed, "
         "? lists every key. Nothing is run on any host.",

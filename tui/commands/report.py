@@ -15,13 +15,14 @@ from pydantic import ValidationError
 from backend.experiments.report import FORMATS, load_report, render, write_csv
 from backend.session import SessionLogError
 from backend.terminal_text import printable
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import EXIT_OK, BadInput
 
 
 def register(commands: Any) -> None:
     report = commands.add_parser(
         "report",
-        help="metrics and plots of a saved session log",
+        help=SUBCOMMANDS["report"],
         description="Report on a session log: per migration its total time, downtime, "
         "unreachable time and losses; per probe its means before, during and after the "
         "migration and the change; across repetitions mean, std and 95%% CI. text: tables and "

@@ -16,6 +16,7 @@ from backend.experiments.results import (
 )
 from backend.session import SessionLogError
 from backend.terminal_text import printable
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import EXIT_OK, BadInput
 
 SUFFIXES = (".csv", ".parquet")
@@ -24,7 +25,7 @@ SUFFIXES = (".csv", ".parquet")
 def register(commands: Any) -> None:
     results = commands.add_parser(
         "results",
-        help="session logs (a campaign's folder) as one table: .csv or .parquet",
+        help=SUBCOMMANDS["results"],
         description="Write one tidy table of LOGS (session logs, or folders searched for "
         "*.jsonl): one row per run, repetition, migration and metric, with the run's "
         "parameters (scenario, lab, link speed, guest memory, hypervisor, seed, campaign "

@@ -43,7 +43,7 @@ from backend.sim.labs import check_simulatable
 from backend.terminal_text import printable
 from backend.transport.base import CommandFailed, TransportError
 from backend.transport.hosts import Hosts
-from tui.commands import numbers
+from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 
 EXIT_INTERRUPTED = 130
@@ -64,7 +64,7 @@ def _speed(text: str) -> float:
 def register(commands: Any) -> None:
     run = commands.add_parser(
         "run",
-        help="run one experiment (a scenario) on a lab and write its session log",
+        help=SUBCOMMANDS["run"],
         description="Run SCENARIO (a built-in id, see `miglab scenarios`, or a scenario "
         "file): prepare the storage if needed, boot the guest if it runs nowhere, start "
         "the probes and workloads, mark the phases, migrate, stop everything it started "

@@ -26,14 +26,14 @@ from backend.sandbox.sandbox import (
     SandboxStatus,
 )
 from backend.transport.base import CommandFailed
-from tui.commands import numbers
+from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput
 
 
 def register(commands: Any) -> None:
     sandbox = commands.add_parser(
         "sandbox",
-        help="a real three-host lab in network namespaces on this machine (root)",
+        help=SUBCOMMANDS["sandbox"],
         description="Build, inspect or remove the sandbox: a storage node and two hypervisor "
         "hosts in network namespaces on one bridge, each with its own sshd, tgtd exporting "
         "the shared disk, links shaped to the study's 100 Mbit/s, and a guest image. "

@@ -15,13 +15,14 @@ from backend.experiments.scenarios import (
     find_scenario,
 )
 from backend.terminal_text import printable
+from tui.commands import SUBCOMMANDS
 from tui.commands.common import EXIT_OK, BadInput
 
 
 def register(commands: Any) -> None:
     scenarios = commands.add_parser(
         "scenarios",
-        help="list the built-in scenarios (or check scenario files)",
+        help=SUBCOMMANDS["scenarios"],
         description="List the built-in scenarios, one per test of the 2009 study, one line "
         "each. Name built-in ids or scenario files (TOML) to show just those: a file is "
         "checked, and its errors name the line and key (exit 2).",

@@ -18,14 +18,14 @@ import sys
 from typing import Any
 
 from backend.config import LabConfig
-from tui.commands import numbers
+from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_FAILED, EXIT_OK, BadInput, load
 
 
 def register(commands: Any) -> None:
     sim = commands.add_parser(
         "sim",
-        help="the simulated lab behind `miglab demo`",
+        help=SUBCOMMANDS["sim"],
         description="The simulated lab: in-process SSH hosts that answer miglab's commands "
         "(xl, ietadm, iscsiadm, ping, sysbench, dbench...) on a simulated clock.",
     )
