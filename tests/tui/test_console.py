@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 from textual.binding import Binding
 from textual.widgets import Button
+from textual.widgets.data_table import ColumnKey
 
 from backend.drivers.base import HostCommand
-from backend.events import CommandStarted
+from backend.events import CommandFinished, CommandStarted
 from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
 from tui import keys
@@ -363,3 +364,32 @@ async def test_the_migration_bar_shows_what_the_hypervisor_reports(replay: Repla
         screen.post_message(EventsArrived([xen_like]))
         await pilot.pause()
         assert "%" not in text(screen.query_one(MigrationBar))
+
+
+async def test_a_status_that_grows_when_the_command_ends_is_shown_whole(replay: Replay) -> None:
+    # A row is added as "running" (7 cells); "cancelled" and "connection lost" are longer.
+    backend = replay()
+    async with running(backend) as (app, pilot):
+        await settle(pilot, backend)
+        screen = main_screen(app)
+        log = screen.query_one(CommandLog)
+        t = backend.session.events[-1].t
+        argv = ["xl", "-v", "migrate", "guest", "qemu2"]
+        started = [CommandStarted(t=t, host="qemu1", cmd_id=900 + i, argv=argv) for i in (0, 1)]
+        screen.post_message(EventsArrived(list(started)))
+        await pilot.pause()
+        ends = [
+            CommandFinished(
+                t=t + 1, host="qemu1", cmd_id=900, argv=argv, exit_status=None,
+                duration_s=1.0, failure="cancelled",
+            ),
+            CommandFinished(
+                t=t + 2, host="qemu1", cmd_id=901, argv=argv, exit_status=None,
+                duration_s=2.0, failure="connection lost: reset by peer",
+            ),
+        ]  # fmt: skip
+        screen.post_message(EventsArrived(list(ends)))
+        await until(lambda: "connection lost" in str(log.table.get_cell("901", "status")))
+        status = log.table.columns[ColumnKey("status")]
+        assert status.content_width >= len("connection lost")
+        assert str(log.table.get_cell("900", "status")) == "cancelled"

@@ -103,8 +103,9 @@ class CommandLog(Vertical):
         for command in commands:
             key = str(command.cmd_id)
             if command.cmd_id in self._rows:
-                table.update_cell(key, "status", self._status(command))
-                table.update_cell(key, "took", self._took(command))
+                # The column was sized for "running": let it grow for "cancelled".
+                table.update_cell(key, "status", self._status(command), update_width=True)
+                table.update_cell(key, "took", self._took(command), update_width=True)
                 continue
             self._rows.add(command.cmd_id)
             table.add_row(
