@@ -8,7 +8,7 @@ import pytest
 
 from tui.widgets.plot import plot_colors, sparkline
 from tui.widgets.plotext_render import PlotColors, ansi_to_lines, render_trace
-from tui.widgets.traces import TraceView
+from tui.widgets.traces import TraceView, time_ticks
 
 COLOURS = PlotColors(
     line=(97, 175, 239), loss=(255, 107, 107), window=(224, 168, 79), text=(127, 135, 149)
@@ -84,3 +84,27 @@ def test_sparkline_and_theme_colours() -> None:
     assert plot_colors(variables, "ping", monochrome=False).line == (97, 175, 239)
     assert plot_colors(variables, "fio", monochrome=False).line == (171, 178, 191)
     assert plot_colors(variables, "ping", monochrome=True) == PlotColors(None, None, None, None)
+
+
+def test_the_time_axis_reads_as_session_time_not_thousands_of_seconds() -> None:
+    hour_in = TraceView("ping RTT", "ms", [3600.0 + i for i in range(120)], [0.3] * 120)
+    hour_in.x_range = (3600.0, 3720.0)
+    text = "\n".join(
+        "".join(s.text for s in line) for line in render_trace(hour_in, 78, 10, COLOURS)
+    )
+    axis = text.split("\n")[-1]
+    assert "1:00:00" in axis and "1:01:00" in axis and "3600" not in axis
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "most", "labels"),
+    [
+        (0.0, 10.0, 6, ["0:00", "0:02", "0:04", "0:06", "0:08", "0:10"]),
+        (95.0, 400.0, 4, ["2:00", "4:00", "6:00"]),
+        (3599.0, 3725.0, 3, ["1:00:00", "1:02:00"]),
+    ],
+)
+def test_ticks_fall_on_round_times(lo: float, hi: float, most: int, labels: list[str]) -> None:
+    positions, got = time_ticks(lo, hi, most)
+    assert got == labels
+    assert len(positions) <= most and all(lo <= x <= hi for x in positions)

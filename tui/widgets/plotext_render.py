@@ -22,7 +22,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-from tui.widgets.traces import TraceView
+from tui.widgets.traces import TraceView, time_ticks
 
 RGB = tuple[int, int, int]
 Lines = list[list[Segment]]
@@ -54,6 +54,9 @@ class PlotColors:
     def monochrome(self) -> bool:
         return self.line is None and self.loss is None and self.window is None and self.text is None
 
+
+X_TICK_CELLS = 12
+"""Room per x-axis label ("1:02:30" and a gap)."""
 
 MIN_HEIGHT = 6
 """Below this many rows a plot has no room for its axes; the widget shows a summary."""
@@ -111,6 +114,7 @@ def render_trace(view: TraceView, width: int, height: int, colors: PlotColors) -
     fig.theme(_theme(colors.text))
     lo, hi = view.x_range
     fig.ruler("x").lim(lo, hi)
+    fig.ruler("x").ticks(*time_ticks(lo, hi, most=max(2, width // X_TICK_CELLS)))
     top = max(view.ys) if view.ys else 1.0
     fig.ruler("y").lim(0, top * 1.05 if top > 0 else 1.0)
     if view.xs:

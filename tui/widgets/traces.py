@@ -84,7 +84,7 @@ class _Bucket:
 
 @dataclass
 class TraceView:
-    """What one plot draws, in seconds since the session's start."""
+    """What one plot draws, in seconds since the session's start (labelled ``m:ss``)."""
 
     title: str
     unit: str
@@ -93,6 +93,28 @@ class TraceView:
     losses: list[float] = field(default_factory=list)
     x_range: tuple[float, float] = (0.0, 1.0)
     windows: list[tuple[float, float]] = field(default_factory=list)
+
+
+TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200)
+
+
+def clock_label(seconds: float) -> str:
+    """Seconds since the session began as ``m:ss`` (``h:mm:ss`` from an hour on)."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def time_ticks(lo: float, hi: float, most: int) -> tuple[list[float], list[str]]:
+    """At most ``most`` ticks on [lo, hi] at a round step, labelled as session time: an
+    axis reads 12:30, not 750 (nor 3600 an hour in)."""
+    most = max(most, 2)
+    span = max(hi - lo, 1e-9)
+    step = next((s for s in TICK_STEPS_S if span / s <= most - 1), TICK_STEPS_S[-1])
+    first = -(-lo // step) * step  # the first multiple of step at or after lo
+    positions = [float(first + i * step) for i in range(int((hi - first) // step) + 1)]
+    return positions, [clock_label(x) for x in positions]
 
 
 class Trace:
