@@ -4,11 +4,13 @@ The console runs as a real process on a pseudo-terminal (160x48, truecolor), and
 this script reads what it draws, like a terminal would:
 
   1. time to first frame: from starting the process to the first complete screen
-     (status bar and footer drawn). By default `miglab replay LOG` of a recorded
-     session; `--first-frame-command "miglab demo"` times any other command, and
-     `--demo` times `miglab demo` itself (its first frame, and its first look at the
-     simulated lab: the hosts' free memory drawn), with `--first-frame-only` to stop
-     there.
+     (status bar and footer drawn), median of --runs (10), side by side with its anchor:
+     a bare Textual app (a Static and a Footer) started the same way, the two
+     alternating, and their ratio (target <= 2x). By default `miglab replay LOG` of a
+     recorded session, started as `miglab` is (python -m tui.cli);
+     `--first-frame-command "miglab demo"` times any other command, and `--demo` times
+     `miglab demo` itself (its first frame, and its first look at the simulated lab:
+     the hosts' free memory drawn), with `--first-frame-only` to stop there.
   2. CPU use with 4 traces at 100 samples/s each (ping, sysbench cpu and memory,
      dbench) for --seconds (default 10), after a 3 s warm-up: the child's user+system
      time from /proc/PID/stat over wall time. The samples are made in the child
@@ -45,6 +47,7 @@ import termios
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -58,24 +61,20 @@ PROBES = ("ping", "sysbench-cpu", "sysbench-memory", "dbench")
 # -- the child: the console on a replay, or on a synthetic stream ---------------------------
 
 
-def child_replay(log: str) -> int:
-    from tui.commands import replay
+def child_bare() -> int:
+    """The anchor: the least a Textual app draws for a first frame."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import Footer, Static
 
-    parser = argparse.ArgumentParser(prog="miglab")
-    replay.register(parser.add_subparsers())
-    args = parser.parse_args(["replay", log, "--speed", "0"])
-    code: int = args.handler(args)
-    return code
+    class Bare(App[int]):
+        BINDINGS: ClassVar = [("q", "quit", "quit")]
 
+        def compose(self) -> ComposeResult:
+            yield Static("bare-ready")
+            yield Footer()
 
-def child_demo(log_dir: str) -> int:
-    from tui.commands import demo
-
-    parser = argparse.ArgumentParser(prog="miglab")
-    demo.register(parser.add_subparsers())
-    args = parser.parse_args(["demo", "--log-dir", log_dir])
-    code: int = args.handler(args)
-    return code
+    Bare().run()
+    return 0
 
 
 def child_synthetic(stats_path: str) -> int:
@@ -287,23 +286,35 @@ def describe(name: str, ms: list[float]) -> str:
     )
 
 
-def first_frame(argv: list[str], markers: list[bytes], runs: int) -> list[float]:
-    times = []
+def one_frame(argv: list[str], markers: list[bytes]) -> float:
+    terminal = Terminal(argv)
+    try:
+        done = max(terminal.wait_for(marker) for marker in markers)
+        return (done - terminal.started) * 1000
+    finally:
+        terminal.close()
+
+
+def first_frame(
+    argv: list[str], markers: list[bytes], bare: list[str], runs: int
+) -> tuple[list[float], list[float]]:
+    """ms to the first frame of ``argv`` and of the bare anchor, runs alternating."""
+    ours, anchor = [], []
     for _ in range(runs):
-        terminal = Terminal(argv)
-        try:
-            done = max(terminal.wait_for(marker) for marker in markers)
-            times.append((done - terminal.started) * 1000)
-        finally:
-            terminal.close()
-    return times
+        anchor.append(one_frame(bare, [b"bare-ready", b"quit"]))
+        ours.append(one_frame(argv, markers))
+    return ours, anchor
 
 
-def demo_frames(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
+def demo_frames(
+    argv: list[str], bare: list[str], runs: int
+) -> tuple[list[float], list[float], list[float]]:
     """`miglab demo`: ms to its first frame (SIMULATED badge, key bar), and to its first
-    look at the simulated lab (the hypervisor hosts' free memory in their panes)."""
-    frames, looks = [], []
+    look at the simulated lab (the hypervisor hosts' free memory in their panes); and
+    the bare anchor's first frame, runs alternating."""
+    frames, looks, anchor = [], [], []
     for _ in range(runs):
+        anchor.append(one_frame(bare, [b"bare-ready", b"quit"]))
         terminal = Terminal(argv)
         try:
             frame = max(terminal.wait_for(marker) for marker in (b"SIMULATED", b"quit"))
@@ -311,7 +322,14 @@ def demo_frames(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
             looks.append((terminal.wait_for(b"MB free") - terminal.started) * 1000)
         finally:
             terminal.close()
-    return frames, looks
+    return frames, looks, anchor
+
+
+def ratio(ours: list[float], anchor: list[float]) -> str:
+    return (
+        f"   ratio of medians: {statistics.median(ours) / statistics.median(anchor):.2f}x "
+        "the bare Textual app (target <= 2x)"
+    )
 
 
 def background_sgr(rgb: tuple[int, int, int]) -> bytes:
@@ -322,24 +340,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--presses", type=int, default=30)
-    parser.add_argument("--runs", type=int, default=5, help="first-frame runs")
+    parser.add_argument("--runs", type=int, default=10, help="first-frame runs")
     parser.add_argument("--first-frame-command", help="time this command instead of a replay")
     parser.add_argument("--first-frame-marker", action="append", help="text of the first frame")
     parser.add_argument("--demo", action="store_true", help="time `miglab demo`'s first frame")
     parser.add_argument(
         "--first-frame-only", action="store_true", help="stop after the first-frame timing"
     )
-    parser.add_argument("--child", choices=("replay", "synthetic", "demo"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("synthetic", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--arg", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "replay":
-        sys.exit(child_replay(args.arg))
     if args.child == "synthetic":
         sys.exit(child_synthetic(args.arg))
-    if args.child == "demo":
-        sys.exit(child_demo(args.arg))
+    if args.child == "bare":
+        sys.exit(child_bare())
 
     me = [sys.executable, str(Path(__file__).resolve())]
+    bare = [*me, "--child", "bare"]
+    miglab = [sys.executable, "-m", "tui.cli"]
     print(
         f"console benchmark: {COLUMNS}x{ROWS} pty, {os.cpu_count()} cores, "
         f"python {sys.version.split()[0]}"
@@ -348,9 +366,12 @@ def main() -> None:
     # 1. time to first frame
     with tempfile.TemporaryDirectory() as scratch:
         if args.demo:
-            frames, looks = demo_frames([*me, "--child", "demo", "--arg", scratch], args.runs)
+            demo = [*miglab, "demo", "--log-dir", scratch]
+            frames, looks, anchor = demo_frames(demo, bare, args.runs)
             print("\n1. time to first frame: miglab demo (the simulated lab starts in-process)")
+            print(describe("   bare Textual app: first frame", anchor))
             print(describe("   start -> first full frame", frames))
+            print(ratio(frames, anchor))
             print(describe("   start -> first look at the lab", looks))
         elif args.first_frame_command:
             argv = shlex.split(args.first_frame_command)
@@ -361,13 +382,15 @@ def main() -> None:
 
             log = Path(scratch) / "session.jsonl"
             asyncio.run(write_session(log))
-            argv = [*me, "--child", "replay", "--arg", str(log)]
+            argv = [*miglab, "replay", str(log), "--speed", "0"]
             markers = [b"sandbox", b"quit"]
             what = "miglab replay LOG (the console's start-up, no hosts)"
         if not args.demo:
-            times = first_frame(argv, markers, args.runs)
+            times, anchor = first_frame(argv, markers, bare, args.runs)
             print(f"\n1. time to first frame: {what}")
+            print(describe("   bare Textual app: first frame", anchor))
             print(describe("   start -> first full frame", times))
+            print(ratio(times, anchor))
     if args.first_frame_only:
         return
 
