@@ -187,6 +187,31 @@ class MigrationFinished(Event):
     setup_time_ms: float | None = None  # qemu's setup-time
 
 
+class MigrationMeasured(Event):
+    """One migration as miglab measured it, published once the guest answered ping again
+    (or ping gave up on it): the hypervisor's numbers beside the network's, worked out
+    the way `miglab report` works them out afterwards."""
+
+    kind: Literal["migration.measured"] = "migration.measured"
+    domain: str
+    source: str
+    dest: str
+    ok: bool
+    total_s: float | None = None
+    downtime_ms: float | None = None  # the hypervisor's own figure (xl 4.17 has none)
+    unreachable_s: float | None = None  # longest silence between ping replies across it
+    lost_probes: int | None = None
+    limit_s: float | None = None  # guest memory / link speed: no copy of it can be faster
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def over_limit(self) -> float | None:
+        """The total time as a multiple of the physical limit."""
+        if self.total_s is None or not self.limit_s:
+            return None
+        return self.total_s / self.limit_s
+
+
 class ExperimentStarted(Event):
     """A run of ``scenario`` begins (what the timeline will be)."""
 
@@ -247,6 +272,7 @@ KnownEvent: TypeAlias = (
     | DomainState
     | MigrationProgress
     | MigrationFinished
+    | MigrationMeasured
     | ExperimentStarted
     | RepetitionStarted
     | DiskStarted
