@@ -58,6 +58,7 @@ class CommandStarted(Event):
     cmd_id: int
     argv: list[str]
     channel: Literal["pool", "exec", "local"] = "exec"
+    poll: bool = False  # a routine read-only look (the console's poller), not an action
 
 
 class CommandOutput(Event):

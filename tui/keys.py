@@ -120,6 +120,16 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("toggle_log", "l", "log", "Show or hide the command log", group="view"),
     Key(
+        "toggle_polls",
+        "L",
+        "polls",
+        "Show or hide the routine polls (xl list, iscsiadm -m session...) in the command "
+        "log; the session log keeps them all",
+        group="view",
+        footer=False,
+        key_display="shift+l",
+    ),
+    Key(
         "show_output",
         "enter",
         "output",

@@ -11,10 +11,12 @@ shells, SSH exec channels.
 from __future__ import annotations
 
 import abc
+import contextlib
 import itertools
 import shlex
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -37,6 +39,21 @@ MAX_LINE_CHARS = 16 * 1024
 MAX_KEPT_BYTES = 16 * 1024 * 1024
 
 _command_ids = itertools.count(1)
+
+_polling: ContextVar[bool] = ContextVar("miglab_polling", default=False)
+
+
+@contextlib.contextmanager
+def polling() -> Iterator[None]:
+    """Commands started inside (in this task and the tasks it starts) are routine
+    read-only looks: their ``command.started`` says ``poll``, so the console can keep
+    them out of its command pane while the session log keeps them all. A context
+    variable, so no runner's ``run`` needs to be told."""
+    token = _polling.set(True)
+    try:
+        yield
+    finally:
+        _polling.reset(token)
 
 
 def cut_marker(chars: int) -> str:
@@ -198,7 +215,11 @@ class CommandRecorder:
         self.result: CommandResult | None = None
         publish(
             CommandStarted(
-                host=host, cmd_id=self.cmd_id, argv=self._hide_all(self.argv), channel=channel
+                host=host,
+                cmd_id=self.cmd_id,
+                argv=self._hide_all(self.argv),
+                channel=channel,
+                poll=_polling.get(),
             )
         )
 

@@ -393,3 +393,28 @@ async def test_a_status_that_grows_when_the_command_ends_is_shown_whole(replay: 
         status = log.table.columns[ColumnKey("status")]
         assert status.content_width >= len("connection lost")
         assert str(log.table.get_cell("900", "status")) == "cancelled"
+
+
+async def test_polls_stay_out_of_the_command_log_until_shift_l(replay: Replay) -> None:
+    backend = replay()
+    async with running(backend) as (app, pilot):
+        await settle(pilot, backend)
+        screen = main_screen(app)
+        log = screen.query_one(CommandLog)
+        rows = log.table.row_count
+        t = backend.session.events[-1].t
+        looks = [
+            CommandStarted(t=t + 1, host="qemu1", cmd_id=900, argv=["xl", "list"], poll=True),
+            CommandStarted(t=t + 2, host="qemu1", cmd_id=901, argv=["xl", "migrate"]),
+            CommandStarted(t=t + 3, host="storage", cmd_id=902, argv=["tgtadm"], poll=True),
+        ]
+        screen.post_message(EventsArrived(list(looks)))
+        await until(lambda: log.table.row_count == rows + 1)
+        assert 901 in log._rows and 900 not in log._rows
+        await pilot.press("L")
+        await until(lambda: log.table.row_count == rows + 3)
+        assert log.border_title == "commands and polls" and log.following
+        assert log.table.cursor_row == log.table.row_count - 1
+        await pilot.press("L")
+        await until(lambda: log.table.row_count == rows + 1)
+        assert log.border_title == "commands"

@@ -283,6 +283,10 @@ class MainScreen(ActionScreen):
         if log.display:
             log.table.focus()
 
+    def action_toggle_polls(self) -> None:
+        log = self.query_one(CommandLog)
+        log.set_show_polls(not log.show_polls, list(self.state.commands.values()))
+
     def on_command_log_show_output(self, message: CommandLog.ShowOutput) -> None:
         # One at a time: enter pressed again before the first one showed (keys come
         # faster than screens mount) would stack a screen per key.

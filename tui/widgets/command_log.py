@@ -1,6 +1,8 @@
 """The command log: every command the console ran, with host, exit status and duration.
 
-It follows the newest command while the cursor is on the last row. Moving the
+Routine read-only polls (the console's look at each host every few seconds) are left
+out unless asked for (``show_polls``); the session log keeps them all. It follows the
+newest command while the cursor is on the last row. Moving the
 cursor up (or scrolling up with the mouse) pauses following; new commands then
 only count, shown as "N new" in the border, until the cursor is back on the last
 row (``end``). ``enter`` on a row opens the command's full output.
@@ -71,6 +73,7 @@ class CommandLog(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "commands"
+        self.show_polls = False
         self.following = True
         self.waiting = 0
         self._t0 = 0.0
@@ -102,6 +105,8 @@ class CommandLog(Vertical):
         added = 0
         for command in commands:
             key = str(command.cmd_id)
+            if command.poll and not self.show_polls:
+                continue
             if command.cmd_id in self._rows:
                 # The column was sized for "running": let it grow for "cancelled".
                 table.update_cell(key, "status", self._status(command), update_width=True)
@@ -124,6 +129,15 @@ class CommandLog(Vertical):
         else:
             self.waiting += added
             self._update_subtitle()
+
+    def set_show_polls(self, show: bool, commands: list[CommandView]) -> None:
+        """Show or hide the polls: the rows are made again from ``commands`` (in order)."""
+        self.show_polls = show
+        self.border_title = "commands and polls" if show else "commands"
+        self.table.clear()
+        self._rows.clear()
+        self.show(commands)
+        self.follow()  # the rows are all new: follow the newest again
 
     def forget(self, cmd_ids: list[int]) -> None:
         """Drop rows of commands the state no longer keeps."""

@@ -124,6 +124,7 @@ class CommandView:
     duration_s: float | None = None
     failure: str | None = None
     finished: bool = False
+    poll: bool = False  # a routine read-only look, hidden from the command pane by default
     output: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=MAX_OUTPUT_LINES))
     lines_seen: int = 0
     stdout_tail: list[str] = field(default_factory=list)
@@ -275,7 +276,7 @@ class LabState:
 
     def _command_started(self, event: CommandStarted, changes: Changes) -> None:
         self.commands[event.cmd_id] = CommandView(
-            event.cmd_id, event.host, list(event.argv), event.t, event.channel
+            event.cmd_id, event.host, list(event.argv), event.t, event.channel, poll=event.poll
         )
         while len(self.commands) > MAX_COMMANDS:
             self.commands.popitem(last=False)
