@@ -212,6 +212,18 @@ class MigrationMeasured(Event):
             return None
         return self.total_s / self.limit_s
 
+    def network_text(self) -> str:
+        """What the network saw of it, in one line (the console, `miglab run`)."""
+        lost = "" if self.lost_probes is None else f" ({self.lost_probes} pings lost)"
+        if self.unreachable_s is not None:
+            parts = [f"unreachable {self.unreachable_s:.2f} s{lost}"]
+        else:
+            parts = [f"unreachable unknown{lost}"]
+        over = self.over_limit
+        if over is not None and self.limit_s is not None:
+            parts.append(f"{over:.1f}x the memory/link limit ({self.limit_s:.1f} s)")
+        return ", ".join(parts)
+
 
 class ExperimentStarted(Event):
     """A run of ``scenario`` begins (what the timeline will be)."""

@@ -28,6 +28,7 @@ from backend.events import (
     ExperimentStarted,
     HostState,
     MigrationFinished,
+    MigrationMeasured,
     Note,
     Phase,
     RepetitionStarted,
@@ -71,6 +72,10 @@ class HeadlessPrinter:
             return f"{self._repetition}{event.name}"
         if isinstance(event, MigrationFinished):
             return f"{self._repetition}{_migration(event)}"
+        if isinstance(event, MigrationMeasured):
+            return f"{self._repetition}measured {event.source} -> {event.dest}: " + (
+                event.network_text()
+            )
         if isinstance(event, Note) and event.level != "info":
             return f"{event.level}: {event.text}"
         if isinstance(event, HostState):

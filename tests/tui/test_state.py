@@ -8,6 +8,7 @@ from backend.events import (
     CommandStarted,
     DomainState,
     MigrationFinished,
+    MigrationMeasured,
     MigrationProgress,
     Phase,
     Sample,
@@ -16,6 +17,7 @@ from tests.tui import session_fixture as fixture
 from tui.backend_api import LabLayout
 from tui.widgets import fmt
 from tui.widgets.lab_state import MAX_COMMANDS, LabState
+from tui.widgets.migration import MigrationBar
 from tui.widgets.traces import BUCKET_S, Trace, TraceStore, look_for
 
 T0 = fixture.T0
@@ -218,3 +220,24 @@ def test_readings_without_a_time_are_not_drawn_and_do_not_break_the_trace() -> N
     store.add(ping(T0 + 1.0, 3, 0.5))
     trace = store.traces[("ping", "storage")]
     assert trace.samples == 1 and trace.lost == 0 and trace.last_t == T0 + 1.0
+
+
+def test_the_measured_migration_joins_its_result_and_the_bar_shows_it() -> None:
+    lab = state()
+    common = {"domain": "guest", "source": "qemu1", "dest": "qemu2"}
+    lab.apply_all(
+        [
+            MigrationProgress(t=T0 + 1, **common),
+            MigrationFinished(t=T0 + 8, ok=True, total_time_ms=7000.0, downtime_ms=6.0, **common),
+        ]
+    )
+    assert lab.migration.measured is None
+    other = MigrationMeasured(t=T0 + 9, ok=True, domain="guest", source="qemu2", dest="qemu1")
+    assert not lab.apply_all([other]).migration  # not this migration's
+    measured = MigrationMeasured(
+        t=T0 + 9, ok=True, unreachable_s=0.4, lost_probes=3, total_s=7.0, limit_s=2.7, **common
+    )
+    assert lab.apply_all([measured]).migration
+    line = MigrationBar._result(lab.migration).plain
+    assert "downtime 6 ms" in line and "unreachable 0.40 s (3 pings lost)" in line
+    assert "2.6x the memory/link limit (2.7 s)" in line

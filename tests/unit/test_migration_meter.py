@@ -98,3 +98,15 @@ def test_the_session_end_measures_a_migration_still_waiting() -> None:
     meter.flush()  # once only
     [measured] = published
     assert isinstance(measured, MigrationMeasured) and measured.unreachable_s is None
+
+
+def test_the_line_says_what_the_network_saw() -> None:
+    measured = MigrationMeasured(
+        domain="guest", source="xen1", dest="xen2", ok=True, total_s=94.0, downtime_ms=None,
+        unreachable_s=1.6317, lost_probes=7, limit_s=physical_limit_s(1024, 100),
+    )  # fmt: skip
+    assert measured.network_text() == (
+        "unreachable 1.63 s (7 pings lost), 1.1x the memory/link limit (85.9 s)"
+    )
+    unknown = measured.model_copy(update={"unreachable_s": None, "lost_probes": None})
+    assert unknown.network_text().startswith("unreachable unknown, ")

@@ -23,6 +23,7 @@ from backend.events import (
     HostState,
     InitiatorSession,
     MigrationFinished,
+    MigrationMeasured,
     MigrationProgress,
     Note,
     Phase,
@@ -111,6 +112,7 @@ class MigrationView:
     mbps: float | None = None
     expected_downtime_ms: float | None = None
     result: MigrationFinished | None = None
+    measured: MigrationMeasured | None = None  # what the network saw, once ping could tell
 
 
 @dataclass
@@ -212,6 +214,11 @@ class LabState:
             changes.hosts.add(host.name)
         elif isinstance(event, DomainState):
             self._domain(event, changes)
+        elif isinstance(event, MigrationMeasured):
+            result = self.migration.result
+            if result is not None and (result.source, result.dest) == (event.source, event.dest):
+                self.migration.measured = event
+                changes.migration = True
         elif isinstance(event, MigrationProgress):
             self._progress(event, changes)
         elif isinstance(event, MigrationFinished):

@@ -109,6 +109,8 @@ class MigrationBar(Static):
                 parts.append(f"sent {fmt.size(result.transferred_bytes)}")
             if result.iterations is not None:
                 parts.append(f"{result.iterations} iter")
+            if m.measured is not None:
+                parts.append(m.measured.network_text())
             return Content("  ").join([head, *(plain(part) for part in parts)])
         return markup(
             "[$error]migration failed[/] $domain $route: $error",
