@@ -91,21 +91,39 @@ PHASES = ("warmup", "baseline", "migrating", "between", "after")
 # --------------------------------------------------------------------------- what counts
 
 
-METRICS: tuple[MetricSpec, ...] = tuple(spec for probe in PROBES.values() for spec in probe.metrics)
+Measured = Callable[[Mapping[str, float | None]], bool]
+
+
+@dataclass(frozen=True)
+class _ProbeTable:
+    """What the metrics read from the probe registry: each probe's time series
+    (``Probe.metrics``, in the registry's order: the table's) and the readings a probe
+    says are not measurements (``Probe.measured``: dbench's own warm-up lines)."""
+
+    metrics: tuple[MetricSpec, ...]
+    by_probe: Mapping[str, Sequence[MetricSpec]]
+    measured: Mapping[str, Measured]
+
+    @classmethod
+    def now(cls) -> _ProbeTable:
+        metrics = tuple(spec for probe in PROBES.values() for spec in probe.metrics)
+        by_probe: dict[str, list[MetricSpec]] = defaultdict(list)
+        for spec in metrics:
+            by_probe[spec.probe].append(spec)
+        measured = {
+            kind: probe.measured
+            for kind, probe in PROBES.items()
+            if type(probe).measured is not Probe.measured
+        }
+        return cls(metrics, dict(by_probe), measured)
+
+
+METRICS: tuple[MetricSpec, ...] = _ProbeTable.now().metrics
 """Every probe's time series (``Probe.metrics``), in the registry's order: the table's."""
-_SPECS: dict[str, list[MetricSpec]] = defaultdict(list)
-for _spec in METRICS:
-    _SPECS[_spec.probe].append(_spec)
 
 # ping's samples are a trace (losses, unreachable gaps: :mod:`.ping_trace`); its rtt
 # series is read from that trace.
 _PING_RTT = PROBES[PING].metrics[0]
-# Readings a probe says are not measurements (dbench's own warm-up lines).
-_MEASURED: dict[str, Callable[[Mapping[str, float | None]], bool]] = {
-    kind: probe.measured
-    for kind, probe in PROBES.items()
-    if type(probe).measured is not Probe.measured
-}
 
 
 # --------------------------------------------------------------------------- results
@@ -569,6 +587,7 @@ class LogData:
     the many samples as flat arrays, so the memory a log takes is a few bytes a reading."""
 
     def __init__(self) -> None:
+        self._probes = _ProbeTable.now()  # the probes registered when the reading starts
         self.timeline: list[Event] = []
         self.pings: dict[str, PingTrace] = {}
         self.points: dict[tuple[MetricSpec, str], tuple[array[float], array[float]]] = {}
@@ -633,10 +652,10 @@ class LogData:
                 trace = self.pings[host] = PingTrace()
             trace.add(t, values)
             return
-        specs = _SPECS.get(probe)
+        specs = self._probes.by_probe.get(probe)
         if not specs or t is None:  # a reading without a time is no point of a series
             return
-        measured = _MEASURED.get(probe)
+        measured = self._probes.measured.get(probe)
         if measured is not None and not measured(values):
             return
         for spec in specs:
@@ -658,7 +677,7 @@ class LogData:
         for spec, host in points:
             hosts[spec.probe].add(host)
         out: dict[str, Series] = {}
-        for spec in METRICS:  # a stable order: the table's
+        for spec in self._probes.metrics:  # a stable order: the table's
             for host in sorted(hosts.get(spec.probe, ())):
                 if (spec, host) not in points:
                     continue
