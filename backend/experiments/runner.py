@@ -16,15 +16,18 @@ How things run and stop:
 
 * Every probe and workload is one ``long_running`` command on its runner: "console"
   (this machine), "storage" (the storage host), "guest" (an SSH connection into the
-  guest, :meth:`Hosts.open_guest`) or a lab host. Its stdout lines go through the
-  probe's parser into :class:`~backend.events.Sample` events. Stopping one cancels its
+  guest, :meth:`Hosts.open_guest`) or a lab host. The entry's probe
+  (:class:`backend.probes.Probe`) gives its argv for this run (:class:`RunContext`) and
+  a parser; its stdout lines go through that parser into
+  :class:`~backend.events.Sample` events. Stopping one cancels its
   task: the transport stops the whole process tree (SIGTERM, then SIGKILL). ping then
   prints no statistics, which nothing here needs (every reply is a sample already).
   Each tool also gets a time limit well past the planned end (``--time``, ``-w``,
   ``-t``), so that a console killed outright leaves nothing running for long.
-* dbench without a ``directory`` gets a fresh scratch directory in the guest
-  (``mktemp -d``), removed when it stops. A build runs in the first of its
-  ``directory`` trees that the guest has; none there ends the run.
+* A probe that asks for one (``Probe.scratch_dir``: dbench without a ``directory``)
+  gets a fresh scratch directory on its host (``mktemp -d``), removed when it stops. A
+  probe with trees (``Probe.trees``: a build's ``directory`` list) runs in the first
+  one its host has; none there ends the run.
 * Cancelling the task that runs :meth:`ExperimentRunner.run` (Ctrl-C, the console's
   cancel) stops a migration in progress (the driver leaves the guest on one host),
   stops every probe and workload, and closes the log with status "interrupted". The
