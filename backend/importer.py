@@ -29,7 +29,7 @@ from backend.drivers.parse_xl import MigratePhase, XlMigrateParser
 from backend.drivers.qmp import MigrationStatus
 from backend.drivers.qmp import loads as qmp_loads
 from backend.events import Event, MigrationFinished, MigrationProgress, Note
-from backend.probes import PROBES, PingParser, new_parser
+from backend.probes import PROBES, probe_of
 from backend.probes.base import LineParser
 
 # What `miglab import` accepts: the probe kinds, "sysbench" (cpu or memory, told apart
@@ -100,9 +100,7 @@ def iter_probe(
 
 
 def _parser(kind: str, host: str, start: float) -> LineParser:
-    if kind == "ping":  # when a line without -D's stamp was printed is not known here
-        return PingParser(host, clock=None)
-    return new_parser(kind, host, clock=lambda: start)
+    return probe_of(kind).import_parser(host, start)
 
 
 def import_xl(lines: list[str], domain: str, source: str, dest: str, start: float) -> list[Event]:

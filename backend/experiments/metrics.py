@@ -62,7 +62,8 @@ from backend.events import (
     Sample,
 )
 from backend.experiments.ping_trace import PingSummary, PingTrace
-from backend.probes import SUMMARY, Gap
+from backend.probes import PROBES, SUMMARY, Gap, MetricSpec, Probe
+from backend.probes.ping import PROBE as PING
 
 __all__ = [
     "METRICS",
@@ -70,7 +71,6 @@ __all__ = [
     "Analysis",
     "DiskRow",
     "LogData",
-    "MetricSpec",
     "MigrationMetrics",
     "ProbeMetrics",
     "RepetitionMetrics",
@@ -91,41 +91,39 @@ PHASES = ("warmup", "baseline", "migrating", "between", "after")
 # --------------------------------------------------------------------------- what counts
 
 
+Measured = Callable[[Mapping[str, float | None]], bool]
+
+
 @dataclass(frozen=True)
-class MetricSpec:
-    """One time series a probe gives, and which direction is worse."""
+class _ProbeTable:
+    """What the metrics read from the probe registry: each probe's time series
+    (``Probe.metrics``, in the registry's order: the table's) and the readings a probe
+    says are not measurements (``Probe.measured``: dbench's own warm-up lines)."""
 
-    probe: str
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool
+    metrics: tuple[MetricSpec, ...]
+    by_probe: Mapping[str, Sequence[MetricSpec]]
+    measured: Mapping[str, Measured]
+
+    @classmethod
+    def now(cls) -> _ProbeTable:
+        metrics = tuple(spec for probe in PROBES.values() for spec in probe.metrics)
+        by_probe: dict[str, list[MetricSpec]] = defaultdict(list)
+        for spec in metrics:
+            by_probe[spec.probe].append(spec)
+        measured = {
+            kind: probe.measured
+            for kind, probe in PROBES.items()
+            if type(probe).measured is not Probe.measured
+        }
+        return cls(metrics, dict(by_probe), measured)
 
 
-METRICS: tuple[MetricSpec, ...] = (
-    # Network: a higher round trip is worse; lost replies have no rtt and are not points.
-    MetricSpec("ping", "rtt_ms", "network (ping rtt)", "ms", higher_is_better=False),
-    # CPU: fewer events per second is worse.
-    MetricSpec("sysbench-cpu", "eps", "cpu (sysbench)", "events/s", higher_is_better=True),
-    # Memory: a lower write rate is worse.
-    MetricSpec("sysbench-memory", "mib_per_s", "memory (sysbench)", "MiB/s", higher_is_better=True),
-    # Disk: dbench's per-second throughput (not its running average); execute phase only.
-    MetricSpec("dbench", "mb_per_s_1s", "disk throughput (dbench)", "MB/s", higher_is_better=True),
-    # Disk: the worst operation latency in each second; higher is worse.
-    MetricSpec("dbench", "latency_ms", "disk latency (dbench)", "ms", higher_is_better=False),
-    # Kernel compile: fewer files compiled per second is worse.
-    MetricSpec("build", "files_per_s", "compile (build)", "files/s", higher_is_better=True),
-    # A repeated build: one point per build, its duration; longer is worse.
-    MetricSpec("build", "build_s", "compile time (one build)", "s", higher_is_better=False),
-    # RAM dirtier: a lower rewrite rate means the guest was slowed (throttled, paused).
-    MetricSpec("dirtier", "mib_per_s", "RAM dirtier", "MiB/s", higher_is_better=True),
-)
-_SPECS: dict[str, list[MetricSpec]] = defaultdict(list)
-for _spec in METRICS:
-    _SPECS[_spec.probe].append(_spec)
+METRICS: tuple[MetricSpec, ...] = _ProbeTable.now().metrics
+"""Every probe's time series (``Probe.metrics``), in the registry's order: the table's."""
 
-_PING_RTT = _SPECS["ping"][0]
-_DBENCH_WARMUP = 0.0  # dbench's own warm-up lines (values["phase"] == 0) are not measurements
+# ping's samples are a trace (losses, unreachable gaps: :mod:`.ping_trace`); its rtt
+# series is read from that trace.
+_PING_RTT = PROBES[PING].metrics[0]
 
 
 # --------------------------------------------------------------------------- results
@@ -589,6 +587,7 @@ class LogData:
     the many samples as flat arrays, so the memory a log takes is a few bytes a reading."""
 
     def __init__(self) -> None:
+        self._probes = _ProbeTable.now()  # the probes registered when the reading starts
         self.timeline: list[Event] = []
         self.pings: dict[str, PingTrace] = {}
         self.points: dict[tuple[MetricSpec, str], tuple[array[float], array[float]]] = {}
@@ -647,16 +646,17 @@ class LogData:
         if SUMMARY in values:  # an end-of-run summary is no time point
             self.tool_summaries.append(ToolSummary(probe, host, t, dict(values)))
             return
-        if probe == "ping":  # its rtt series is read from the trace (kept once)
+        if probe == PING:  # its rtt series is read from the trace (kept once)
             trace = self.pings.get(host)
             if trace is None:
                 trace = self.pings[host] = PingTrace()
             trace.add(t, values)
             return
-        specs = _SPECS.get(probe)
+        specs = self._probes.by_probe.get(probe)
         if not specs or t is None:  # a reading without a time is no point of a series
             return
-        if probe == "dbench" and values.get("phase") == _DBENCH_WARMUP:
+        measured = self._probes.measured.get(probe)
+        if measured is not None and not measured(values):
             return
         for spec in specs:
             value = values.get(spec.key)
@@ -677,7 +677,7 @@ class LogData:
         for spec, host in points:
             hosts[spec.probe].add(host)
         out: dict[str, Series] = {}
-        for spec in METRICS:  # a stable order: the table's
+        for spec in self._probes.metrics:  # a stable order: the table's
             for host in sorted(hosts.get(spec.probe, ())):
                 if (spec, host) not in points:
                     continue

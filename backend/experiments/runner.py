@@ -16,15 +16,18 @@ How things run and stop:
 
 * Every probe and workload is one ``long_running`` command on its runner: "console"
   (this machine), "storage" (the storage host), "guest" (an SSH connection into the
-  guest, :meth:`Hosts.open_guest`) or a lab host. Its stdout lines go through the
-  probe's parser into :class:`~backend.events.Sample` events. Stopping one cancels its
+  guest, :meth:`Hosts.open_guest`) or a lab host. The entry's probe
+  (:class:`backend.probes.Probe`) gives its argv for this run (:class:`RunContext`) and
+  a parser; its stdout lines go through that parser into
+  :class:`~backend.events.Sample` events. Stopping one cancels its
   task: the transport stops the whole process tree (SIGTERM, then SIGKILL). ping then
   prints no statistics, which nothing here needs (every reply is a sample already).
   Each tool also gets a time limit well past the planned end (``--time``, ``-w``,
   ``-t``), so that a console killed outright leaves nothing running for long.
-* dbench without a ``directory`` gets a fresh scratch directory in the guest
-  (``mktemp -d``), removed when it stops. A build runs in the first of its
-  ``directory`` trees that the guest has; none there ends the run.
+* A probe that asks for one (``Probe.scratch_dir``: dbench without a ``directory``)
+  gets a fresh scratch directory on its host (``mktemp -d``), removed when it stops. A
+  probe with trees (``Probe.trees``: a build's ``directory`` list) runs in the first
+  one its host has; none there ends the run.
 * Cancelling the task that runs :meth:`ExperimentRunner.run` (Ctrl-C, the console's
   cancel) stops a migration in progress (the driver leaves the guest on one host),
   stops every probe and workload, and closes the log with status "interrupted". The
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import shlex
 import time
@@ -71,19 +75,9 @@ from backend.events import (
     RepetitionStarted,
 )
 from backend.experiments.metrics import Analysis, analyze
-from backend.experiments.scenarios import (
-    BuildEntry,
-    DbenchEntry,
-    DirtierEntry,
-    Entry,
-    PingEntry,
-    Scenario,
-    SysbenchCpuEntry,
-    SysbenchMemoryEntry,
-    describe_timeline,
-)
+from backend.experiments.scenarios import Entry, Scenario, describe_timeline
 from backend.lab import LabController
-from backend.probes import Clock, LineParser, new_parser, ping_command
+from backend.probes import Clock, LineParser, RunContext
 from backend.session import SessionLogWriteError, SessionLogWriter, make_header
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, TransportError
 from backend.transport.hosts import Hosts
@@ -548,18 +542,21 @@ class ExperimentRunner:
             await self._sleep(GUEST_RETRY_S)
 
     async def _wait_for_ping(self) -> None:
-        """A freshly booted guest measured only by ping: wait until it answers one."""
-        pings = [e for e in self.scenario.entries if isinstance(e, PingEntry)]
-        if not pings:
+        """A freshly booted guest measured only from outside: wait until it answers the
+        first probe that can tell (ping: one echo reply)."""
+        address = self.lab.guest.address
+        asking = ((e, e.probe.answer_argv(address)) for e in self.scenario.entries)
+        found = next(((e, argv) for e, argv in asking if argv is not None), None)
+        if found is None:
             return
-        runner, _ = self._runner_of(pings[0])
-        argv = ping_command(self.lab.guest.address, count=1, reply_timeout_s=1)
+        entry, argv = found
+        runner, _ = self._runner_of(entry)
         deadline = self._clock() + GUEST_WAIT_S
         while not (await runner.run(argv, timeout=10)).ok:
             if self._clock() >= deadline:
                 raise RunAborted(
-                    f"the guest {self.lab.guest.name} ({self.lab.guest.address}) does not "
-                    f"answer ping from {runner.name} {GUEST_WAIT_S:g} s after it was booted"
+                    f"the guest {self.lab.guest.name} ({address}) does not answer "
+                    f"{entry.kind} from {runner.name} {GUEST_WAIT_S:g} s after it was booted"
                 )
             await self._sleep(GUEST_RETRY_S)
 
@@ -697,58 +694,42 @@ class ExperimentRunner:
         """How long a tool may run at most: the stage's planned length and generous slack."""
         return math.ceil(self._planned_s(MIGRATION_ALLOWANCE_S) + LIMIT_MARGIN_S)
 
-    def _dbench_time_s(self) -> int:
-        """dbench's ``-t``. It warms up for a fifth of it: with a scenario warm-up, that
-        fifth is the warm-up (as the study's ``-t 400`` for 80 s); without, it is the
-        stage's expected length (and its first fifth is not measured)."""
-        warmup = self.scenario.timeline.warmup_s
-        if warmup > 0:
-            return max(5, round(5 * warmup))
-        guest_mbit = self.lab.guest.memory_mb * 8 * 1.048576
-        expected = self._planned_s(guest_mbit / self.lab.migrate_bandwidth_mbit)
-        return max(5, math.ceil(expected))
+    def _run_context(self, scratch: str | None = None, tree: str | None = None) -> RunContext:
+        """What this run tells a probe's command (a plan's: placeholders for what only a
+        launch makes: the scratch directory, the tree found)."""
+        guest = self.lab.guest
+        guest_mbit = guest.memory_mb * 8 * 1.048576
+        run = RunContext(
+            guest_address=guest.address,
+            guest_memory_mb=guest.memory_mb,
+            limit_s=self._limit_s(),
+            warmup_s=self.scenario.timeline.warmup_s,
+            expected_s=self._planned_s(guest_mbit / self.lab.migrate_bandwidth_mbit),
+            tree=tree,
+        )
+        return run if scratch is None else dataclasses.replace(run, scratch=scratch)
 
-    def _command(self, entry: Entry, scratch: str = "<scratch dir>") -> list[str]:
-        """The argv of a probe or workload (a build: in its own tree); ``scratch`` is
-        dbench's directory when the scenario gives none."""
-        limit = self._limit_s()
-        if isinstance(entry, PingEntry):
-            o = entry.options
-            return ping_command(
-                self.lab.guest.address,
-                interval_s=o.interval_s,
-                reply_timeout_s=o.reply_timeout_s,
-                family=o.family,
-                duration_s=limit,
-            )
-        if isinstance(entry, SysbenchCpuEntry | SysbenchMemoryEntry):
-            return entry.options.argv(limit)
-        if isinstance(entry, DbenchEntry):
-            directory = entry.options.directory or scratch
-            options = entry.options.model_copy(update={"directory": directory})
-            return options.argv(self._dbench_time_s())
-        if isinstance(entry, DirtierEntry):
-            return entry.options.argv(self.lab.guest.memory_mb)
-        return entry.options.argv()  # the build
+    def _command(self, entry: Entry, run: RunContext | None = None) -> list[str]:
+        """The argv of a probe or workload, as its probe builds it for this run."""
+        return entry.probe.argv(entry.options, run or self._run_context())
 
     async def _launch(self, entry: Entry) -> _Launch:
         """Ready ``entry`` to start: its runner, argv, parser and scratch directory."""
         runner, label = self._runner_of(entry)
-        scratch: str | None = None
-        if isinstance(entry, BuildEntry):
-            argv = await self._build_argv(entry, runner)
-        elif isinstance(entry, DbenchEntry) and entry.options.directory is None:
-            scratch = await self._scratch(runner, "dbench")
-            argv = self._command(entry, scratch)
-        else:
-            argv = self._command(entry)
-        if isinstance(entry, DbenchEntry) and self.scenario.timeline.warmup_s == 0:
-            self._note(
-                f"dbench warms up for a fifth of its run (-t {self._dbench_time_s()}) and the "
-                "scenario has no warm-up: its first readings are not measured (give warmup_s)",
-                "warning",
-            )
-        parser = new_parser(entry.kind, label, self._clock)
+        probe = entry.probe
+        name = probe.scratch_dir(entry.options)
+        scratch = await self._scratch(runner, name) if name is not None else None
+        try:
+            tree = await self._find_tree(probe.trees(entry.options), runner)
+            run = self._run_context(scratch, tree)
+            argv = self._command(entry, run)
+        except BaseException:
+            if scratch is not None:
+                await self._remove_scratch(runner, scratch)
+            raise
+        for text in probe.notes(entry.options, run):
+            self._note(text, "warning")
+        parser = probe.new_parser(label, self._clock)
         return _Launch(entry, runner, label, argv, parser, scratch)
 
     def _start(self, launch: _Launch) -> None:
@@ -830,17 +811,15 @@ class ExperimentRunner:
             if not result.ok:
                 self._note(f"could not remove {path} on {runner.name}: {CommandFailed(result)}")
 
-    async def _build_argv(self, entry: BuildEntry, runner: HostRunner) -> list[str]:
-        """The build in the guest, in the first of the scenario's trees that it has."""
-        options = entry.options
-        if not options.directories:
-            return options.argv()
-        for directory in options.directories:
+    async def _find_tree(self, trees: list[str], runner: HostRunner) -> str | None:
+        """The first of ``trees`` that ``runner``'s host has (None: none asked for)."""
+        if not trees:
+            return None
+        for directory in trees:
             found = await runner.run(["sh", "-c", _IS_DIR, "miglab-isdir", directory])
             if found.ok and found.stdout.strip() == "yes":
-                return options.argv(directory)
-        trees = " or ".join(options.directories)
-        raise RunAborted(f"{runner.name}: no source tree at {trees}")
+                return directory
+        raise RunAborted(f"{runner.name}: no source tree at {' or '.join(trees)}")
 
     # -- the end -----------------------------------------------------------------------------
 

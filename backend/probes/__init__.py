@@ -1,12 +1,14 @@
 """Probes: what a measuring tool is run as, and how its output becomes samples.
 
-Each module gives a command builder (an argv list; a remote command line is
-``shlex.join`` of it) and an incremental line parser (``feed(line)`` per output
-line, ``finish()`` at end of stream, both returning
-:class:`~backend.events.Sample` lists). Nothing here runs a process: the
-transport does, and hands the lines over.
+Each module gives its :class:`Probe` object: the options a scenario entry gives it,
+a command builder (an argv list; a remote command line is ``shlex.join`` of it), an
+incremental line parser (``feed(line)`` per output line, ``finish()`` at end of
+stream, both returning :class:`~backend.events.Sample` lists) and the metrics its
+samples give. Nothing here runs a process: the transport does, and hands the lines
+over.
 
-:data:`PROBES` names every probe kind for the runner and ``miglab import``.
+:data:`PROBES` is the registry: the scenario schema, the runner, the metrics and
+``miglab import`` ask it, and name no probe kind themselves.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import time
 from backend.probes import build, dbench, dirtier, ping, sysbench
 from backend.probes.base import (
     SUMMARY,
+    AnyProbe,
     Clock,
     LineParser,
+    MetricSpec,
+    Options,
     ParserFactory,
-    ProbeSpec,
+    Probe,
+    RunContext,
     is_summary,
     parse_lines,
 )
@@ -36,15 +42,19 @@ from backend.probes.sysbench import (
 __all__ = [
     "PROBES",
     "SUMMARY",
+    "AnyProbe",
     "BuildParser",
     "Clock",
     "DbenchParser",
     "DirtierParser",
     "Gap",
     "LineParser",
+    "MetricSpec",
+    "Options",
     "ParserFactory",
     "PingParser",
-    "ProbeSpec",
+    "Probe",
+    "RunContext",
     "SysbenchParser",
     "build_command",
     "dbench_command",
@@ -55,66 +65,37 @@ __all__ = [
     "new_parser",
     "parse_lines",
     "ping_command",
+    "probe_of",
     "sysbench_cpu_command",
     "sysbench_memory_command",
     "unreachable_gaps",
 ]
 
 
-def _ping(host: str, clock: Clock) -> LineParser:
-    return PingParser(host, clock=clock)
-
-
-def _sysbench_cpu(host: str, clock: Clock) -> LineParser:
-    return SysbenchParser(host, probe=sysbench.CPU_PROBE, clock=clock)
-
-
-def _sysbench_memory(host: str, clock: Clock) -> LineParser:
-    return SysbenchParser(host, probe=sysbench.MEMORY_PROBE, clock=clock)
-
-
-def _dbench(host: str, clock: Clock) -> LineParser:
-    return DbenchParser(host, clock=clock)
-
-
-def _build(host: str, clock: Clock) -> LineParser:
-    return BuildParser(host, clock=clock)
-
-
-def _dirtier(host: str, clock: Clock) -> LineParser:
-    return DirtierParser(host, clock=clock)
-
-
-PROBES: dict[str, ProbeSpec] = {
-    spec.kind: spec
-    for spec in (
-        ProbeSpec(ping.PROBE, "ping -D -O: RTT per reply, losses, gaps", _ping, ping.UNITS),
-        ProbeSpec(
-            sysbench.CPU_PROBE,
-            "sysbench cpu: events/s per second and totals",
-            _sysbench_cpu,
-            sysbench.UNITS,
-        ),
-        ProbeSpec(
-            sysbench.MEMORY_PROBE,
-            "sysbench memory: MiB/s per second and totals",
-            _sysbench_memory,
-            sysbench.UNITS,
-        ),
-        ProbeSpec(dbench.PROBE, "dbench: MB/s and latency per second", _dbench, dbench.UNITS),
-        ProbeSpec(build.PROBE, "a make -jN build: files compiled per second", _build, build.UNITS),
-        ProbeSpec(
-            dirtier.PROBE, "the RAM dirtier: MiB/s rewritten per round", _dirtier, dirtier.UNITS
-        ),
+PROBES: dict[str, AnyProbe] = {
+    probe.kind: probe
+    for probe in (
+        ping.PING,
+        sysbench.SYSBENCH_CPU,
+        sysbench.SYSBENCH_MEMORY,
+        dbench.DBENCH,
+        build.BUILD,
+        dirtier.DIRTIER,
     )
 }
+"""Every probe kind, in the order the report lists their metrics. A new probe is a
+module here with its :class:`Probe` object, and one line in this table."""
+
+
+def probe_of(kind: str) -> AnyProbe:
+    """The probe of ``kind`` (a key of :data:`PROBES`)."""
+    try:
+        return PROBES[kind]
+    except KeyError:
+        known = ", ".join(sorted(PROBES))
+        raise ValueError(f"unknown probe kind {kind!r} (known: {known})") from None
 
 
 def new_parser(kind: str, host: str, clock: Clock = time.time) -> LineParser:
     """A fresh parser of probe ``kind`` (a key of :data:`PROBES`)."""
-    try:
-        spec = PROBES[kind]
-    except KeyError:
-        known = ", ".join(sorted(PROBES))
-        raise ValueError(f"unknown probe kind {kind!r} (known: {known})") from None
-    return spec.new_parser(host, clock)
+    return probe_of(kind).new_parser(host, clock)

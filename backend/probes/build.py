@@ -36,8 +36,22 @@ import re
 import time
 from collections.abc import Sequence
 
+from pydantic import Field
+
 from backend.events import Sample
-from backend.probes.base import SUMMARY, Clock, SampleMaker, positive_int, shell_argv
+from backend.probes.base import (
+    MAX_THREADS,
+    SUMMARY,
+    Clock,
+    LineParser,
+    MetricSpec,
+    Options,
+    Probe,
+    RunContext,
+    SampleMaker,
+    positive_int,
+    shell_argv,
+)
 
 PROBE = "build"
 START_MARKER = "miglab-build start"
@@ -254,3 +268,76 @@ class BuildParser:
             values["builds"] = float(self._builds)
         out.append(self._make(t, values))
         return out
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+class BuildOptions(Options):
+    """A ``make -jN`` build in the guest: the study's kernel compile."""
+
+    jobs: int = Field(default=2, ge=1, le=MAX_THREADS)
+    """make -jN (one job per vCPU), 1 to 1024."""
+
+    directory: str | list[str] | None = None
+    """The source tree (a Linux kernel tree for the study's test 6), or a list of
+    trees: the first one the guest has is built (None: where its shell starts)."""
+
+    targets: list[str] = Field(default_factory=list)
+    """make targets (empty: the tree's default)."""
+
+    variables: list[str] = Field(default_factory=list)
+    """make variables, like "V=1"."""
+
+    repeat: bool = False
+    """Clean the tree and build it, over and over until the run stops; each build's
+    duration is a sample. ``make clean`` cleans, so the build takes no targets."""
+
+    @property
+    def directories(self) -> list[str]:
+        """The trees to look for, in order."""
+        if self.directory is None:
+            return []
+        return [self.directory] if isinstance(self.directory, str) else list(self.directory)
+
+    def argv(self, directory: str | None = None, *, shell: str | Sequence[str] = "sh") -> list[str]:
+        """The build's argv, in ``directory`` (one of :attr:`directories`; default the first)."""
+        if self.repeat and self.targets:
+            raise ValueError("repeat builds the tree's default target: give no targets")
+        if isinstance(self.directory, list) and not self.directory:
+            raise ValueError("directory: give at least one tree (or leave it out)")
+        make = make_argv(self.jobs, targets=self.targets, variables=self.variables)
+        where = directory or next(iter(self.directories), None)
+        return build_command(make, directory=where, shell=shell, repeat=self.repeat)
+
+    def _try_argv(self) -> list[str]:
+        for directory in self.directories:
+            build_command(["make"], directory=directory)  # refuses an empty one
+        return self.argv()
+
+
+class BuildProbe(Probe[BuildOptions]):
+    """A build in the first of its trees that the guest has."""
+
+    kind = PROBE
+    description = "a make -jN build: files compiled per second"
+    options = BuildOptions
+    units = UNITS
+    metrics = (
+        # Kernel compile: fewer files compiled per second is worse.
+        MetricSpec(PROBE, "files_per_s", "compile (build)", "files/s", higher_is_better=True),
+        # A repeated build: one point per build, its duration; longer is worse.
+        MetricSpec(PROBE, "build_s", "compile time (one build)", "s", higher_is_better=False),
+    )
+
+    def argv(self, options: BuildOptions, run: RunContext) -> list[str]:
+        return options.argv(run.tree)
+
+    def new_parser(self, host: str, clock: Clock = time.time) -> LineParser:
+        return BuildParser(host, clock=clock)
+
+    def trees(self, options: BuildOptions) -> list[str]:
+        return options.directories
+
+
+BUILD = BuildProbe()

@@ -31,11 +31,27 @@ the tick after it, without printing).
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from collections.abc import Mapping
+
+from pydantic import Field
 
 from backend.events import Sample
-from backend.probes.base import SUMMARY, Clock, SampleMaker, positive_int
+from backend.probes.base import (
+    MAX_THREADS,
+    PLACEHOLDER_TIME_S,
+    SUMMARY,
+    Clock,
+    LineParser,
+    MetricSpec,
+    Options,
+    Probe,
+    RunContext,
+    SampleMaker,
+    positive_int,
+)
 
 PROBE = "dbench"
 DEBIAN_LOADFILE = "/usr/share/dbench/client.txt"
@@ -201,3 +217,76 @@ class DbenchParser:
         if self._last_t is not None:
             t = max(t, self._last_t)  # never before the seconds it sums up
         return [self._make(t, values)]
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+class DbenchOptions(Options):
+    """``dbench -t T [-c LOADFILE] [-D DIR] CLIENTS``; dbench warms up for T/5 itself."""
+
+    clients: int = Field(default=2, ge=1, le=MAX_THREADS)
+    """Simulated clients, 1 to 1024 (the study: 2, one per vCPU)."""
+
+    directory: str | None = None
+    """Working directory in the guest, on the disk under test (must exist)."""
+
+    loadfile: str | None = None
+    """dbench's load file (None: its default, client.txt)."""
+
+    def argv(self, time_s: int) -> list[str]:
+        return dbench_command(
+            self.clients, time_s=time_s, directory=self.directory, loadfile=self.loadfile
+        )
+
+    def _try_argv(self) -> list[str]:
+        return self.argv(PLACEHOLDER_TIME_S)
+
+
+def dbench_time_s(run: RunContext) -> int:
+    """dbench's ``-t``. It warms up for a fifth of it: with a scenario warm-up, that
+    fifth is the warm-up (as the study's ``-t 400`` for 80 s); without, it is the
+    stage's expected length (and its first fifth is not measured)."""
+    if run.warmup_s > 0:
+        return max(5, round(5 * run.warmup_s))
+    return max(5, math.ceil(run.expected_s))
+
+
+class DbenchProbe(Probe[DbenchOptions]):
+    """dbench in a directory of the guest's disk: a fresh scratch one unless given."""
+
+    kind = PROBE
+    description = "dbench: MB/s and latency per second"
+    options = DbenchOptions
+    units = UNITS
+    metrics = (
+        # Disk: dbench's per-second throughput (not its running average); execute phase only.
+        MetricSpec(PROBE, "mb_per_s_1s", "disk throughput (dbench)", "MB/s", higher_is_better=True),
+        # Disk: the worst operation latency in each second; higher is worse.
+        MetricSpec(PROBE, "latency_ms", "disk latency (dbench)", "ms", higher_is_better=False),
+    )
+
+    def argv(self, options: DbenchOptions, run: RunContext) -> list[str]:
+        directory = options.directory or run.scratch
+        return options.model_copy(update={"directory": directory}).argv(dbench_time_s(run))
+
+    def new_parser(self, host: str, clock: Clock = time.time) -> LineParser:
+        return DbenchParser(host, clock=clock)
+
+    def scratch_dir(self, options: DbenchOptions) -> str | None:
+        return "dbench" if options.directory is None else None
+
+    def notes(self, options: DbenchOptions, run: RunContext) -> list[str]:
+        if run.warmup_s != 0:
+            return []
+        return [
+            f"dbench warms up for a fifth of its run (-t {dbench_time_s(run)}) and the "
+            "scenario has no warm-up: its first readings are not measured (give warmup_s)"
+        ]
+
+    def measured(self, values: Mapping[str, float | None]) -> bool:
+        # dbench's own warm-up lines (phase 0) are not measurements.
+        return values.get("phase") != WARMUP
+
+
+DBENCH = DbenchProbe()

@@ -32,10 +32,27 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from pydantic import Field, model_validator
+
+from backend.config import MAX_MEMORY_MB
 from backend.events import Sample
-from backend.probes.base import SUMMARY, Clock, SampleMaker, positive_int, shell_argv
+from backend.probes.base import (
+    PLACEHOLDER_MEMORY_MB,
+    SUMMARY,
+    Clock,
+    LineParser,
+    MetricSpec,
+    Options,
+    Probe,
+    RunContext,
+    SampleMaker,
+    option_error,
+    positive_int,
+    shell_argv,
+)
 
 PROBE = "dirtier"
 DEFAULT_PATH = "/dev/shm/miglab-dirty"
@@ -204,3 +221,68 @@ class DirtierParser:
             "failed": 1.0 if self._failed else 0.0,
         }
         return [self._make(t, values)]
+
+
+# --------------------------------------------------------------------------- the probe
+
+DIRTIER_DEFAULT_MIB = 256
+TMPFS_SHARE = 0.40
+"""The most of the guest's memory (lab.toml's memory_mb) the dirtier's file may take:
+/dev/shm holds half the RAM the guest's kernel sees, which is a few percent less than
+the memory it was given (a 256 MB guest sees ~230 MB: its /dev/shm holds ~115 MiB)."""
+
+
+class DirtierOptions(Options):
+    """The RAM dirtier: rewrite a tmpfs file round after round until stopped."""
+
+    size_mib: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB)
+    """MiB of guest RAM rewritten each round, at most lab.toml's largest memory_mb (256
+    when neither this nor size_pct is given)."""
+
+    size_pct: float | None = Field(default=None, gt=0, le=100)
+    """Instead of size_mib: this percentage of the guest's memory (lab.toml's memory_mb),
+    at most what its /dev/shm holds; so the same scenario fits a 1 GB and a 256 MB guest."""
+
+    path: str = DEFAULT_PATH
+    """The file on a RAM file system (tmpfs) in the guest."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_size(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and {"size_mib", "size_pct"} <= data.keys():
+            raise option_error("give size_mib or size_pct, not both")
+        return data
+
+    def mib(self, memory_mb: int) -> int:
+        """MiB rewritten each round in a guest of ``memory_mb``."""
+        if self.size_pct is None:
+            return self.size_mib if self.size_mib is not None else DIRTIER_DEFAULT_MIB
+        wanted = int(memory_mb * self.size_pct / 100)
+        return max(1, min(wanted, int(memory_mb * TMPFS_SHARE)))
+
+    def argv(self, memory_mb: int, *, shell: str | Sequence[str] = "sh") -> list[str]:
+        """The dirtier's argv for a guest of ``memory_mb`` (lab.toml's guest.memory_mb)."""
+        return dirtier_command(self.mib(memory_mb), rounds=0, path=self.path, shell=shell)
+
+    def _try_argv(self) -> list[str]:
+        return self.argv(PLACEHOLDER_MEMORY_MB)
+
+
+class DirtierProbe(Probe[DirtierOptions]):
+    kind = PROBE
+    description = "the RAM dirtier: MiB/s rewritten per round"
+    options = DirtierOptions
+    units = UNITS
+    metrics = (
+        # RAM dirtier: a lower rewrite rate means the guest was slowed (throttled, paused).
+        MetricSpec(PROBE, "mib_per_s", "RAM dirtier", "MiB/s", higher_is_better=True),
+    )
+
+    def argv(self, options: DirtierOptions, run: RunContext) -> list[str]:
+        return options.argv(run.guest_memory_mb)
+
+    def new_parser(self, host: str, clock: Clock = time.time) -> LineParser:
+        return DirtierParser(host, clock=clock)
+
+
+DIRTIER = DirtierProbe()

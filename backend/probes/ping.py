@@ -49,8 +49,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import Field
+
 from backend.events import Sample
-from backend.probes.base import SUMMARY, Clock, SampleMaker, positive_int, seconds_arg
+from backend.probes.base import (
+    PLACEHOLDER_ADDRESS,
+    SUMMARY,
+    Clock,
+    LineParser,
+    MetricSpec,
+    Options,
+    Probe,
+    RunContext,
+    SampleMaker,
+    positive_int,
+    seconds_arg,
+)
 
 PROBE = "ping"
 
@@ -436,3 +450,72 @@ def unreachable_gaps(samples: Iterable[Sample]) -> list[Gap]:
     if run:
         gaps.append(Gap(last_reply_t, None, len(run), min(run), max(run)))
     return gaps
+
+
+# --------------------------------------------------------------------------- the probe
+
+MAX_REPLY_TIMEOUT_S = 600
+"""ping -W."""
+
+
+class PingOptions(Options):
+    """``ping -D -O -n -i INTERVAL -W TIMEOUT ADDRESS`` towards the guest."""
+
+    interval_s: float = Field(default=0.2, ge=0.001, le=3600)
+    """Seconds between echo requests: the resolution of the unreachable time."""
+
+    reply_timeout_s: int = Field(default=1, ge=1, le=MAX_REPLY_TIMEOUT_S)
+    """ping -W: seconds to wait for a reply, 1 to 600."""
+
+    family: Literal[4, 6] | None = None
+    """Force IPv4 or IPv6 (None: as the address says)."""
+
+    def argv(self, address: str) -> list[str]:
+        return ping_command(
+            address,
+            interval_s=self.interval_s,
+            reply_timeout_s=self.reply_timeout_s,
+            family=self.family,
+        )
+
+    def _try_argv(self) -> list[str]:
+        return self.argv(PLACEHOLDER_ADDRESS)
+
+
+class PingProbe(Probe[PingOptions]):
+    """ping the guest: its replies' round trips, and how long it did not answer.
+
+    Its special role: a run that boots the guest and measures it only from outside
+    waits for :meth:`answer_argv` to succeed; the metrics read its samples as a trace
+    (:mod:`backend.experiments.ping_trace`: losses, unreachable gaps)."""
+
+    kind = PROBE
+    description = "ping -D -O: RTT per reply, losses, gaps"
+    options = PingOptions
+    units = UNITS
+    metrics = (
+        # Network: a higher round trip is worse; lost replies have no rtt and are not points.
+        MetricSpec(PROBE, "rtt_ms", "network (ping rtt)", "ms", higher_is_better=False),
+    )
+
+    def argv(self, options: PingOptions, run: RunContext) -> list[str]:
+        return ping_command(
+            run.guest_address,
+            interval_s=options.interval_s,
+            reply_timeout_s=options.reply_timeout_s,
+            family=options.family,
+            duration_s=run.limit_s,
+        )
+
+    def new_parser(self, host: str, clock: Clock = time.time) -> LineParser:
+        return PingParser(host, clock=clock)
+
+    def import_parser(self, host: str, start: float) -> LineParser:
+        # When a line without -D's stamp was printed is not known in a capture.
+        return PingParser(host, clock=None)
+
+    def answer_argv(self, address: str) -> list[str] | None:
+        return ping_command(address, count=1, reply_timeout_s=1)
+
+
+PING = PingProbe()

@@ -39,8 +39,23 @@ import re
 import time
 from typing import Literal
 
+from pydantic import Field, ValidationInfo, field_validator
+
 from backend.events import Sample
-from backend.probes.base import SUMMARY, Clock, SampleMaker, positive_int
+from backend.probes.base import (
+    MAX_THREADS,
+    PLACEHOLDER_TIME_S,
+    SUMMARY,
+    Clock,
+    LineParser,
+    MetricSpec,
+    Options,
+    Probe,
+    RunContext,
+    SampleMaker,
+    option_error,
+    positive_int,
+)
 
 CPU_PROBE = "sysbench-cpu"
 MEMORY_PROBE = "sysbench-memory"
@@ -294,3 +309,116 @@ class SysbenchParser:
         else:
             t = self._clock()
         return [self._make(t, values)]
+
+
+# --------------------------------------------------------------------------- the probes
+
+MAX_PRIME = 10_000_000
+"""sysbench cpu --cpu-max-prime: one event up to 10^7 already takes seconds."""
+MAX_BLOCK_BYTES = 1 << 30
+"""sysbench memory --memory-block-size: each thread allocates one block."""
+MAX_TOTAL_BYTES = 2**63 - 1
+"""sysbench memory --memory-total-size (a 64-bit count of bytes in sysbench)."""
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_TEXT = re.compile(r"(\d+)([KMGT]?)")
+
+
+class SysbenchCpuOptions(Options):
+    """``sysbench cpu --cpu-max-prime=P --threads=N --time=T --report-interval=1 run``."""
+
+    threads: int = Field(default=1, ge=1, le=MAX_THREADS)
+    """Worker threads, 1 to 1024 (the study: 20)."""
+
+    max_prime: int = Field(default=1000, ge=1, le=MAX_PRIME)
+    """Each event computes the primes up to this number, at most 10000000 (the study:
+    1000)."""
+
+    def argv(self, time_s: int) -> list[str]:
+        return sysbench_cpu_command(threads=self.threads, max_prime=self.max_prime, time_s=time_s)
+
+    def _try_argv(self) -> list[str]:
+        return self.argv(PLACEHOLDER_TIME_S)
+
+
+class SysbenchMemoryOptions(Options):
+    """``sysbench memory --memory-oper=... --memory-access-mode=... ... run``."""
+
+    threads: int = Field(default=1, ge=1, le=MAX_THREADS)
+    """Worker threads, 1 to 1024."""
+
+    oper: Literal["write", "read", "none"] = "write"
+    """Memory operation (the study: sequential writes)."""
+
+    access_mode: Literal["seq", "rnd"] = "seq"
+    """Sequential or random access."""
+
+    block_size: str = "1K"
+    """Bytes per operation, like 1K or 1M; at most 1G."""
+
+    total_size: str = "100T"
+    """Stop after moving this much; large, so that the run's time decides its length.
+    At most 2^63-1 bytes (8388607T)."""
+
+    @field_validator("block_size", "total_size")
+    @classmethod
+    def _size_range(cls, value: str, info: ValidationInfo) -> str:
+        match = _SIZE_TEXT.fullmatch(value)
+        if match is None:
+            return value  # not a size at all: the command builder says what one looks like
+        limit = MAX_BLOCK_BYTES if info.field_name == "block_size" else MAX_TOTAL_BYTES
+        digits, unit = match.groups()
+        if len(digits) > 20 or int(digits) * _SIZE_UNITS[unit] > limit:
+            shown = "1G" if limit == MAX_BLOCK_BYTES else "8388607T"
+            raise option_error(f"{info.field_name} is at most {shown}, got {value[:30]!r}")
+        return value
+
+    def argv(self, time_s: int) -> list[str]:
+        return sysbench_memory_command(
+            threads=self.threads,
+            oper=self.oper,
+            access_mode=self.access_mode,
+            block_size=self.block_size,
+            total_size=self.total_size,
+            time_s=time_s,
+        )
+
+    def _try_argv(self) -> list[str]:
+        return self.argv(PLACEHOLDER_TIME_S)
+
+
+class SysbenchCpuProbe(Probe[SysbenchCpuOptions]):
+    kind = CPU_PROBE
+    description = "sysbench cpu: events/s per second and totals"
+    options = SysbenchCpuOptions
+    units = UNITS
+    metrics = (
+        # CPU: fewer events per second is worse.
+        MetricSpec(CPU_PROBE, "eps", "cpu (sysbench)", "events/s", higher_is_better=True),
+    )
+
+    def argv(self, options: SysbenchCpuOptions, run: RunContext) -> list[str]:
+        return options.argv(run.limit_s)
+
+    def new_parser(self, host: str, clock: Clock = time.time) -> LineParser:
+        return SysbenchParser(host, probe=CPU_PROBE, clock=clock)
+
+
+class SysbenchMemoryProbe(Probe[SysbenchMemoryOptions]):
+    kind = MEMORY_PROBE
+    description = "sysbench memory: MiB/s per second and totals"
+    options = SysbenchMemoryOptions
+    units = UNITS
+    metrics = (
+        # Memory: a lower write rate is worse.
+        MetricSpec(MEMORY_PROBE, "mib_per_s", "memory (sysbench)", "MiB/s", higher_is_better=True),
+    )
+
+    def argv(self, options: SysbenchMemoryOptions, run: RunContext) -> list[str]:
+        return options.argv(run.limit_s)
+
+    def new_parser(self, host: str, clock: Clock = time.time) -> LineParser:
+        return SysbenchParser(host, probe=MEMORY_PROBE, clock=clock)
+
+
+SYSBENCH_CPU = SysbenchCpuProbe()
+SYSBENCH_MEMORY = SysbenchMemoryProbe()

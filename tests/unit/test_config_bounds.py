@@ -215,19 +215,14 @@ def bounds(info: Any) -> tuple[float | None, float | None]:
 
 
 def test_every_number_in_every_model_has_both_ends_and_no_inf_or_nan() -> None:
-    from backend.experiments import scenarios
+    from backend.experiments.scenarios import ENTRY_CLASSES
+    from backend.probes import PROBES
 
     models: list[type[BaseModel]] = [
         LabConfig,
         Scenario,
-        *(
-            cls
-            for cls in vars(scenarios).values()
-            if isinstance(cls, type)
-            and issubclass(cls, BaseModel)
-            and cls.__name__.endswith("Options")
-            and cls.__name__ != "_Options"
-        ),
+        *ENTRY_CLASSES.values(),
+        *(probe.options for probe in PROBES.values()),
     ]
     seen: set[type[BaseModel]] = set()
     fields = [f for model in models for f in numeric_fields(model, seen)]

@@ -13,11 +13,12 @@ import pytest
 
 from backend.config import ConfigError
 from backend.events import Sample
-from backend.experiments.scenarios import BuildOptions, parse_scenario
+from backend.experiments.scenarios import parse_scenario
 from backend.probes import is_summary, parse_lines
 from backend.probes.build import (
     BUILD_SCRIPT,
     REBUILD_SCRIPT,
+    BuildOptions,
     BuildParser,
     build_command,
     is_compile_line,

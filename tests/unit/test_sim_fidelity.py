@@ -85,7 +85,7 @@ async def test_an_idle_1_gb_guest_migrates_in_80_to_112_s() -> None:
 
 async def test_migrate_ping_loses_no_ping_and_latency_rises_slightly() -> None:
     outcome = await run_experiment(Experiment(seed=SEED, probes=[PING], after_s=120))
-    samples = parse(PROBES["ping"].factory, outcome.probes[0], outcome.epoch)
+    samples = parse(PROBES["ping"].new_parser, outcome.probes[0], outcome.epoch)
     assert len(values(samples, "rtt_ms")) > 1000
     assert lost_seqs(samples) == []  # study test 4: never unreachable
     assert unreachable_gaps(samples) == []
@@ -101,7 +101,7 @@ async def test_migrate_dbench_throughput_35_to_70_percent_lower_at_its_lowest() 
     outcome = await run_experiment(
         Experiment(seed=SEED, workloads=[dbench_command(2, time_s=400)], warmup_s=80, after_s=240)
     )
-    samples = parse(PROBES["dbench"].factory, outcome.workloads[0], outcome.epoch)
+    samples = parse(PROBES["dbench"].new_parser, outcome.workloads[0], outcome.epoch)
     series = values(samples, "mb_per_s_1s", phase=1.0)  # execute phase, per second
     base, during = baseline_and_during(series, outcome)
     lowest = (base - min(during)) / base * 100
@@ -116,7 +116,7 @@ async def test_migrate_dbench_throughput_35_to_70_percent_lower_at_its_lowest() 
 async def test_migrate_sysbench_cpu_8_to_25_percent_fewer_events() -> None:
     cpu = sysbench_cpu_command(threads=20, max_prime=1000, time_s=0)
     outcome = await run_experiment(Experiment(seed=SEED, workloads=[cpu], after_s=120))
-    samples = parse(PROBES["sysbench-cpu"].factory, outcome.workloads[0], outcome.epoch)
+    samples = parse(PROBES["sysbench-cpu"].new_parser, outcome.workloads[0], outcome.epoch)
     base, during = baseline_and_during(values(samples, "eps"), outcome)
     drop = (base - statistics.mean(during)) / base * 100
     assert 8 <= drop <= 25  # study test 2: ~16 % (dom0's share of 2 cores for the copy)
@@ -126,7 +126,7 @@ async def test_migrate_sysbench_cpu_8_to_25_percent_fewer_events() -> None:
 async def test_migrate_sysbench_memory_within_3_percent() -> None:
     memory = sysbench_memory_command(threads=20, time_s=0)
     outcome = await run_experiment(Experiment(seed=SEED, workloads=[memory], after_s=120))
-    samples = parse(PROBES["sysbench-memory"].factory, outcome.workloads[0], outcome.epoch)
+    samples = parse(PROBES["sysbench-memory"].new_parser, outcome.workloads[0], outcome.epoch)
     base, during = baseline_and_during(values(samples, "mib_per_s"), outcome)
     assert abs(statistics.mean(during) - base) / base * 100 <= 3  # study test 3: no change
     assert base == pytest.approx(271.73, rel=0.03)  # Figure 4.1
@@ -140,7 +140,7 @@ async def test_migrate_ram_dirtier_takes_4_to_8_min_unreachable_30_to_120_s() ->
     )
     total = migration_done(outcome)
     assert 240 <= total <= 480  # study test 7: 5 min 56 s
-    samples = parse(PROBES["ping"].factory, outcome.probes[0], outcome.epoch)
+    samples = parse(PROBES["ping"].new_parser, outcome.probes[0], outcome.epoch)
     start, end = outcome.window
     gaps = [g for g in unreachable_gaps(samples) if g.start_t and start <= g.start_t <= end]
     assert len(gaps) == 1
@@ -160,7 +160,7 @@ async def test_disk_on_iscsi_35_to_60_percent_slower_20_to_50_percent_more_laten
         outcome = await run_experiment(
             Experiment(seed=SEED, workloads=[run], migrate=False, baseline_s=125, after_s=0)
         )
-        samples = parse(PROBES["dbench"].factory, outcome.workloads[0], outcome.epoch)
+        samples = parse(PROBES["dbench"].new_parser, outcome.workloads[0], outcome.epoch)
         summary = next(s for s in samples if is_summary(s))
         latency = statistics.mean(v for _, v in values(samples, "latency_ms", phase=1.0))
         results[disk] = (summary.values["throughput_mb_per_s"], latency)
@@ -204,7 +204,7 @@ async def test_a_lab_from_lab_toml_is_simulated_with_its_names_and_sizes() -> No
     assert outcome.migration is not None
     assert (outcome.migration.source, outcome.migration.dest) == ("nodeA", "nodeB")
     assert 4 < migration_done(outcome) < 8  # 512 MiB at ~940 Mbit/s, plus set-up
-    samples = parse(PROBES["sysbench-cpu"].factory, outcome.workloads[0], outcome.epoch)
+    samples = parse(PROBES["sysbench-cpu"].new_parser, outcome.workloads[0], outcome.epoch)
     eps = [v for _, v in values(samples, "eps")]
     assert statistics.mean(eps) == pytest.approx(9952.45 / 2, rel=0.03)  # 1 vCPU of 2
 

@@ -180,7 +180,7 @@ async def test_guest_programs_parse_like_the_real_captures(
     outcome = await run_experiment(
         Experiment(workloads=[argv], migrate=False, baseline_s=30 if kind != "build" else 60)
     )
-    simulated = parse(PROBES[kind].factory, outcome.workloads[0], outcome.epoch)
+    simulated = parse(PROBES[kind].new_parser, outcome.workloads[0], outcome.epoch)
     real_keys, sim_keys = keys(real), keys(simulated)
     if kind == "build":
         # The capture's build finished; the simulated kernel compile is stopped.
@@ -198,7 +198,7 @@ async def test_ping_parses_like_the_real_capture() -> None:
     outcome = await run_experiment(
         Experiment(probes=[("iSCSIserver", argv)], migrate=False, baseline_s=5, after_s=0)
     )
-    simulated = parse(PROBES["ping"].factory, outcome.probes[0], outcome.epoch)
+    simulated = parse(PROBES["ping"].new_parser, outcome.probes[0], outcome.epoch)
     assert keys(real) == keys(simulated)
     replies = [s for s in simulated if not is_summary(s)]
     assert [s.values["seq"] for s in replies] == list(range(1, 11))

@@ -116,7 +116,7 @@ async def predict_lab(lab: LabConfig, dirtier_mib: int | None) -> Predicted:
 def unreachable(outcome: Outcome) -> float:
     """The longest silence around the migration, as the report measures it."""
     start, end = outcome.window
-    samples = parse(PROBES["ping"].factory, outcome.probes[0], outcome.epoch, "storage")
+    samples = parse(PROBES["ping"].new_parser, outcome.probes[0], outcome.epoch, "storage")
     return max(
         (
             g.duration_s
