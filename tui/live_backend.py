@@ -53,17 +53,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from backend.check import probe_host
 from backend.config import LabConfig
 from backend.drivers.base import (
-    ALIVE,
     DriverError,
     HostCommand,
     HypervisorDriver,
     InitiatorDriver,
-    Refused,
     TargetDriver,
 )
-from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.hypervisor import hypervisor_driver
-from backend.drivers.storage import initiator_driver, target_driver
+from backend.drivers.storage import initiator_driver
 from backend.events import (
     CommandFinished,
     CommandStarted,
@@ -403,10 +400,7 @@ class LiveBackend:
 
     def target(self) -> TargetDriver:
         """The target driver, once the storage host is connected (else its TransportError)."""
-        if self._target is None:
-            runner = self._hosts[self._lab.storage.host]
-            self._target = target_driver(self._lab, runner, self._bus.publish)
-        return self._target
+        return self.controller().target
 
     def controller(self) -> LabController:
         if self._controller is None:
@@ -414,7 +408,6 @@ class LiveBackend:
                 self._lab,
                 self._hosts,
                 self._bus.publish,
-                target=self.target(),
                 initiator=self.initiator(),
                 hypervisor=self.hypervisor(),
             )
@@ -696,13 +689,8 @@ class LiveBackend:
         if action is None:
             return []
         commands: list[HostCommand] = []
-        hypervisor = self.hypervisor()
-        if isinstance(hypervisor, QemuDriver) and action.kind in ("migrate", "scenario"):
-            # QEMU's migration is cancelled over QMP, not by stopping a command.
-            with contextlib.suppress(*_EXPECTED):
-                for source in await self._guest_hosts():
-                    socket = hypervisor.files(source).qmp
-                    commands.append(HostCommand(source, ("qmp", socket, "migrate_cancel")))
+        if action.kind in ("migrate", "scenario"):
+            commands += await self.controller().plan_cancel_migration()
         mine = [c for seq, c in self._running_commands.values() if seq >= action.first_command]
         for command in sorted(dict.fromkeys(mine), key=lambda c: c.host):
             commands.append(HostCommand(command.host, ("stop", *command.argv)))
@@ -711,65 +699,40 @@ class LiveBackend:
     # -- the guest -------------------------------------------------------------------------
 
     async def plan_shutdown(self, host: str) -> list[HostCommand]:
-        return (await self.hypervisor().shutdown(host, dry_run=True)).commands
+        return (await self.controller().shutdown_on(host, dry_run=True)).commands
 
     async def shutdown_guest(self, host: str) -> None:
         async def work(_: _Action) -> None:
-            await self.hypervisor().shutdown(host)
+            await self.controller().shutdown_on(host)
 
         await self._act(f"shut down on {host}", "guest", work)
 
     async def plan_destroy(self, host: str) -> list[HostCommand]:
-        return (await self.hypervisor().destroy(host, dry_run=True)).commands
+        return (await self.controller().destroy_on(host, dry_run=True)).commands
 
     async def destroy_guest(self, host: str) -> None:
         async def work(_: _Action) -> None:
-            await self.hypervisor().destroy(host)
+            await self.controller().destroy_on(host)
 
         await self._act(f"destroy on {host}", "guest", work)
 
     # -- the shared disk -------------------------------------------------------------------
 
-    async def _guest_hosts(self) -> list[str]:
-        """The hypervisor hosts the guest runs on now (asked of both at once)."""
-        hypervisor, guest = self.hypervisor(), self._lab.guest.name
-        hosts = self._layout.hypervisor_hosts
-        found = await asyncio.gather(*(hypervisor.domains(h) for h in hosts))
-        return [
-            host
-            for host, domains in zip(hosts, found, strict=True)
-            if any(d.name == guest and d.state in ALIVE for d in domains)
-        ]
-
-    async def _refuse_while_guest_runs(self, where: str | None, what: str) -> None:
-        """Refuse ``what`` while the guest runs (on ``where``, or anywhere): it would lose
-        its disk in the middle of writing to it."""
-        running = [h for h in await self._guest_hosts() if where is None or h == where]
-        if running:
-            raise Refused(
-                f"the guest runs on {running[0]} from the shared disk; {what} would pull the "
-                "disk from under it: shut the guest down (s) or destroy it (d) first"
-            )
-
     async def plan_logout(self, host: str) -> list[HostCommand]:
-        await self._refuse_while_guest_runs(host, f"logging {host} out")
-        return (await self.initiator().logout(host, dry_run=True)).commands
+        return (await self.controller().logout(host, dry_run=True)).commands
 
     async def logout(self, host: str) -> None:
         async def work(_: _Action) -> None:
-            await self._refuse_while_guest_runs(host, f"logging {host} out")
-            await self.initiator().logout(host)
+            await self.controller().logout(host)
 
         await self._act(f"log {host} out", "storage", work)
 
     async def plan_unexport(self) -> list[HostCommand]:
-        await self._refuse_while_guest_runs(None, "removing the export")
-        return (await self.target().unexport(force=True, dry_run=True)).commands
+        return (await self.controller().unexport(dry_run=True)).commands
 
     async def unexport(self) -> None:
         async def work(_: _Action) -> None:
-            await self._refuse_while_guest_runs(None, "removing the export")
-            await self.target().unexport(force=True)
+            await self.controller().unexport()
 
         await self._act("unexport", "storage", work)
 
