@@ -34,7 +34,7 @@ from backend.drivers.base import HypervisorDriver, InitiatorDriver, TargetDriver
 from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.storage import initiator_driver
 from backend.events import Event, EventBus, set_clock
-from backend.experiments.runner import ExperimentRunner, Sleep
+from backend.experiments.runner import CONSOLE, ExperimentRunner, Sleep
 from backend.experiments.scenarios import Scenario
 from backend.lab import LabController
 from backend.session import EndStatus, SessionLogWriteError, SessionRecorder, make_header
@@ -195,6 +195,19 @@ class LabSession:
         return self._controller
 
     # -- experiments -----------------------------------------------------------------------
+
+    def runnable(self, offered: Mapping[str, Scenario], quick: bool) -> dict[str, Scenario]:
+        """The scenarios offered that this session's lab can run (quick when asked)."""
+        found: dict[str, Scenario] = {}
+        for scenario in offered.values():
+            if scenario.lab_problems(self.lab):
+                continue
+            if scenario.compare_disks and self.sim is None:
+                continue  # only the simulated lab can move the guest to a local disk yet
+            if self.simulated and any(e.place == CONSOLE for e in scenario.entries):
+                continue  # this machine is no simulated host: its ping reaches nothing there
+            found[scenario.id] = scenario.quick() if quick else scenario
+        return found
 
     def experiment(
         self,

@@ -11,23 +11,20 @@ hosts, clock, session log, drivers and LabController) with a
   session log ``sessions/console-YYYYmmdd-HHMMSS.jsonl``: a header with the lab, the
   simulated flag and the hosts' versions, then every event the bus carries (events
   from before the log existed are written first, in order).
-* A poller looks at the lab every few seconds while no action runs: the driver's
-  ``domains()`` and ``info()`` on both hypervisor hosts, the initiator's
-  ``sessions()``, the target's ``status()``. What changed since the last look is
-  published as the events the panes draw (``domain.state`` by the driver itself,
-  ``host.resources``, ``initiator.session``, ``storage.exported`` /
-  ``storage.unexported``). An action first lets a look in flight finish (briefly: it
-  only looks), and no look starts while an action runs.
-* Actions map onto :class:`~backend.lab.LabController`, its drivers and the
+* The poller (:mod:`backend.host_poller`) looks at the lab every few seconds while no
+  action runs and publishes what changed as the events the panes draw. An action
+  first lets a look in flight finish (briefly: it only looks).
+* Actions map onto :class:`~backend.lab.LabController` (which holds every safety rule:
+  the console asks it, never decides itself) and the
   :class:`~backend.experiments.runner.ExperimentRunner`; each raises on failure with
   the drivers' own message (host, command, stderr). ``plan_*`` return the exact
-  commands from the drivers' dry runs. A migration is stopped with the driver's
+  commands from the controller's dry runs. A migration is stopped with the driver's
   cancel (the guest stays on the source); anything else by cancelling its task (the
   runner's cleanup stops every probe and workload). A stopped action raises
   ``CancelledError``, which the console shows as "stopped".
 * ``plan_cancel`` lists the commands a cancel stops, as pseudo-commands
   ``stop ARGV`` (the commands the action has running: the transport ends each one's
-  process tree) and, for QEMU, the QMP ``migrate_cancel`` it sends.
+  process tree) and what the driver's own cancel sends (QEMU's QMP ``migrate_cancel``).
 * ``close()`` stops what still runs (cleanly), closes the hosts, then the session log
   and the bus. The log's end marker says how the session ended: "interrupted" if
   closing stopped an action (or the console said so, ``set_end_status``), "crashed" if
@@ -60,7 +57,7 @@ from backend.drivers.base import (
     TargetDriver,
 )
 from backend.events import CommandFinished, CommandStarted, Event, Note
-from backend.experiments.runner import CONSOLE, RunAborted
+from backend.experiments.runner import RunAborted
 from backend.experiments.scenarios import Scenario, builtin_scenarios, describe_timeline
 from backend.host_poller import POLL_S, HostPoller
 from backend.lab import LabController
@@ -154,9 +151,8 @@ class LiveBackend:
         self._last_outcome: EndStatus = "ok"  # how the last action ended
         self._end_status: EndStatus | None = None  # how the console ended, when it said
         self._log_stop: asyncio.Task[None] | None = None
-        self._runnable = self._runnable_scenarios(
-            scenarios if scenarios is not None else builtin_scenarios(), quick
-        )
+        offered = scenarios if scenarios is not None else builtin_scenarios()
+        self._runnable = self._session.runnable(offered, quick)
         self._layout = LabLayout.from_config(self._lab)
         self._bus = self._session.bus
         self._hosts = self._session.hosts
@@ -336,21 +332,6 @@ class LiveBackend:
 
     def scenarios(self) -> Sequence[ScenarioInfo]:
         return [scenario_info(s) for s in self._runnable.values()]
-
-    def _runnable_scenarios(
-        self, offered: Mapping[str, Scenario], quick: bool
-    ) -> dict[str, Scenario]:
-        """The scenarios offered that this lab can run (quick when asked)."""
-        found: dict[str, Scenario] = {}
-        for scenario in offered.values():
-            if scenario.lab_problems(self._lab):
-                continue
-            if scenario.compare_disks and self._sim is None:
-                continue  # only the simulated lab can move the guest to a local disk yet
-            if self._simulated and any(e.place == CONSOLE for e in scenario.entries):
-                continue  # this machine is no simulated host: its ping reaches nothing there
-            found[scenario.id] = scenario.quick() if quick else scenario
-        return found
 
     async def prepare(self) -> None:
         async def work(_: _Action) -> None:
