@@ -1,12 +1,14 @@
 """LabController: the study's steps as safe, idempotent operations on a whole lab.
 
-prepare (export the disk, log both hypervisor hosts in), boot, migrate, shutdown,
-where. Each checks before it acts:
+prepare (export the disk, log both hypervisor hosts in), boot, migrate, cancel,
+shutdown, destroy, logout, unexport, where. Each checks before it acts:
 
 - the destination is reachable and has enough free memory for the guest;
 - the shared disk's session is present on the host that will run the guest;
 - the guest is NOT running on any other host: two running copies on one shared
-  disk corrupt its filesystem, so that is refused with a clear message.
+  disk corrupt its filesystem, so that is refused with a clear message;
+- a host is not logged out of the disk, nor the disk's export removed, while the
+  guest runs from it.
 
 Every operation has a dry run that returns the exact commands per host.
 """
@@ -70,15 +72,26 @@ class LabController:
     ) -> None:
         # Imported here so a lab with a driver that needs nothing extra stays light.
         from backend.drivers.hypervisor import hypervisor_driver
-        from backend.drivers.storage import initiator_driver, target_driver
+        from backend.drivers.storage import initiator_driver
 
         self.lab = lab
         self._runners = runners
         self._publish = publish
         self.hv_hosts: tuple[str, str] = (lab.hypervisor.hosts[0], lab.hypervisor.hosts[1])
-        self.target = target or target_driver(lab, runners[lab.storage.host], publish)
+        self._target = target
         self.initiator = initiator or initiator_driver(lab, runners, publish)
         self.hypervisor = hypervisor or hypervisor_driver(lab, runners, publish)
+
+    @property
+    def target(self) -> TargetDriver:
+        """The target driver, made once the storage host is connected (else the host's
+        TransportError): what needs only the hypervisor hosts works without it."""
+        if self._target is None:
+            from backend.drivers.storage import target_driver
+
+            runner = self._runners[self.lab.storage.host]
+            self._target = target_driver(self.lab, runner, self._publish)
+        return self._target
 
     def other(self, host: str) -> str:
         first, second = self.hv_hosts
@@ -243,9 +256,60 @@ class LabController:
         for host in placement.running_on:
             await self.hypervisor.cancel(host)
 
+    async def plan_cancel_migration(self) -> list[HostCommand]:
+        """What cancelling a migration sends beyond stopping its commands, as the driver
+        says (QEMU's QMP ``migrate_cancel`` on the source); empty when the guest's hosts
+        cannot be asked (stopping the commands is then all a cancel can do)."""
+        try:
+            sources = await self.guest_hosts()
+        except (TransportError, DriverError, CommandFailed):
+            return []
+        return [c for source in sources for c in self.hypervisor.cancel_plan(source)]
+
     async def shutdown(self, *, dry_run: bool = False) -> OperationResult:
         """Shut the guest down wherever it runs; nothing if it runs nowhere."""
         placement = await self.where()
         results = [await self.hypervisor.shutdown(h, dry_run=dry_run) for h in placement.running_on]
         commands = [c for r in results for c in r.commands]
         return OperationResult(bool(commands), commands, dry_run)
+
+    async def shutdown_on(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        """Shut the guest down on ``host`` (the console's ``s``)."""
+        return await self.hypervisor.shutdown(host, dry_run=dry_run)
+
+    async def destroy_on(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        """Destroy the guest on ``host`` at once (the console's ``d``)."""
+        return await self.hypervisor.destroy(host, dry_run=dry_run)
+
+    # -- the shared disk -------------------------------------------------------------------
+
+    async def guest_hosts(self) -> list[str]:
+        """The hypervisor hosts the guest runs on now (asked of both at once). A host that
+        cannot be asked raises its error: never taken as "not there"."""
+        found = await asyncio.gather(*(self.hypervisor.domains(h) for h in self.hv_hosts))
+        guest = self.lab.guest.name
+        return [
+            host
+            for host, domains in zip(self.hv_hosts, found, strict=True)
+            if any(d.name == guest and d.state in ALIVE for d in domains)
+        ]
+
+    async def refuse_while_guest_runs(self, where: str | None, what: str) -> None:
+        """Refuse ``what`` while the guest runs (on ``where``, or anywhere): it would lose
+        its disk in the middle of writing to it."""
+        running = [h for h in await self.guest_hosts() if where is None or h == where]
+        if running:
+            raise Refused(
+                f"the guest runs on {running[0]} from the shared disk; {what} would pull the "
+                "disk from under it: shut the guest down (s) or destroy it (d) first"
+            )
+
+    async def logout(self, host: str, *, dry_run: bool = False) -> OperationResult:
+        """Log ``host`` out of the shared disk; refused while the guest runs there."""
+        await self.refuse_while_guest_runs(host, f"logging {host} out")
+        return await self.initiator.logout(host, dry_run=dry_run)
+
+    async def unexport(self, *, dry_run: bool = False) -> OperationResult:
+        """Remove the disk's export (its sessions too); refused while the guest runs."""
+        await self.refuse_while_guest_runs(None, "removing the export")
+        return await self.target.unexport(force=True, dry_run=dry_run)

@@ -251,6 +251,71 @@ class SessionLogWriter:
         await self.close(status)
 
 
+class SessionRecorder:
+    """The session log of a lab session, from the first event on.
+
+    Events arrive (:meth:`write`, a bus subscriber) before the log can begin: its header
+    names the hosts' versions, which are asked after connecting. They are kept and
+    written first, in order, when :meth:`open` writes the header. ``rename(attempt)``,
+    if given, names the file anew when one of that name exists (never overwritten).
+    """
+
+    def __init__(self, path: Path, rename: Callable[[int], Path] | None = None) -> None:
+        self.path = path
+        self._rename = rename
+        self._writer: SessionLogWriter | None = None
+        self._early: list[Event] | None = []  # events before the log exists
+        self.opened = False
+        """Whether :meth:`open` was called (it may have failed)."""
+
+    @property
+    def writing(self) -> bool:
+        """The log was begun and is not closed."""
+        return self._writer is not None
+
+    def write(self, event: Event) -> None:
+        if self._writer is not None:
+            self._writer.write(event)
+        elif self._early is not None:
+            self._early.append(event)
+
+    async def open(
+        self, header: dict[str, Any], on_failure: Callable[[SessionLogWriteError], None]
+    ) -> None:
+        """Write the header, then the events so far; ``on_failure`` when a write fails.
+        Raises SessionLogWriteError or OSError when the log cannot begin (the events kept
+        are then dropped: nothing is recorded)."""
+        self.opened = True
+        attempt = 0
+        try:
+            while True:
+                try:
+                    self._writer = await SessionLogWriter.create(self.path, header)
+                    break
+                except FileExistsError:  # one started in the same second: never overwrite
+                    if self._rename is None or attempt > 100:
+                        raise
+                    attempt += 1
+                    self.path = self._rename(attempt)
+        except BaseException:
+            self._early = None
+            raise
+        early, self._early = self._early or [], None
+        for event in early:
+            self._writer.write(event)
+        self._writer.on_failure(on_failure)
+
+    async def close(self, status: EndStatus) -> SessionLogWriteError | None:
+        """Write the end marker and close; why the log could not be written, if it could not
+        (also when only its end could not). None when it was never begun."""
+        writer, self._writer = self._writer, None
+        self._early = None
+        if writer is None:
+            return None
+        await writer.close(status)
+        return writer.error
+
+
 # Event times outside this range are not times (NaN, 1e308): such lines are skipped.
 T_MIN, T_MAX = 0.0, 1e11  # the epoch .. the year 5138
 

@@ -215,3 +215,8 @@ class HypervisorDriver(Protocol):
     async def cancel(self, source: str) -> None:
         """Stop a running migration (the guest stays on the source)."""
         ...
+
+    def cancel_plan(self, source: str) -> list[HostCommand]:
+        """What :meth:`cancel` sends beyond stopping the migration's own commands (QEMU's
+        QMP ``migrate_cancel``, as a pseudo-command); empty when stopping them is all."""
+        ...

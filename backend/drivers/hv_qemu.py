@@ -760,6 +760,10 @@ class QemuDriver(HypervisorBase):
         )
         return outcome
 
+    def cancel_plan(self, source: str) -> list[HostCommand]:
+        """QEMU's migration is cancelled over QMP, not by stopping a command."""
+        return [HostCommand(source, ("qmp", self.files(source).qmp, "migrate_cancel"))]
+
     async def cancel(self, source: str) -> None:
         """``migrate_cancel`` on the source; :meth:`migrate` then stops the destination."""
         try:

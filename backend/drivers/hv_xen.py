@@ -427,6 +427,10 @@ class XenDriver(HypervisorBase):
             said += f"; Xen on {source} said of domain {domid}: " + " | ".join(faults)
         return said
 
+    def cancel_plan(self, source: str) -> list[HostCommand]:
+        """xl's migration is cancelled by stopping its command: nothing more is sent."""
+        return []
+
     async def cancel(self, source: str) -> None:
         """Stop the ``xl migrate`` this driver runs from ``source`` (xl has no cancel)."""
         task = self._migrations.get(source)

@@ -1,7 +1,9 @@
 """The experiment runner behind ``miglab run`` and the console: a scenario's timeline on a lab.
 
-One run: connect the hosts, write the session log's header, prepare the storage
-(idempotent), boot the guest if it runs nowhere, then per repetition::
+One run, on a :class:`~backend.lab_session.LabSession` (its bus, hosts, clock, drivers
+and session log): connect the hosts it needs, begin the session log (the session writes
+it), prepare the storage (idempotent), boot the guest if it runs nowhere, then per
+repetition::
 
     RepetitionStarted -> [DiskStarted] -> warmup -> baseline -> migrating
                       -> [between -> migrating ...] -> after
@@ -52,20 +54,16 @@ import contextlib
 import dataclasses
 import math
 import shlex
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from backend.aio import wait_for
-from backend.check import probe_host
-from backend.config import LabConfig
-from backend.drivers.base import DriverError, HostCommand, HypervisorDriver, MigrationOutcome
+from backend.drivers.base import DriverError, HostCommand, MigrationOutcome
 from backend.events import (
     DiskStarted,
     Event,
-    EventBus,
     ExperimentFinished,
     ExperimentStarted,
     HostState,
@@ -77,11 +75,13 @@ from backend.events import (
 from backend.experiments.metrics import Analysis, analyze
 from backend.experiments.scenarios import Entry, Scenario, describe_timeline
 from backend.lab import LabController
-from backend.probes import Clock, LineParser, RunContext
-from backend.session import SessionLogWriteError, SessionLogWriter, make_header
+from backend.probes import LineParser, RunContext
+from backend.session import SessionLogWriteError
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, TransportError
-from backend.transport.hosts import Hosts
 from backend.transport.local import LocalRunner
+
+if TYPE_CHECKING:
+    from backend.lab_session import LabSession
 
 __all__ = [
     "CONSOLE",
@@ -233,66 +233,54 @@ async def _finish_despite_cancel(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class ExperimentRunner:
-    """Runs ``scenario`` on ``lab`` once; the console and ``miglab run`` share it.
+    """Runs ``scenario`` once on ``session``'s lab; the console and ``miglab run`` share it.
 
-    ``hosts`` may already be open (the console's); the runner opens the hosts it
-    needs that are not, and leaves closing them to the caller. It opens (and closes)
-    its own SSH connection into the guest unless ``guest`` is given. Everything it
-    does is published on ``bus``; with ``log_path`` it also writes the session log
-    (without, the caller's log subscribes to the bus). ``controller`` defaults to a
-    :class:`LabController` on ``hosts`` (with ``hypervisor`` as its hypervisor driver if
-    given: the simulated lab's waits on its clock); ``switch_disk`` is needed only by a disk
-    comparison. ``clock`` dates the runner's own events and the samples of tools that
-    print relative times, and ``sleep`` waits on that clock: the timeline's parts and
-    the waits for a freshly booted guest (a simulated lab has a clock of its own, and
-    ``simulation`` says what the session log's header tells about it; ``campaign``, the
-    run's place in a campaign: its group and parameters).
+    Made by :meth:`LabSession.experiment <backend.lab_session.LabSession.experiment>`.
+    The session's hosts may already be open (the console's); the runner has the session
+    connect the hosts it needs that are not, and leaves closing them to the session. It
+    opens (and closes) its own SSH connection into the guest unless ``guest`` is given.
+    Everything it does is published on the session's bus. With ``records`` the run
+    begins the session's log (its header names the run's hosts, ``scenario`` and
+    ``campaign``: the run's place in a campaign, its group and parameters) and ends it
+    with the run's status; without, the run is recorded in a log already being written
+    (the console's). The session's :class:`LabController` does the lab's steps;
+    ``switch_disk`` is needed only by a disk comparison. The session's clock dates the
+    runner's own events and the samples of tools that print relative times, and its
+    sleep waits on that clock: the timeline's parts and the waits for a freshly booted
+    guest (a simulated lab has a clock of its own).
     """
 
     def __init__(
         self,
-        lab: LabConfig,
-        hosts: Hosts,
-        bus: EventBus,
+        session: LabSession,
         scenario: Scenario,
         *,
         repetitions: int | None = None,
-        log_path: str | Path | None = None,
-        simulated: bool = False,
-        controller: LabController | None = None,
-        hypervisor: HypervisorDriver | None = None,
+        records: bool = False,
         guest: HostRunner | None = None,
         switch_disk: SwitchDisk | None = None,
-        clock: Clock = time.time,
-        sleep: Sleep = asyncio.sleep,
-        simulation: dict[str, Any] | None = None,
         campaign: dict[str, Any] | None = None,
     ) -> None:
         if repetitions is not None and repetitions < 1:
             raise ValueError(f"repetitions must be at least 1, got {repetitions}")
-        self.lab = lab
-        self.hosts = hosts
-        self.bus = bus
+        self.session = session
+        self.lab = session.lab
+        self.hosts = session.hosts
+        self.bus = session.bus
         self.scenario = scenario
         self.repetitions = repetitions or scenario.repetitions
-        self.log_path = Path(log_path) if log_path is not None else None
-        self.simulated = simulated
-        self._controller = controller
-        self._hypervisor = hypervisor
+        self._records = records and session.log is not None
         self._guest = guest
         self._own_guest = guest is None
         self._switch_disk = switch_disk
-        self._clock = clock
-        self._sleep = sleep
-        self._simulation = simulation
+        self._clock = session.clock
+        self._sleep = session.sleep
         self._campaign = campaign
         self.result: RunResult | None = None
         """Set when :meth:`run` ends, also when it ends by a cancel."""
 
         self._events: list[Event] = []
         self._recording = False
-        self._writer: SessionLogWriter | None = None
-        self._log_opened = False
         self._watched: set[str] = set()
         self._lost = asyncio.Event()
         self._lost_reason = ""
@@ -327,11 +315,12 @@ class ExperimentRunner:
 
     @property
     def controller(self) -> LabController:
-        if self._controller is None:
-            self._controller = LabController(
-                self.lab, self.hosts, self.bus.publish, hypervisor=self._hypervisor
-            )
-        return self._controller
+        return self.session.controller()
+
+    @property
+    def log_path(self) -> Path | None:
+        """The session log this run begins and ends (None: it records into another's)."""
+        return self.session.log_path if self._records else None
 
     # -- events ---------------------------------------------------------------------------
 
@@ -345,8 +334,6 @@ class ExperimentRunner:
         if not self._recording:
             return
         self._events.append(event)
-        if self._writer is not None:
-            self._writer.write(event)
         if isinstance(event, MigrationFinished):
             self._finished_seen += 1
         elif (
@@ -452,21 +439,17 @@ class ExperimentRunner:
 
     async def _open_hosts(self) -> list[str]:
         names = self._lab_hosts()
-        missing = [name for name in names if name not in self.hosts]
-        if missing:
-            errors = await self.hosts.open(missing)
-            failed = [str(error) for error in errors.values() if error is not None]
-            if failed:
-                raise RunAborted("cannot reach " + "; ".join(failed))
+        errors = await self.session.connect(names)
+        failed = [str(error) for error in errors.values() if error is not None]
+        if failed:
+            raise RunAborted("cannot reach " + "; ".join(failed))
         return names
 
     async def _connect(self) -> None:
         names = await self._open_hosts()
         self._watched = set(names)
-        versions = await asyncio.gather(
-            *(probe_host(self.hosts[n], getattr(self.hosts[n], "rtt_ms", None)) for n in names)
-        )
-        reports = {name: asdict(report) for name, report in zip(names, versions, strict=True)}
+        versions = await asyncio.gather(*(self.session.host_report(n) for n in names))
+        reports = dict(zip(names, versions, strict=True))
         try:
             await self._open_log(reports)
         except SessionLogWriteError as exc:  # it names the file and the OS error
@@ -476,25 +459,14 @@ class ExperimentRunner:
             raise RunAborted(f"cannot write the session log {self.log_path}: {exc}") from None
 
     async def _open_log(self, hosts: dict[str, Any]) -> None:
-        """Start the session log (if asked for one) with what happened before it existed."""
-        if self.log_path is None or self._log_opened:
+        """Have the session begin its log (if this run records it): what happened before
+        it existed is written first."""
+        log = self.session.log
+        if not self._records or log is None or log.opened:
             return
-        self._log_opened = True
-        header = make_header(
-            lab=self.lab.model_dump(mode="json"),
-            lab_file=self.lab.source_file,
-            lab_sha256=self.lab.digest,
-            simulated=self.simulated,
-            scenario=self.scenario.id,
-            hosts=hosts,
-            simulation=self._simulation,
-            campaign=self._campaign,
+        await self.session.open_log(
+            hosts, self._log_failed, scenario=self.scenario.id, campaign=self._campaign
         )
-        writer = await SessionLogWriter.create(self.log_path, header)
-        for event in self._events:
-            writer.write(event)
-        writer.on_failure(self._log_failed)
-        self._writer = writer
 
     def _log_failed(self, error: SessionLogWriteError) -> None:
         """The log cannot be written (disk full): stop the run now, cleanly."""
@@ -845,20 +817,21 @@ class ExperimentRunner:
         for runner in closing:  # a connection to a host that is gone must not hold us up
             with contextlib.suppress(TimeoutError):
                 await wait_for(runner.close(), CLEANUP_COMMAND_S)
-        if not self._log_opened:  # the run ended before its log began: keep what it saw
-            with contextlib.suppress(OSError):
-                await self._open_log({})
+        # The run ended before its log began: keep what it saw.
+        with contextlib.suppress(OSError):
+            await self._open_log({})
         self._recording = False
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.close(status)
-            if writer.error is not None:  # also when only the end could not be written
-                self._log_error = str(writer.error)
+        log = self.session.log
+        written = self._records and log is not None and log.writing
+        if written and log is not None:
+            log_error = await log.close(status)
+            if log_error is not None:  # also when only the end could not be written
+                self._log_error = str(log_error)
                 if status == "ok":
                     status, error = "failed", self._log_error
         self.result = RunResult(
             status=status,
-            log_path=self.log_path if writer is not None else None,
+            log_path=self.log_path if written else None,
             analysis=analyze(self._events, t0=self._started_at),
             migrations=tuple(self._outcomes),
             error=error,

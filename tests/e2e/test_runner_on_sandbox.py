@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from backend.events import Event, EventBus, ExperimentFinished, MigrationFinished, MigrationProgress
+from backend.events import Event, ExperimentFinished, MigrationFinished, MigrationProgress
 from backend.experiments.report import build_report, report_json
-from backend.experiments.runner import ExperimentRunner
 from backend.experiments.scenarios import parse_scenario
 from backend.lab import LabController
+from backend.lab_session import LabSession
 from backend.session import read_session
 from backend.transport.base import HostRunner, TransportError
 from backend.transport.hosts import Hosts
@@ -129,20 +129,18 @@ async def open_guest(hosts: Hosts) -> HostRunner:
 
 
 @pytest.fixture
-async def lab_hosts(sandbox: SandboxUnderTest) -> AsyncIterator[tuple[Hosts, EventBus]]:
-    bus = EventBus()
-    hosts = Hosts(sandbox.lab, bus.publish)
+async def lab_session(sandbox: SandboxUnderTest, tmp_path: Path) -> AsyncIterator[LabSession]:
+    session = LabSession(sandbox.lab, log=tmp_path / "interrupted.jsonl")
     try:
-        yield hosts, bus
+        yield session
     finally:
-        await hosts.close()
-        await bus.aclose()
+        await session.close()
 
 
 async def test_an_interrupted_run_stops_everything_and_its_log_reports(
-    sandbox: SandboxUnderTest, lab_hosts: tuple[Hosts, EventBus], tmp_path: Path
+    sandbox: SandboxUnderTest, lab_session: LabSession, tmp_path: Path
 ) -> None:
-    hosts, bus = lab_hosts
+    hosts, bus = lab_session.hosts, lab_session.bus
     events: list[Event] = []
     bus.subscribe(events.append)
     migrating = asyncio.Event()
@@ -153,8 +151,9 @@ async def test_an_interrupted_run_stops_everything_and_its_log_reports(
 
     bus.subscribe(watch)
     log = tmp_path / "interrupted.jsonl"
+    assert lab_session.log_path == log
     scenario = parse_scenario(INTERRUPTED)
-    runner = ExperimentRunner(sandbox.lab, hosts, bus, scenario, log_path=log)
+    runner = lab_session.experiment(scenario, records=True)
     run = asyncio.ensure_future(runner.run())
     checker = Hosts(sandbox.lab, lambda _: None)  # the test's own view, not in the log
     guest: HostRunner | None = None

@@ -24,7 +24,6 @@ import pytest
 from backend.config import LabConfig, parse_lab
 from backend.events import (
     Event,
-    EventBus,
     ExperimentFinished,
     ExperimentStarted,
     MigrationFinished,
@@ -38,8 +37,8 @@ from backend.experiments.headless import HeadlessPrinter
 from backend.experiments.report import build_report, render_json
 from backend.experiments.runner import ExperimentRunner, RunResult
 from backend.experiments.scenarios import Scenario, Timeline, find_scenario, parse_scenario
+from backend.lab_session import LabSession
 from backend.session import read_session
-from backend.transport.hosts import Hosts
 from tests.conftest import need, need_root
 from tests.support.loopback_lab import LoopbackLab
 from tests.support.sshd import Sshd
@@ -131,12 +130,10 @@ async def run_scenario(
 ) -> tuple[RunResult | None, list[Event], ExperimentRunner]:
     """Run ``scenario`` and check that it left nothing running; ``during(runner, task,
     events)`` may act while it runs."""
-    lab = testlab.lab()
-    bus = EventBus()
+    session = LabSession(testlab.lab(), log=log)
     events: list[Event] = []
-    bus.subscribe(events.append)
-    hosts = Hosts(lab, bus.publish)
-    runner = ExperimentRunner(lab, hosts, bus, scenario, log_path=log)
+    session.bus.subscribe(events.append)
+    runner = session.experiment(scenario, records=True)
     task = asyncio.ensure_future(runner.run())
     result: RunResult | None = None
     try:
@@ -152,8 +149,7 @@ async def run_scenario(
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        await hosts.close()
-        await bus.aclose()
+        await session.close()
     return result, events, runner
 
 
@@ -469,13 +465,12 @@ def test_a_disk_comparison_needs_a_way_to_switch_disks(tmp_path: Path) -> None:
         config = "/etc/xen/g.cfg"
         """
     )
-    bus = EventBus()
     scenario = find_scenario("disk-iscsi-vs-local")
-    runner = ExperimentRunner(lab, Hosts(lab, bus.publish), bus, scenario)
+    runner = LabSession(lab).experiment(scenario)
     assert "no way yet to move the guest to a local disk" in (runner.unsupported() or "")
 
     async def switch(disk: str) -> None:
         return None
 
-    able = ExperimentRunner(lab, Hosts(lab, bus.publish), bus, scenario, switch_disk=switch)
+    able = ExperimentRunner(LabSession(lab), scenario, switch_disk=switch)
     assert able.unsupported() is None

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from backend import host_poller
 from backend.drivers.base import HostCommand, Refused
 from backend.events import (
     CommandStarted,
@@ -41,7 +42,6 @@ from backend.transport.base import CommandFailed
 from tests.support.waiting import until
 from tests.tui.conftest import quit_console, started
 from tests.tui.sim_backend import bound_textual_idle_wait, held_scenarios
-from tui import live_backend
 from tui.backend_api import ActionRefused, ConsoleBackend
 from tui.commands import demo
 from tui.commands.common import BadInput
@@ -354,7 +354,7 @@ async def test_close_stops_a_running_scenario_and_saves_the_log(
 async def test_a_host_down_at_start_is_shown_failed_and_connects_later(
     sim: SimulatedLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live_backend, "RETRY_FIRST_S", 0.1)
+    monkeypatch.setattr(host_poller, "RETRY_FIRST_S", 0.1)
     server = sim.servers[STORAGE]
     await server.close()
     backend = make_backend(

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from backend.events import CommandStarted, Event, EventBus, ExperimentFinished
-from backend.experiments.runner import ExperimentRunner, RunAborted
+from backend.experiments.runner import RunAborted
 from backend.experiments.scenarios import builtin_scenarios
+from backend.lab_session import LabSession
 from backend.sim.lab import SimulatedLab
-from backend.transport.hosts import Hosts
 from tests.tui.sim_backend import held_scenarios, wrong_portal
 from tui.live_backend import LiveBackend, make_backend
 
@@ -34,7 +34,7 @@ async def sim() -> AsyncIterator[SimulatedLab]:
 
 
 def bus_of(backend: LiveBackend) -> EventBus:
-    return backend._bus  # what is checked here is the bus itself
+    return backend._session.bus  # what is checked here is the bus itself
 
 
 def pings_started(events: list[Event]) -> list[Event]:
@@ -77,22 +77,14 @@ async def test_failed_runs_leave_no_subscriber_on_the_consoles_bus(
 
 
 async def test_a_stopped_run_leaves_no_subscriber_on_the_bus(sim: SimulatedLab) -> None:
-    bus = EventBus()
+    session = LabSession(sim.lab_config, sim=sim)
+    bus = session.bus
     seen: list[Event] = []
     bus.subscribe(seen.append)
-    hosts = Hosts(sim.lab_config, bus.publish)
     scenario = held_scenarios()["migrate-ping"]
     try:
         for _ in range(RUNS):
-            runner = ExperimentRunner(
-                sim.lab_config,
-                hosts,
-                bus,
-                scenario,
-                simulated=True,
-                clock=sim.clock,
-                sleep=sim.runtime.sleep,
-            )
+            runner = session.experiment(scenario)
             pings = len(pings_started(seen))
             task = asyncio.ensure_future(runner.run())
             # Stopped once its ping runs: in the middle of the run, not before it.
@@ -103,15 +95,14 @@ async def test_a_stopped_run_leaves_no_subscriber_on_the_bus(sim: SimulatedLab) 
             assert runner.result is not None and runner.result.status == "interrupted"
             assert bus.subscriber_count == 1, "the run left its subscriber on the bus"
     finally:
-        await hosts.close()
-        await bus.aclose()
+        await session.close()
 
 
 async def test_a_runner_that_never_ran_does_not_listen(sim: SimulatedLab) -> None:
-    bus = EventBus()
-    lab = sim.lab_config
-    runner = ExperimentRunner(
-        lab, Hosts(lab, bus.publish), bus, builtin_scenarios()["migrate-ping"]
-    )
-    await runner.plan()  # a dry run records nothing either
-    assert bus.subscriber_count == 0
+    session = LabSession(sim.lab_config)
+    runner = session.experiment(builtin_scenarios()["migrate-ping"])
+    try:
+        await runner.plan()  # a dry run records nothing either
+        assert session.bus.subscriber_count == 0
+    finally:
+        await session.close()

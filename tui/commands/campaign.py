@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import ConfigError, LabConfig
-from backend.events import EventBus, set_clock
+from backend.events import set_clock
 from backend.experiments.campaign import (
     SEED_KEY,
     CampaignRun,
@@ -30,12 +30,12 @@ from backend.experiments.campaign import (
     plan_runs,
     set_aside,
 )
-from backend.experiments.runner import CONSOLE, ExperimentRunner
+from backend.experiments.runner import CONSOLE
+from backend.lab_session import LabSession
 from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable, study_lab
 from backend.terminal_text import printable
-from backend.transport.hosts import Hosts
 from tui.commands import SUBCOMMANDS
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 from tui.commands.run import (
@@ -226,27 +226,13 @@ async def _run(
     lab: LabConfig, run: CampaignRun, campaign: LoadedCampaign, sim: SimulatedLab | None = None
 ) -> int:
     """One run, as `miglab run` does it: the same runner, stopped the same way."""
-    bus = EventBus()
-    hosts = Hosts(lab, bus.publish)
-    extra: dict[str, Any] = {}
-    if sim is not None:
-        extra = {
-            "simulated": True,
-            "switch_disk": sim.switch_disk,
-            "clock": sim.clock,
-            "sleep": sim.runtime.sleep,
-            "hypervisor": sim.hypervisor_driver(hosts, bus.publish),
-            "simulation": sim.header()["simulation"],
-        }
-    runner = ExperimentRunner(
-        lab, hosts, bus, run.scenario, log_path=run.log, campaign=run.header(campaign), **extra
-    )
+    session = LabSession(lab, sim=sim, log=run.log)
+    runner = session.experiment(run.scenario, records=True, campaign=run.header(campaign))
     problem = runner.unsupported()
     if problem is not None:
-        await hosts.close()
-        await bus.aclose()
+        await session.close()
         raise BadInput(problem)
-    code = await drive(runner, hosts, bus)
+    code = await drive(runner)
     result = runner.result
     if result is None:
         return code

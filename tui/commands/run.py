@@ -30,11 +30,11 @@ from typing import Any
 
 from backend.config import ConfigError, LabConfig
 from backend.drivers.base import DriverError
-from backend.events import EventBus, set_clock
 from backend.experiments.headless import HeadlessPrinter
 from backend.experiments.report import load_report, render_text
 from backend.experiments.runner import CONSOLE, ExperimentRunner, RunAborted, RunResult
 from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
+from backend.lab_session import LabSession
 from backend.session import SessionLogError
 from backend.sim import loop as sim_loop
 from backend.sim.assumptions import ScenarioInputs
@@ -42,7 +42,6 @@ from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
 from backend.terminal_text import printable
 from backend.transport.base import CommandFailed, TransportError
-from backend.transport.hosts import Hosts
 from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 
@@ -220,13 +219,11 @@ async def _simulated(
     except OSError as exc:
         print(f"miglab: cannot start the simulated lab: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    set_clock(sim.clock)  # one clock: everything recorded is on simulated time
     try:
         if log is None:
             return await _dry_run(sim.lab_config, scenario, repeat, sim)
         return await _run(sim.lab_config, scenario, repeat, log, sim)
     finally:
-        set_clock(None)
         await sim.close()
 
 
@@ -236,36 +233,22 @@ def _runner(
     repeat: int | None,
     log: Path | None,
     sim: SimulatedLab | None = None,
-) -> tuple[ExperimentRunner, Hosts, EventBus]:
-    bus = EventBus()
-    hosts = Hosts(lab, bus.publish)
-    if sim is None:
-        runner = ExperimentRunner(lab, hosts, bus, scenario, repetitions=repeat, log_path=log)
-    else:
-        runner = ExperimentRunner(
-            lab,
-            hosts,
-            bus,
-            scenario,
-            repetitions=repeat,
-            log_path=log,
-            simulated=True,
-            hypervisor=sim.hypervisor_driver(hosts, bus.publish),
-            switch_disk=sim.switch_disk,
-            clock=sim.clock,
-            sleep=sim.runtime.sleep,
-            simulation=sim.header()["simulation"],
-        )
+) -> ExperimentRunner:
+    """The run's session (on the simulated lab's clock, if any: everything recorded is on
+    simulated time) and its runner, which begins and ends the session log ``log``."""
+    session = LabSession(lab, sim=sim, log=log)
+    runner = session.experiment(scenario, repetitions=repeat, records=True)
     problem = runner.unsupported()
     if problem is not None:
         raise BadInput(problem)
-    return runner, hosts, bus
+    session.use_clock()  # until the session closes
+    return runner
 
 
 async def _dry_run(
     lab: LabConfig, scenario: Scenario, repeat: int | None, sim: SimulatedLab | None = None
 ) -> int:
-    runner, hosts, bus = _runner(lab, scenario, repeat, None, sim)
+    runner = _runner(lab, scenario, repeat, None, sim)
     try:
         plan = await runner.plan()
     except (RunAborted, DriverError, CommandFailed, TransportError) as exc:
@@ -273,15 +256,14 @@ async def _dry_run(
         print(f"miglab: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await hosts.close()
-        await bus.aclose()
+        await runner.session.close()
     sys.stdout.write(printable(plan.render(), keep_newlines=True))
     return EXIT_OK
 
 
-async def drive(runner: ExperimentRunner, hosts: Hosts, bus: EventBus) -> int:
+async def drive(runner: ExperimentRunner) -> int:
     """Run ``runner`` to its end (SIGINT/SIGTERM stop it, and it cleans up first), then
-    close the hosts and the bus. The exit code when it left no result (interrupted, or
+    close its session (hosts, bus). The exit code when it left no result (interrupted, or
     aborted: the reason is printed); otherwise ``runner.result`` says how it went."""
     task = asyncio.ensure_future(runner.run())
     try:
@@ -294,8 +276,7 @@ async def drive(runner: ExperimentRunner, hosts: Hosts, bus: EventBus) -> int:
         print(f"miglab: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await hosts.close()
-        await bus.aclose()
+        await runner.session.close()
     return EXIT_INTERRUPTED if task.cancelled() else EXIT_FAILED
 
 
@@ -306,9 +287,9 @@ async def _run(
     log: Path,
     sim: SimulatedLab | None = None,
 ) -> int:
-    runner, hosts, bus = _runner(lab, scenario, repeat, log, sim)
-    bus.subscribe(HeadlessPrinter(sys.stdout))
-    code = await drive(runner, hosts, bus)
+    runner = _runner(lab, scenario, repeat, log, sim)
+    runner.session.bus.subscribe(HeadlessPrinter(sys.stdout))
+    code = await drive(runner)
     result = runner.result
     if result is None:
         return code
