@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from backend.events import CommandStarted, EventBus, Sample
+from backend.events import CommandStarted, Sample
 from backend.experiments.report import build_report, render_text
 from backend.experiments.runner import ExperimentRunner
 from backend.experiments.scenarios import load_scenario
+from backend.lab_session import LabSession
 from backend.probes import PROBES
 from backend.session import read_session
-from backend.transport.hosts import Hosts
 from tests.conftest import need, need_root
 from tests.support.extra_probe import KIND, LOADAVG, SCENARIO
 from tests.support.loopback_lab import LoopbackLab
@@ -62,15 +62,13 @@ async def test_a_registered_probe_runs_and_is_recorded(
     monkeypatch.setitem(PROBES, KIND, LOADAVG)
     scenario = load_scenario(file)
     lab = loopback.lab()
-    bus = EventBus()
-    hosts = Hosts(lab, bus.publish)
     log = tmp_path / "loadavg.jsonl"
+    session = LabSession(lab, log=log)
     try:
-        result = await ExperimentRunner(lab, hosts, bus, scenario, log_path=log).run()
+        result = await ExperimentRunner(session, scenario, records=True).run()
         await until(lambda: not loadavg_processes(), poll_s=0.1)  # stopped with the run
     finally:
-        await hosts.close()
-        await bus.aclose()
+        await session.close()
     assert result.ok, result.error
     assert result.migrations_ok and len(result.migrations) == 1
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from backend.config import ConfigError, load_lab
-from backend.events import EventBus, Phase, Sample
+from backend.events import Phase, Sample
 from backend.experiments.metrics import analyze
 from backend.experiments.runner import ExperimentRunner
 from backend.experiments.scenarios import ENTRY_CLASSES, parse_scenario
+from backend.lab_session import LabSession
 from backend.probes import PROBES, new_parser
-from backend.transport.hosts import Hosts
 from tests.support.extra_probe import KIND, LOADAVG, SCENARIO, LoadavgOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,14 +62,14 @@ def test_and_forgets_it_when_unregistered(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_the_runner_plans_its_command(registered: None) -> None:
     lab = load_lab(ROOT / "lab.toml")  # the example lab: nothing is connected here
-    bus = EventBus()
     scenario = parse_scenario(SCENARIO, "loadavg.toml")
-    runner = ExperimentRunner(lab, Hosts(lab, bus.publish), bus, scenario)
+    session = LabSession(lab)
+    runner = ExperimentRunner(session, scenario)
     (entry,) = scenario.probes
     argv = runner._command(entry)
     # The run's time limit: 3 + 3 s planned, a migration's allowance, the margin.
     assert argv[:2] == ["sh", "-c"] and argv[3:] == ["miglab-loadavg", "1", "1926"]
-    await bus.aclose()
+    await session.close()
 
 
 def test_its_samples_are_metrics_and_report_rows(registered: None) -> None:
