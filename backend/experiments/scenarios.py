@@ -38,7 +38,7 @@ the whole scenario once per disk the guest runs from, with no migration.
 A ``[simulation]`` table sets the simulated lab's model inputs for this scenario (the
 keys of lab.toml's ``[simulation]``, which it overrides; a real run ignores it).
 
-Errors name the file, line and key (``ConfigError`` from :mod:`backend.config`).
+Errors name the file, line and key (``ConfigError`` from :mod:`backend.tomlfile`).
 Loading reads files: it blocks, so the console calls it in a thread.
 """
 
@@ -68,20 +68,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-# The TOML error machinery of lab.toml: the key-line scanner and the message
-# wording. Private there; the lead is asked to export them (see the report).
-from backend.config import (
-    MAX_MEMORY_MB,
-    ConfigError,
-    ConfigErrors,
-    KeyLines,
-    LabConfig,
-    Simulation,
-    describe_error,
-    dotted_key,
-    load_toml_file,
-    toml_syntax_error,
-)
+from backend.config import MAX_MEMORY_MB, LabConfig, Simulation
 from backend.inputs import SCENARIO_MAX_BYTES
 from backend.probes import (
     build_command,
@@ -93,6 +80,15 @@ from backend.probes import (
     sysbench_memory_command,
 )
 from backend.probes.dirtier import DEFAULT_PATH as DIRTIER_PATH
+from backend.tomlfile import (
+    ConfigError,
+    ConfigErrors,
+    KeyLines,
+    describe_error,
+    dotted_key,
+    load_toml_file,
+    toml_syntax_error,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -784,7 +780,7 @@ def _message(loc: Loc, err: ErrorDetails) -> str:
         return message + _did_you_mean(str(loc[-1]), allowed)
     if kind == "missing" and len(loc) == 1:
         return f"required {'table' if loc[0] == 'timeline' else 'key'} is missing"
-    return describe_error(err)
+    return describe_error(err, Scenario)
 
 
 def _did_you_mean(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from backend.config import ConfigError, LabConfig, load_lab
+from backend.config import LabConfig, load_lab
+from backend.tomlfile import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_LAB = os.environ.get("MIGLAB_LAB", "lab.toml")

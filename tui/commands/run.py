@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from backend.config import ConfigError, LabConfig
+from backend.config import LabConfig
 from backend.drivers.base import DriverError
 from backend.events import EventBus, set_clock
 from backend.experiments.headless import HeadlessPrinter
@@ -41,6 +41,7 @@ from backend.sim.assumptions import ScenarioInputs
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
 from backend.terminal_text import printable
+from backend.tomlfile import ConfigError
 from backend.transport.base import CommandFailed, TransportError
 from backend.transport.hosts import Hosts
 from tui.commands import numbers
