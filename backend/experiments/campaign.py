@@ -231,7 +231,7 @@ def parse_campaign(text: str, file: str = "campaign.toml") -> LoadedCampaign:
         campaign = Campaign.model_validate(data)
     except ValidationError as exc:
         errors = [
-            error(tuple(e["loc"]), describe_error(e, LabConfig))
+            error(tuple(e["loc"]), describe_error(e, Campaign))
             for e in exc.errors(include_url=False)
         ]
         raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
