@@ -26,13 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from backend.aio import wait_for
-from backend.config import (
-    ConfigError,
-    LabConfig,
-    chap_secret_problem,
-    chap_user_problem,
-)
+from backend.config import LabConfig, chap_secret_problem, chap_user_problem
 from backend.drivers.base import DriverError, HostCommand, Planner, Publish
+from backend.tomlfile import ConfigError
 from backend.transport.base import CommandFailed, CommandResult, HostRunner
 
 if TYPE_CHECKING:

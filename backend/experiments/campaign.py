@@ -46,22 +46,19 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from backend.config import (
+from backend.config import Guest, Hypervisor, Lab, LabConfig
+from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
+from backend.inputs import (
+    SCENARIO_MAX_BYTES,
+)
+from backend.tomlfile import (
     ConfigError,
     ConfigErrors,
-    Guest,
-    Hypervisor,
     KeyLines,
-    Lab,
-    LabConfig,
     describe_error,
     dotted_key,
     load_toml_file,
     toml_syntax_error,
-)
-from backend.experiments.scenarios import MAX_REPETITIONS, Scenario, find_scenario
-from backend.inputs import (
-    SCENARIO_MAX_BYTES,
 )
 
 if sys.version_info >= (3, 11):
@@ -233,7 +230,10 @@ def parse_campaign(text: str, file: str = "campaign.toml") -> LoadedCampaign:
     try:
         campaign = Campaign.model_validate(data)
     except ValidationError as exc:
-        errors = [error(tuple(e["loc"]), describe_error(e)) for e in exc.errors(include_url=False)]
+        errors = [
+            error(tuple(e["loc"]), describe_error(e, Campaign))
+            for e in exc.errors(include_url=False)
+        ]
         raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
     problems: list[ConfigError] = []
     parameters = _parameters(campaign, error, problems)
@@ -311,7 +311,7 @@ def _value_problem(dotted: str, value: object) -> str | None:
     try:
         TypeAdapter(kind, config=ConfigDict(strict=True)).validate_python(value)
     except ValidationError as exc:
-        return describe_error(exc.errors(include_url=False)[0])
+        return describe_error(exc.errors(include_url=False)[0], _MODELS[table])
     if not _VALUE_TEXT.fullmatch(str(value)):
         return "a value names a folder: letters, digits, '.' and '-'"
     return None

@@ -39,7 +39,7 @@ the whole scenario once per disk the guest runs from, with no migration.
 A ``[simulation]`` table sets the simulated lab's model inputs for this scenario (the
 keys of lab.toml's ``[simulation]``, which it overrides; a real run ignores it).
 
-Errors name the file, line and key (``ConfigError`` from :mod:`backend.config`).
+Errors name the file, line and key (``ConfigError`` from :mod:`backend.tomlfile`).
 Loading reads files: it blocks, so the console calls it in a thread.
 """
 
@@ -51,7 +51,7 @@ import os
 import re
 import sys
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union, get_args, get_origin
@@ -70,21 +70,19 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-# The TOML error machinery of lab.toml: the key-line scanner and the message
-# wording. Private there; the lead is asked to export them (see the report).
-from backend.config import (
+from backend.config import LabConfig, Simulation
+from backend.inputs import SCENARIO_MAX_BYTES
+from backend.probes import PROBES, AnyProbe, Options
+from backend.tomlfile import (
     ConfigError,
     ConfigErrors,
     KeyLines,
-    LabConfig,
-    Simulation,
     describe_error,
+    did_you_mean,
     dotted_key,
     load_toml_file,
     toml_syntax_error,
 )
-from backend.inputs import SCENARIO_MAX_BYTES
-from backend.probes import PROBES, AnyProbe, Options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -541,7 +539,7 @@ def _message(loc: Loc, err: ErrorDetails) -> str:
     if kind == "union_tag_invalid":
         tag = (err.get("ctx") or {}).get("tag")
         known = ", ".join(ENTRY_CLASSES)
-        return f"unknown kind {tag!r}; expected one of {known}" + _did_you_mean(
+        return f"unknown kind {tag!r}; expected one of {known}" + did_you_mean(
             str(tag), ENTRY_CLASSES
         )
     if kind == "union_tag_not_found":
@@ -552,15 +550,10 @@ def _message(loc: Loc, err: ErrorDetails) -> str:
         message = f"unknown {what}"
         if allowed:
             message += f"; expected one of {', '.join(allowed)}"
-        return message + _did_you_mean(str(loc[-1]), allowed)
+        return message + did_you_mean(str(loc[-1]), allowed)
     if kind == "missing" and len(loc) == 1:
         return f"required {'table' if loc[0] == 'timeline' else 'key'} is missing"
-    return describe_error(err)
-
-
-def _did_you_mean(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return describe_error(err, Scenario)
 
 
 def _fields_at(loc: Loc) -> list[str]:

@@ -1,7 +1,7 @@
 """A :class:`~backend.transport.base.HostRunner` straight onto a simulated host, no SSH.
 
 The drivers talk to hosts through runners; over SSH in ``miglab run --sim``, and through
-this one where the simulated lab runs on the virtual clock (:mod:`backend.sim.experiment`):
+this one where the simulated lab runs on the virtual clock (the tests' ``sim_experiment``):
 a command is the host's program run in this process (:meth:`World.execute`), a Unix
 socket stream is a socket pair with the simulated QEMU's QMP session at its other end.
 So the real drivers (hv_qemu's QMP client, its policy and polling) drive the prediction.

@@ -3,7 +3,7 @@
 The lab is a fixture (``testlab``) with a small interface (:class:`LabUnderTest`), so
 the same tests can run on another lab (the sandbox's QEMU lab) by adding a fixture
 parameter. Here it is :class:`tests.support.loopback_lab.LoopbackLab`: the guest is an
-sshd on 127.0.0.1, xl is the fake of ``backend/sim/tools`` on two more sshds.
+sshd on 127.0.0.1, xl is the fake of ``tests/support/fake_tools`` on two more sshds.
 
 Timelines are a few seconds (a scenario's timeline replaced, its probes kept).
 """
@@ -104,7 +104,7 @@ def started_processes() -> list[str]:
         comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
         pid, ppid = int(entry.name), int(rest.split()[1])
         children.setdefault(ppid, []).append(pid)
-        if comm in STARTED or "backend.sim.tools.xl" in cmdline:
+        if comm in STARTED or "tests.support.fake_tools.xl" in cmdline:
             names[pid] = f"{pid} {cmdline.strip()}"
     found, pending = [], [os.getpid()]
     while pending:

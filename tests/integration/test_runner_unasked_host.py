@@ -3,7 +3,7 @@
 Before: the runner read a failed ``xl list`` on the guest's host as "the guest runs on
 no host". Now the run fails saying which host could not be asked, the command and
 its stderr. The lab is test_runner.py's loopback lab (real sshd, tgtd, ping; xl the
-fake of backend/sim/tools); xen1's xl fails for real because its state file is
+fake of tests/support/fake_tools); xen1's xl fails for real because its state file is
 unreadable while the run is in its baseline.
 """
 

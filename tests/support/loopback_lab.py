@@ -7,7 +7,7 @@
   127.0.0.1) that the tgt driver exports an image file from.
 * xen1, xen2: Xen cannot run here, so each is a real sshd of its own on 127.0.0.2 and
   127.0.0.3 (Linux routes all of 127/8 to lo) whose sessions find the fakes of
-  ``backend/sim/tools`` first on PATH (sshd_config ``SetEnv``): ``xl``, ``iscsiadm``,
+  ``tests/support/fake_tools`` first on PATH (sshd_config ``SetEnv``): ``xl``, ``iscsiadm``,
   each host with its own state file. ``xl migrate guest 127.0.0.3`` on xen1 moves the
   domain into xen2's state (``MIGLAB_FAKE_PEERS``); ``migrate_stage_delay_s`` makes a
   migration last, ``fail_migrate`` makes it fail, as the fake's docstring says.
@@ -33,7 +33,7 @@ from typing import Any
 
 from backend.config import LabConfig, load_lab
 from backend.sim.tools import iscsiadm as fake_iscsiadm
-from backend.sim.tools import xl as fake_xl
+from tests.support.fake_tools import xl as fake_xl
 from tests.support.sshd import Sshd
 from tests.support.tgtd import Tgtd, disk_image
 
@@ -46,8 +46,8 @@ GUEST_MEMORY_MB = 256
 
 # Program name on the host -> how the fake is started (python arguments).
 _FAKES = {
-    "xl": ["-m", "backend.sim.tools.xl"],
-    "iscsiadm": ["-m", "backend.sim.tools.iscsiadm"],
+    "xl": ["-m", "tests.support.fake_tools.xl"],
+    "iscsiadm": ["-m", "tests.support.fake_tools.iscsiadm"],
 }
 
 # Run by `unshare --mount --propagation private` before sshd: $1 a directory for the

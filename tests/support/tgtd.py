@@ -212,10 +212,10 @@ memory_mb = 256
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_TOOLS = {
-    "iscsiadm": "backend.sim.tools.iscsiadm",
-    "targetcli": "backend.sim.tools.targetcli",
-    "ietadm": "backend.sim.tools.ietadm",
-    "iscsi-ls": "backend.sim.tools.iscsi_ls",
+    "iscsiadm": "tests.support.fake_tools.iscsiadm",
+    "targetcli": "tests.support.fake_tools.targetcli",
+    "ietadm": "tests.support.fake_tools.ietadm",
+    "iscsi-ls": "tests.support.fake_tools.iscsi_ls",
 }
 
 
@@ -227,7 +227,7 @@ def install_fakes(bin_dir: Path, *names: str) -> Path:
     python = sys.executable
     for name in names:
         if name == "test":
-            call = "from backend.sim.tools import test_main; test_main()"
+            call = "from tests.support.fake_tools import test_main; test_main()"
             body = f'exec {python} -c "{call}" "$@"'
         else:
             body = f'exec {python} -m {FAKE_TOOLS[name]} "$@"'

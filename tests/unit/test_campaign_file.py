@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import ConfigError, load_lab
+from backend.config import load_lab
 from backend.experiments.campaign import (
     apply_parameters,
     load_campaign,
@@ -19,6 +19,7 @@ from backend.experiments.campaign import (
     plan_runs,
     set_aside,
 )
+from backend.tomlfile import ConfigError
 from tui import cli
 
 ROOT = Path(__file__).resolve().parents[2]

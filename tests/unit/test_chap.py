@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import Chap, ConfigError, Secret, Storage, load_lab, parse_lab
+from backend.config import Chap, Secret, Storage, load_lab, parse_lab
 from backend.drivers.base import DriverError
 from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.storage import reveal_chap
@@ -24,8 +24,9 @@ from backend.drivers.target_iet import IetDriver
 from backend.drivers.target_lio import LioDriver
 from backend.drivers.target_tgt import TgtDriver
 from backend.events import CommandStarted, Event
-from backend.sim.tools import load_state
+from backend.tomlfile import ConfigError
 from backend.transport import LocalRunner
+from tests.support.fake_tools import load_state
 from tests.support.tgtd import storage_lab
 from tests.unit.test_target_iet import host  # noqa: F401 - the fake ietadm's fixture
 from tests.unit.test_target_lio import state_file  # noqa: F401 - the fake targetcli's

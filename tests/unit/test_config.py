@@ -22,18 +22,16 @@ import pytest
 from pydantic import ValidationError
 
 from backend.config import (
-    ConfigError,
-    ConfigErrors,
     LabConfig,
     Portal,
     Secret,
     Storage,
-    _KeyLines,
     lab_digest,
     lab_json_schema,
     load_lab,
     parse_lab,
 )
+from backend.tomlfile import ConfigError, ConfigErrors, KeyLines
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -627,7 +625,7 @@ def test_bad_user_names(user: str) -> None:
 
 
 def test_scanner_tables_keys_and_dotted_keys() -> None:
-    lines = _KeyLines(
+    lines = KeyLines(
         "top = 1\n"  # 1
         "[a.b]\n"  # 2
         "c = 2  # [not.a.table]\n"  # 3
@@ -649,7 +647,7 @@ def test_scanner_tables_keys_and_dotted_keys() -> None:
 
 
 def test_scanner_inline_tables_and_arrays() -> None:
-    lines = _KeyLines(
+    lines = KeyLines(
         "[s]\n"  # 1
         'chap = { user = "x", secret = { env = "Y" } }\n'  # 2
         "hosts = [\n"  # 3
@@ -667,7 +665,7 @@ def test_scanner_inline_tables_and_arrays() -> None:
 
 
 def test_scanner_multiline_strings() -> None:
-    lines = _KeyLines(
+    lines = KeyLines(
         'a = """\n'  # 1
         "[fake]\n"  # 2
         'b = \\""" still inside\n'  # 3
@@ -685,14 +683,14 @@ def test_scanner_multiline_strings() -> None:
 
 
 def test_scanner_arrays_of_tables_and_crlf() -> None:
-    lines = _KeyLines("[[x]]\r\nn = 1\r\n[[x]]\r\nn = 2\r\n[x.sub]\r\nk = 3\r\n")
+    lines = KeyLines("[[x]]\r\nn = 1\r\n[[x]]\r\nn = 2\r\n[x.sub]\r\nk = 3\r\n")
     assert lines.line_for(("x", 0, "n")) == 2
     assert lines.line_for(("x", 1, "n")) == 4
     assert lines.line_for(("x", 1, "sub", "k")) == 6
 
 
 def test_scanner_survives_garbage() -> None:
-    lines = _KeyLines("a = 1\n= = =\nb = 2\n")
+    lines = KeyLines("a = 1\n= = =\nb = 2\n")
     assert lines.line_for(("a",)) == 1
     assert lines.line_for(("b",)) is None
 
@@ -714,7 +712,7 @@ PARSEABLE = [
 def test_scanner_finds_every_key_tomllib_finds(path: Path) -> None:
     text = path.read_text()
     data = tomllib.loads(text)
-    lines = _KeyLines(text)
+    lines = KeyLines(text)
     source = text.splitlines()
 
     def walk(node: Any, loc: tuple[str | int, ...]) -> None:

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from backend.config import ConfigError, LabConfig, lab_json_schema, load_lab
+from backend.config import LabConfig, lab_json_schema, load_lab
 from backend.experiments.scenarios import (
     MAX_REPETITIONS,
     Scenario,
     load_scenario,
 )
+from backend.tomlfile import ConfigError
 from tui.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]

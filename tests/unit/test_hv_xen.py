@@ -1,9 +1,9 @@
-"""The fake ``xl`` (backend/sim/tools/xl.py) and the Xen driver that drives it.
+"""The fake ``xl`` (tests/support/fake_tools/xl.py) and the Xen driver that drives it.
 
 First the fake against the formats of Xen's sources: its output must be what the
 composed transcripts in tests/data/xl are, and parse with backend/drivers/parse_xl.py.
 Then the driver, run exactly as on a lab host: ``LocalRunner`` runs ``xl`` found on
-PATH (a wrapper script around ``python -m backend.sim.tools.xl``); each host has its
+PATH (a wrapper script around ``python -m tests.support.fake_tools.xl``); each host has its
 own state file, which a small runner wrapper names in the command's environment.
 """
 
@@ -34,8 +34,7 @@ from backend.drivers.parse_xl import (
     parse_xl_migrate,
 )
 from backend.events import DomainState, Event, MigrationFinished, MigrationProgress, Note
-from backend.sim.tools import STATE_ENV, add_device
-from backend.sim.tools import xl as fake
+from backend.sim.tools import add_device
 from backend.transport.base import (
     CommandResult,
     HostRunner,
@@ -45,6 +44,8 @@ from backend.transport.base import (
 )
 from backend.transport.local import LocalRunner
 from tests.conftest import DATA
+from tests.support.fake_tools import STATE_ENV
+from tests.support.fake_tools import xl as fake
 from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,7 +285,7 @@ def test_migrate_to_a_host_without_room_or_name() -> None:
 
 
 async def test_the_program_keeps_its_state_in_files(tmp_path: Path) -> None:
-    """``python -m backend.sim.tools.xl`` as a process: per-host state files, peers."""
+    """``python -m tests.support.fake_tools.xl`` as a process: per-host state files, peers."""
     paths = {name: tmp_path / f"{name}.json" for name in ("xen1", "xen2")}
     for name, path in paths.items():
         path.write_text(json.dumps(xen_host(name)))
@@ -298,7 +299,7 @@ async def test_the_program_keeps_its_state_in_files(tmp_path: Path) -> None:
             "PYTHONPATH": str(ROOT),
         }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "backend.sim.tools.xl", *args, env=env,
+            sys.executable, "-m", "tests.support.fake_tools.xl", *args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await proc.communicate()
@@ -393,7 +394,7 @@ async def xen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     bin_dir.mkdir()
     wrapper = bin_dir / "xl"
     wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m backend.sim.tools.xl "$@"\n'
+        f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m tests.support.fake_tools.xl "$@"\n'
     )
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")

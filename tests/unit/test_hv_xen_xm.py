@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from backend.config import ConfigError, parse_lab
+from backend.config import parse_lab
 from backend.drivers.base import DomainInfo, DriverError, HostCommand
 from backend.drivers.hv_xen import XenDriver
 from backend.drivers.hypervisor import hypervisor_driver
@@ -27,6 +27,7 @@ from backend.drivers.parse_xm import XmMigrateError, parse_xm_info, parse_xm_lis
 from backend.events import DomainState, Event, MigrationFinished, MigrationProgress, Note
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
+from backend.tomlfile import ConfigError
 from backend.transport.base import (
     CommandResult,
     HostRunner,

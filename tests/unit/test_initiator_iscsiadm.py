@@ -1,7 +1,8 @@
 """The open-iscsi initiator driver, driven through LocalRunner against the fake iscsiadm.
 
 open-iscsi's kernel side cannot run here, so ``iscsiadm`` (and ``test -b`` for its
-disks) on PATH are wrapper scripts running backend.sim.tools.iscsiadm. The first
+disks) on PATH are wrapper scripts running backend.sim.tools.iscsiadm
+(tests.support.fake_tools.iscsiadm). The first
 tests pin the fake to the real captures in tests/data/iscsiadm, so that the driver
 meets the real tool's formats and exit codes.
 """
@@ -29,11 +30,11 @@ from backend.drivers.parse_iscsiadm import (
 )
 from backend.drivers.storage import initiator_driver
 from backend.events import CommandFinished, CommandStarted, Event, InitiatorSession
-from backend.sim.tools import STATE_ENV, load_state, save_state
 from backend.sim.tools import iscsiadm as fake
 from backend.transport import LocalRunner
 from backend.transport.base import HostRunner
 from tests.conftest import DATA
+from tests.support.fake_tools import STATE_ENV, load_state, save_state
 from tests.support.tgtd import install_fakes, storage_lab
 
 CAPTURES = DATA / "iscsiadm"

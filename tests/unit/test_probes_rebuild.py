@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import ConfigError
 from backend.events import Sample
 from backend.experiments.scenarios import parse_scenario
 from backend.probes import is_summary, parse_lines
@@ -24,6 +23,7 @@ from backend.probes.build import (
     is_compile_line,
     make_argv,
 )
+from backend.tomlfile import ConfigError
 from tests.conftest import DATA, need
 
 CAPTURES = DATA / "probes"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import ConfigError, load_lab
+from backend.config import load_lab
 from backend.experiments import scenarios as scenarios_module
 from backend.experiments.scenarios import (
     BUILTIN_IDS,
@@ -29,6 +29,7 @@ from backend.probes import (
     sysbench_memory_command,
 )
 from backend.probes.build import REBUILD_SCRIPT
+from backend.tomlfile import ConfigError
 from tui.commands import scenarios as scenarios_command
 from tui.commands.common import BadInput
 

@@ -29,8 +29,8 @@ from backend.probes import (
     sysbench_memory_command,
     unreachable_gaps,
 )
-from backend.sim.experiment import Experiment, Outcome, parse, run_experiment
 from backend.sim.labs import STUDY_LAB_TOML
+from tests.support.sim_experiment import Experiment, Outcome, parse, run_experiment
 
 SEED = 0
 PING = ("iSCSIserver", ping_command("192.168.0.50", interval_s=0.2))  # as the scenarios do

@@ -45,13 +45,13 @@ from backend.sim.clock import VirtualRuntime
 from backend.sim.commands import dbench, ping, sysbench
 from backend.sim.commands.base import Captured
 from backend.sim.commands.xl import list_row, print_stats
-from backend.sim.experiment import Experiment, parse, run_experiment
 from backend.sim.labs import STUDY_LAB_TOML, build_world, model_for, preparation, study_lab
 from backend.sim.model import DomainRow
 from backend.sim.precopy import Record
 from backend.sim.world import World
 from backend.transport.base import CommandRecorder, CommandResult, HostRunner
 from tests.conftest import DATA
+from tests.support.sim_experiment import Experiment, parse, run_experiment
 
 PROBE_DATA = DATA / "probes"
 

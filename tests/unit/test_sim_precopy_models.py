@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from backend.config import ConfigError, LabConfig, parse_lab
+from backend.config import LabConfig, parse_lab
 from backend.sim import workloads as wl
 from backend.sim.assumptions import assumptions
 from backend.sim.labs import STUDY_LAB_TOML
@@ -27,6 +27,7 @@ from backend.sim.precopy_rules import (
     XenV2,
     rules_for,
 )
+from backend.tomlfile import ConfigError
 
 SRC, DST = "xenserver1", "xenserver2"
 

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import ConfigError, LabConfig, load_lab, parse_lab
+from backend.config import LabConfig, load_lab, parse_lab
 from backend.experiments.metrics import MigrationMetrics
 from backend.experiments.report import load_report
 from backend.probes import PROBES
 from backend.probes.dirtier import dirtier_command
 from backend.probes.ping import ping_command, unreachable_gaps
 from backend.sim.assumptions import assumptions
-from backend.sim.experiment import Experiment, Outcome, parse, run_experiment
 from backend.sim.precopy_rules import Qemu
+from backend.tomlfile import ConfigError
+from tests.support.sim_experiment import Experiment, Outcome, parse, run_experiment
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "predictions"
 SEED = 0

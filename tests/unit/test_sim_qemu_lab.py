@@ -23,9 +23,9 @@ from backend.sim.clock import VirtualRuntime
 from backend.sim.commands import qemu
 from backend.sim.commands.base import Captured
 from backend.sim.direct import DirectRunner
-from backend.sim.experiment import Experiment, run_experiment
 from backend.sim.labs import build_world, model_for, preparation
 from backend.sim.world import World
+from tests.support.sim_experiment import Experiment, run_experiment
 from tui.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -16,8 +16,8 @@ from backend.config import LabConfig, parse_lab
 from backend.drivers.parse_xl import MigratePhase, XlMigrateParser, parse_xl_info
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
-from backend.sim.experiment import Experiment, run_experiment
 from backend.sim.labs import STUDY_LAB_TOML, build_world, model_for
+from tests.support.sim_experiment import Experiment, run_experiment
 
 XL = Path(__file__).resolve().parents[1] / "data" / "xl"
 REAL = (XL / "real-4.17" / "xl-v-migrate-pvh-success.stderr").read_text().splitlines()

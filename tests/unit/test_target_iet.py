@@ -24,10 +24,12 @@ from backend.drivers.parse_iet import (
 from backend.drivers.storage import PUT_FILE, target_driver
 from backend.drivers.target_iet import IetDriver
 from backend.events import Event, StorageExported, StorageUnexported
-from backend.sim.tools import STATE_ENV, add_device, load_state, save_state
+from backend.sim.tools import add_device
 from backend.sim.tools import ietadm as fake
 from backend.transport import LocalRunner
 from tests.conftest import DATA
+from tests.support.fake_tools import STATE_ENV, load_state, save_state
+from tests.support.fake_tools.ietadm import PROC_ENV
 from tests.support.tgtd import install_fakes, storage_lab
 
 IQN = "iqn.2024-01.lab.storage:disk1"
@@ -99,7 +101,7 @@ def test_fake_proc_files_parse_and_errors_follow_ietadm() -> None:
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = install_fakes(tmp_path / "bin", "ietadm", "test")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    monkeypatch.setenv(fake.PROC_ENV, str(tmp_path / "proc"))
+    monkeypatch.setenv(PROC_ENV, str(tmp_path / "proc"))
     path = tmp_path / "storage.json"
     state: dict[str, Any] = {}
     add_device(state, DEVICE, 10 << 30, block=True)

@@ -19,9 +19,11 @@ from backend.drivers.parse_targetcli import parse_targetcli_ls
 from backend.drivers.storage import target_driver
 from backend.drivers.target_lio import LioDriver, parse_sessions
 from backend.events import CommandFinished, Event, StorageExported, StorageUnexported
-from backend.sim.tools import STATE_ENV, add_device, load_state, save_state
+from backend.sim.tools import add_device
 from backend.sim.tools import targetcli as fake
 from backend.transport import LocalRunner
+from tests.support.fake_tools import STATE_ENV, load_state, save_state
+from tests.support.fake_tools.targetcli import CONFIGFS_ENV
 from tests.support.tgtd import install_fakes, storage_lab
 
 IQN = "iqn.2024-01.lab.storage:disk1"
@@ -108,7 +110,7 @@ def test_fake_errors_follow_targetcli() -> None:
 def state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = install_fakes(tmp_path / "bin", "targetcli", "test")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    monkeypatch.setenv(fake.CONFIGFS_ENV, str(tmp_path / "configfs"))
+    monkeypatch.setenv(CONFIGFS_ENV, str(tmp_path / "configfs"))
     path = tmp_path / "storage.json"
     state: dict[str, Any] = {}
     add_device(state, DEVICE, 10 << 30, block=True)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.config import ConfigError, LabConfig
+from backend.config import LabConfig
 from backend.events import set_clock
 from backend.experiments.campaign import (
     SEED_KEY,
@@ -36,6 +36,7 @@ from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable, study_lab
 from backend.terminal_text import printable
+from backend.tomlfile import ConfigError
 from tui.commands import SUBCOMMANDS
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load
 from tui.commands.run import (

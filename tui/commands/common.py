@@ -18,7 +18,8 @@ class BadInput(Exception):
 
 def load(path: str) -> LabConfig:
     """Load a lab file, turning every problem in it into one BadInput message."""
-    from backend.config import ConfigError, load_lab  # pydantic: not for `miglab --help`
+    from backend.config import load_lab  # pydantic: not for `miglab --help`
+    from backend.tomlfile import ConfigError
 
     try:
         return load_lab(path)

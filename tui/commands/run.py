@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from backend.config import ConfigError, LabConfig
+from backend.config import LabConfig
 from backend.drivers.base import DriverError
 from backend.experiments.headless import HeadlessPrinter
 from backend.experiments.report import load_report, render_text
@@ -41,6 +41,7 @@ from backend.sim.assumptions import ScenarioInputs
 from backend.sim.lab import SimulatedLab
 from backend.sim.labs import check_simulatable
 from backend.terminal_text import printable
+from backend.tomlfile import ConfigError
 from backend.transport.base import CommandFailed, TransportError
 from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import DEFAULT_LAB, EXIT_FAILED, EXIT_OK, BadInput, load

@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from backend.config import ConfigError
 from backend.experiments.scenarios import (
     QUICK_FACTOR,
     Scenario,
@@ -15,6 +14,7 @@ from backend.experiments.scenarios import (
     find_scenario,
 )
 from backend.terminal_text import printable
+from backend.tomlfile import ConfigError
 from tui.commands import SUBCOMMANDS
 from tui.commands.common import EXIT_OK, BadInput
 

@@ -8,27 +8,22 @@ Behaviour follows ietadm.c and ietadm(8): getopt options ``--op --tid --sid --ci
 --lun --params --user``; an unknown option prints getopt's message and ``Try `ietadm
 --help'``, exit 255; a request ietd refuses prints ``ietd_request <line> <request>
 <-errno>`` (the "code triple" of TOOL-FORMATS.md §2.3) and exits with the negative
-errno, as ``main`` returns it. ``/proc/net/iet/volume`` and ``session`` render as in
+errno, as ietadm's ``main`` returns it. ``/proc/net/iet/volume`` and ``session`` render as in
 ``tests/data/iet`` (newest target first, TAB indentation; :func:`render_proc_volume`,
-:func:`render_proc_session`); :func:`main` writes them below ``$MIGLAB_FAKE_IET_PROC``
-when that is set. :func:`login` lets a simulated initiator open a session.
+:func:`render_proc_session`). :func:`login` lets a simulated initiator open a session.
 """
 
 from __future__ import annotations
 
 import errno
 import getopt
-import os
-from pathlib import Path
 from typing import Any
 
-from backend.sim.tools import Result, device, run_main
+from backend.sim.tools import Result, device
 
 __all__ = [
-    "PROC_ENV",
     "VERSION",
     "login",
-    "main",
     "new_state",
     "render_proc_session",
     "render_proc_volume",
@@ -37,8 +32,6 @@ __all__ = [
 
 VERSION = "1.4.20.3"
 PROGRAM = "ietadm"
-PROC_ENV = "MIGLAB_FAKE_IET_PROC"
-"""When set, :func:`main` writes ``volume`` and ``session`` there after every call."""
 
 _REQUEST_LINE = 203  # __LINE__ of the fprintf in ietd_request, as printed by 1.4.20
 # enum ietadm_cmnd (usr/ietadm.h, 1.4.20)
@@ -166,14 +159,6 @@ def render_proc_session(state: dict[str, Any]) -> str:
                     f"hd:{conn['hd']} dd:{conn['dd']}\n"
                 )
     return "".join(lines)
-
-
-def _write_proc(state: dict[str, Any]) -> None:
-    root = os.environ.get(PROC_ENV)
-    if root:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        (Path(root) / "volume").write_text(render_proc_volume(state))
-        (Path(root) / "session").write_text(render_proc_session(state))
 
 
 # --- the command line -----------------------------------------------------------------
@@ -398,11 +383,3 @@ def _connection(own: dict[str, Any], op: str, tid: int, sid: int, cid: int) -> R
     if not session["connections"]:
         target["sessions"].remove(session)
     return 0, "", ""
-
-
-def main() -> None:
-    run_main(PROGRAM, run, _write_proc)
-
-
-if __name__ == "__main__":
-    main()

@@ -9,20 +9,19 @@ errors on *stdout* too, a refused connection on stderr, exit 10 for either. Like
 real tool it stops at the first target it cannot log in to.
 
 The CHAP password comes from the URL (``iscsi://user%password@host/``) or, as libiscsi
-reads it, from ``LIBISCSI_CHAP_PASSWORD``; :func:`main` folds the latter into the URL
-so that :func:`run` stays a pure function of its arguments.
+reads it, from ``LIBISCSI_CHAP_PASSWORD``; whoever runs it folds the latter into the
+URL (``tests/support/fake_tools/iscsi_ls.py``), so that :func:`run` stays a pure function of
+its arguments.
 """
 
 from __future__ import annotations
 
 import getopt
-import os
-import sys
 from typing import Any
 
-from backend.sim.tools import Result, run_main
+from backend.sim.tools import Result
 
-__all__ = ["main", "run"]
+__all__ = ["run"]
 
 PROGRAM = "iscsi-ls"
 FAILED = 10
@@ -110,17 +109,3 @@ def run(argv: list[str], state: dict[str, Any]) -> Result:
             else:
                 out.append(f"Lun:{lun['lun']:<4d} Type:STORAGE_ARRAY_CONTROLLER\n")
     return 0, "".join(out), ""
-
-
-def main() -> None:
-    password = os.environ.get("LIBISCSI_CHAP_PASSWORD")
-    if password:
-        for i, word in enumerate(sys.argv):
-            if word.startswith("iscsi://") and "@" in word and "%" not in word.split("@")[0]:
-                user, _, rest = word[len("iscsi://") :].partition("@")
-                sys.argv[i] = f"iscsi://{user}%{password}@{rest}"
-    run_main(PROGRAM, run)
-
-
-if __name__ == "__main__":
-    main()

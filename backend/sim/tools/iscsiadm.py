@@ -17,7 +17,7 @@ State, under ``state["iscsiadm"]`` (see :func:`new_state`):
   (udev is asynchronous).
 
 :func:`test_block` answers ``test -b PATH`` for the disks of logged-in sessions
-(:func:`backend.sim.tools.test_main` is the ``test`` program built on it).
+(the simulated hosts' ``test``, :mod:`backend.sim.commands.storage`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from __future__ import annotations
 import getopt
 from typing import Any
 
-from backend.sim.tools import Result, run_main
+from backend.sim.tools import Result
 
 __all__ = [
     "VERSION",
     "by_path_links",
-    "main",
     "new_state",
     "offer_target",
     "run",
@@ -716,11 +715,3 @@ def test_block(path: str, state: dict[str, Any]) -> bool:
                     return False
                 return True
     return False
-
-
-def main() -> None:
-    run_main(PROGRAM, run)
-
-
-if __name__ == "__main__":
-    main()

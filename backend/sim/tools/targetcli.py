@@ -21,19 +21,15 @@ open-iscsi/targetcli-fb ``targetcli_shell.py``, ``ui_root.py``, ``ui_target.py``
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 from typing import Any
 
-from backend.sim.tools import Result, device, run_main
+from backend.sim.tools import Result, device
 
 __all__ = [
-    "CONFIGFS_ENV",
     "VERSION",
     "configfs_files",
     "login",
     "logout",
-    "main",
     "new_state",
     "render_tree",
     "run",
@@ -41,8 +37,6 @@ __all__ = [
 
 VERSION = "2.1.53"
 PROGRAM = "targetcli"
-CONFIGFS_ENV = "MIGLAB_FAKE_CONFIGFS"
-"""When set, :func:`main` writes :func:`configfs_files` below that directory."""
 
 TREE_WIDTH = 100
 _DEFAULT_TPG_ATTRIBUTES = {
@@ -321,20 +315,6 @@ def configfs_files(state: dict[str, Any]) -> dict[str, str]:
             key = f"iscsi/{target['wwn']}/tpgt_{tpg['tag']}/dynamic_sessions"
             files[key] = "".join(f"{n}\n" for n in names)
     return files
-
-
-def _write_configfs(state: dict[str, Any]) -> None:
-    root = os.environ.get(CONFIGFS_ENV)
-    if not root:
-        return
-    base = Path(root) / "iscsi"
-    if base.exists():  # targets that are gone must vanish, as in configfs
-        for path in sorted(base.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-    for relative, text in configfs_files(state).items():
-        path = Path(root) / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
 
 
 # --- the command line ---------------------------------------------------------------
@@ -797,11 +777,3 @@ def _portals_command(tpg: dict[str, Any], command: str, params: list[str], out: 
         out.append(f"Deleted network portal {ip}:{port_text}\n")
     else:
         raise _Error(f"Command not found {command}")
-
-
-def main() -> None:
-    run_main(PROGRAM, run, _write_configfs)
-
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.sim.tools import Result, device, run_main
+from backend.sim.tools import Result, device
 
 EINVAL = 22
 ENOTCONN = 107
@@ -361,11 +361,3 @@ def exported(state: dict[str, Any]) -> list[tuple[str, list[int], tuple[str, str
         chap = (incoming[0], passwords.get(incoming[0], "")) if incoming else None
         found.append((target["name"], [int(x["lun"]) for x in target["luns"]], chap))
     return found
-
-
-def main() -> None:  # pragma: no cover - a thin wrapper, exercised by the drivers' tests
-    run_main("tgtadm", run)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

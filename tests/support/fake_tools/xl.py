@@ -12,7 +12,7 @@ CONFIG [KEY=VALUE...]``, ``shutdown [-a] [-w] [-F] DOMAIN``, ``destroy [-f] DOMA
 ``pause`` / ``unpause DOMAIN`` and ``[-v] migrate [options] DOMAIN HOST``. Global
 options before the subcommand: ``-v`` (more libxc detail), ``-N``, ``-f``, ``-t``, ``-T``.
 
-State: one host's JSON-serialisable dict (as for the other fakes in this package), the
+State: one host's JSON-serialisable dict (as for the fakes of :mod:`backend.sim.tools`), the
 xl part under ``state["xen"]`` (:func:`new_state` builds it)::
 
     {"hostname": "xen1", "release": "6.1.0-23-amd64", "xen_version": "4.17.5-pre",
@@ -58,7 +58,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from backend.sim.tools import STATE_ENV, Result, device, run_main
+from backend.sim.tools import Result, device
+from backend.sim.tools.iscsiadm import by_path_links
+from tests.support.fake_tools import STATE_ENV, run_main
 
 __all__ = [
     "PEERS_ENV",
@@ -526,8 +528,6 @@ def _device_exists(state: dict[str, Any], path: str) -> bool:
     if device(state, path) is not None:
         return True
     if "iscsiadm" in state:  # the disks of the iscsiadm fake's sessions
-        from backend.sim.tools.iscsiadm import by_path_links
-
         return path in by_path_links(state)
     return False
 
@@ -925,7 +925,7 @@ def _migrate_main(state_path: str, args: list[str]) -> int:
 
 
 def main() -> None:
-    """``python -m backend.sim.tools.xl ARGS``: state in ``$MIGLAB_FAKE_STATE``."""
+    """``python -m tests.support.fake_tools.xl ARGS``: state in ``$MIGLAB_FAKE_STATE``."""
     args = sys.argv[1:]
     words = [a for a in args if not (a.startswith("-") and set(a[1:]) <= set("vNftTA"))]
     if words[:1] == ["migrate"]:
