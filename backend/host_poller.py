@@ -29,7 +29,7 @@ from backend.events import (
     StorageUnexported,
 )
 from backend.lab import LabController
-from backend.transport.base import CommandFailed, TransportError
+from backend.transport.base import CommandFailed, TransportError, polling
 from backend.transport.hosts import Hosts
 
 __all__ = ["POLL_S", "HostPoller"]
@@ -148,7 +148,8 @@ class HostPoller:
                 woken.cancel()
 
     async def _poll_once(self) -> None:
-        poll = self._poll = asyncio.ensure_future(self._look())
+        with polling():  # its commands are routine looks: the console's pane leaves them out
+            poll = self._poll = asyncio.ensure_future(self._look())
         try:
             await asyncio.wait({poll}, timeout=POLL_TIMEOUT_S)
         finally:

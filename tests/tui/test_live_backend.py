@@ -173,6 +173,22 @@ async def test_the_poller_sees_what_changed_behind_the_consoles_back(
     assert [e.kind for e in lab.events[settled:] if not e.kind.startswith("command.")] == []
 
 
+async def test_the_pollers_looks_are_marked_polls_and_an_actions_commands_are_not(
+    opened: Callable[..., Any],
+) -> None:
+    lab = await opened(poll_s=0.1)
+    await lab.until(lambda: len(lab.of(InitiatorSession)) == 2)  # a look has been made
+    polls = [tuple(e.argv) for e in lab.of(CommandStarted) if e.poll]
+    assert ("xl", "list") in polls and ("xl", "info") in polls
+    assert any(argv[:3] == ("iscsiadm", "-m", "session") for argv in polls)
+    mark = len(lab.events)
+    planned = (await lab.live.controller().prepare(dry_run=True)).commands
+    await lab.live.prepare()
+    ran = [(HostCommand(e.host, tuple(e.argv)), e.poll) for e in lab.since(mark, CommandStarted)]
+    changing = [(command, poll) for command, poll in ran if command in planned]
+    assert changing and not any(poll for _, poll in changing)
+
+
 async def test_actions_publish_what_the_panes_draw_and_plans_are_the_exact_commands(
     opened: Callable[..., Any],
 ) -> None:
