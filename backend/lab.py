@@ -68,9 +68,8 @@ class LabController:
         initiator: InitiatorDriver | None = None,
         hypervisor: HypervisorDriver | None = None,
     ) -> None:
-        # Imported here so a lab with a driver that needs nothing extra stays light.
-        from backend.drivers.hypervisor import hypervisor_driver
-        from backend.drivers.storage import initiator_driver, target_driver
+        # Imported here: the factories load every driver, needed only once a lab is made.
+        from backend.drivers.factories import hypervisor_driver, initiator_driver, target_driver
 
         self.lab = lab
         self._runners = runners

@@ -61,9 +61,8 @@ from backend.drivers.base import (
     Refused,
     TargetDriver,
 )
+from backend.drivers.factories import hypervisor_driver, initiator_driver, target_driver
 from backend.drivers.hv_qemu import QemuDriver
-from backend.drivers.hypervisor import hypervisor_driver
-from backend.drivers.storage import initiator_driver, target_driver
 from backend.events import (
     CommandFinished,
     CommandStarted,
