@@ -70,9 +70,8 @@ class LabController:
         initiator: InitiatorDriver | None = None,
         hypervisor: HypervisorDriver | None = None,
     ) -> None:
-        # Imported here so a lab with a driver that needs nothing extra stays light.
-        from backend.drivers.hypervisor import hypervisor_driver
-        from backend.drivers.storage import initiator_driver
+        # Imported here: the factories load every driver, needed only once a lab is made.
+        from backend.drivers.factories import hypervisor_driver, initiator_driver
 
         self.lab = lab
         self._runners = runners
@@ -87,7 +86,7 @@ class LabController:
         """The target driver, made once the storage host is connected (else the host's
         TransportError): what needs only the hypervisor hosts works without it."""
         if self._target is None:
-            from backend.drivers.storage import target_driver
+            from backend.drivers.factories import target_driver
 
             runner = self._runners[self.lab.storage.host]
             self._target = target_driver(self.lab, runner, self._publish)

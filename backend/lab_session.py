@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any
 from backend.check import probe_host
 from backend.config import LabConfig
 from backend.drivers.base import HypervisorDriver, InitiatorDriver, TargetDriver
-from backend.drivers.hypervisor import hypervisor_driver
-from backend.drivers.storage import initiator_driver
+from backend.drivers.factories import hypervisor_driver, initiator_driver
 from backend.events import Event, EventBus, set_clock
 from backend.experiments.runner import CONSOLE, ExperimentRunner, Sleep
 from backend.experiments.scenarios import Scenario

@@ -1,6 +1,6 @@
 """The QEMU driver: the guest as a daemonized QEMU on a hypervisor host, spoken to over QMP.
 
-The guest's command line is :func:`backend.sandbox.guest_image.qemu_guest_argv` with
+The guest's command line is :func:`backend.drivers.qemu_argv.qemu_guest_argv` with
 lab.toml's ``[guest.qemu]``, the guest's memory and vCPUs, and the shared disk with QEMU
 as its own iSCSI initiator (``-drive file=iscsi://PORTAL/IQN/LUN``), so both hosts open
 the same LUN and a migration moves only the guest's state, as in the study. QEMU runs
@@ -76,8 +76,9 @@ from backend.drivers.base import (
     Publish,
     Refused,
 )
-from backend.drivers.hypervisor import HypervisorBase
+from backend.drivers.hypervisor_base import HypervisorBase
 from backend.drivers.parse_xl import INCOMING_SUFFIX, MIGRATEDAWAY_SUFFIX
+from backend.drivers.qemu_argv import BootFiles, qemu_guest_argv
 from backend.drivers.qmp import (
     MigrationStatus,
     QmpClient,
@@ -87,7 +88,6 @@ from backend.drivers.qmp import (
     QmpTimeoutError,
 )
 from backend.events import MigrationFinished, MigrationProgress
-from backend.sandbox.guest_image import GuestImage, qemu_guest_argv
 from backend.transport.base import CommandFailed, HostRunner, TransportError
 
 __all__ = ["ConvergencePolicy", "QemuDriver", "QmpRequest", "RunFiles", "run_state"]
@@ -315,10 +315,8 @@ class QemuDriver(HypervisorBase):
     def guest_argv(self, host: str, *, incoming: str | None = None) -> list[str]:
         """The QEMU command line for ``host`` (a migration destination with ``incoming``)."""
         files = self.files(host)
-        # qemu_guest_argv reads only the kernel and initrd paths of the image.
-        image = GuestImage.model_construct(
-            kernel=Path(self.qemu.kernel), initrd=Path(self.qemu.initrd or "/")
-        )
+        # "/" stands in for no initrd: its -initrd pair is dropped below.
+        image = BootFiles(kernel=Path(self.qemu.kernel), initrd=Path(self.qemu.initrd or "/"))
         try:
             argv = qemu_guest_argv(
                 image,

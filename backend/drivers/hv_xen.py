@@ -50,7 +50,6 @@ from backend.drivers import ParseError
 from backend.drivers.base import (
     ALIVE,
     DomainInfo,
-    DomainRunState,
     DriverError,
     HostCommand,
     HostInfo,
@@ -60,13 +59,11 @@ from backend.drivers.base import (
     Publish,
     Refused,
 )
-from backend.drivers.hypervisor import HypervisorBase
+from backend.drivers.hypervisor_base import HypervisorBase
 from backend.drivers.parse_xl import (
     MigratePhase,
     MigrateUpdate,
-    ShutdownReason,
     XlDomainConfig,
-    XlState,
     domain_faults,
     is_unknown_domain_error,
     parse_xl_list_long,
@@ -75,7 +72,7 @@ from backend.drivers.xen_toolstack import XenToolstack, toolstack
 from backend.events import MigrationFinished, MigrationProgress, now
 from backend.transport.base import CommandFailed, CommandResult, HostRunner, Stream
 
-__all__ = ["XenDriver", "run_state"]
+__all__ = ["XenDriver"]
 
 CREATE_TIMEOUT_S = 120.0
 # `xl shutdown -w` waits for the guest to power off: a busy guest takes a while.
@@ -83,19 +80,6 @@ SHUTDOWN_TIMEOUT_S = 300.0
 # Updates that carry byte counts: frames sent (v1/v2 with progress), pages received
 # (v1 receiver), all pages sent (v1 summary).
 _COUNTED = {"frames", "restore-progress", "total-sent"}
-
-
-def run_state(state: XlState) -> DomainRunState:
-    """The state letters of ``xl list`` as a driver-neutral state."""
-    if state.dying:
-        return "dying"
-    if state.shutdown:
-        return "crashed" if state.shutdown_reason is ShutdownReason.CRASH else "shutdown"
-    if state.paused:
-        return "paused"
-    if state.blocked and not state.running:
-        return "blocked"
-    return "running"  # "r-----", or "------": runnable, waiting for a CPU
 
 
 def progress_event(domain: str, source: str, dest: str, update: MigrateUpdate) -> MigrationProgress:

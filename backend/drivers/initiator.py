@@ -16,7 +16,7 @@ libiscsi's ``iscsi-ls -s`` under QEMU's initiator name; ``sessions()`` reports t
 target as reachable, with no device.
 
 With ``[storage] chap`` both pass the password from a private file on the host
-(:func:`~backend.drivers.storage.run_with_secret`), never on a logged command line.
+(:func:`~backend.drivers.remote.run_with_secret`), never on a logged command line.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from backend.drivers.parse_iscsiadm import (
     parse_node_list,
     parse_session_tree,
 )
-from backend.drivers.storage import (
+from backend.drivers.remote import (
     SecretCommand,
     describe_failure,
     mutate_with_secret,
@@ -56,7 +56,7 @@ from backend.drivers.storage import (
 from backend.events import InitiatorSession
 from backend.transport.base import CommandResult, HostRunner
 
-__all__ = ["OpenIscsiInitiator", "QemuIscsiInitiator"]
+__all__ = ["OpenIscsiInitiator", "QemuIscsiInitiator", "qemu_initiator_name"]
 
 SessionState = Literal["logged-in", "logged-out", "failed"]
 
@@ -261,6 +261,11 @@ class OpenIscsiInitiator(_Hosts):
 
 
 # --- QEMU's initiator (libiscsi) ------------------------------------------------------
+
+
+def qemu_initiator_name(guest_name: str) -> str:
+    """The initiator name QEMU's iscsi block driver uses for a guest started with ``-name``."""
+    return f"iqn.2008-11.org.linux-kvm:{guest_name}"
 
 
 class QemuIscsiInitiator(_Hosts):

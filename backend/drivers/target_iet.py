@@ -6,7 +6,7 @@ step (edited with :func:`~backend.drivers.parse_iet.upsert_ietd_target` /
 :func:`~backend.drivers.parse_iet.remove_ietd_target`, which keep the rest of the file
 byte for byte). The file lives on the storage host, so it is read and written through
 the runner: with ``cat`` and a ``sh`` write when it holds no password, and through a
-private channel (:func:`~backend.drivers.storage.read_private_file`) when it does
+private channel (:func:`~backend.drivers.remote.read_private_file`) when it does
 (``IncomingUser``/``OutgoingUser`` lines, ours or the administrator's), so no password
 ever reaches the session log.
 
@@ -43,7 +43,7 @@ from backend.drivers.parse_iet import (
     remove_ietd_target,
     upsert_ietd_target,
 )
-from backend.drivers.storage import (
+from backend.drivers.remote import (
     PUT_FILE,
     SecretCommand,
     chap_user,

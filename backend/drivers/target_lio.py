@@ -40,7 +40,7 @@ from backend.drivers.parse_targetcli import (
     LioTpg,
     parse_targetcli_ls,
 )
-from backend.drivers.storage import (
+from backend.drivers.remote import (
     SecretCommand,
     chap_user,
     describe_failure,

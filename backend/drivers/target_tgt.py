@@ -9,7 +9,7 @@ incoming CHAP account bound to the target. tgt forgets all of it when tgtd resta
 (``/etc/tgt/targets.conf`` is the persistent form; not managed here).
 
 tgtadm cannot read the password from anywhere but its command line, so the account
-command gets it from a private file on the host (:func:`~backend.drivers.storage.
+command gets it from a private file on the host (:func:`~backend.drivers.remote.
 run_with_secret`); it is visible to that host's ``ps`` for the instant tgtadm runs,
 never to miglab's logs. tgt cannot show a password either: an existing account of
 that name is kept as it is.
@@ -38,7 +38,7 @@ from backend.drivers.parse_tgt import (
     parse_show_account,
     parse_show_target,
 )
-from backend.drivers.storage import (
+from backend.drivers.remote import (
     SecretCommand,
     chap_user,
     describe_failure,

@@ -20,7 +20,14 @@ from typing import Literal, Protocol
 
 from backend.drivers import ParseError
 from backend.drivers.base import DomainInfo, DomainRunState, HostInfo
-from backend.drivers.parse_xl import MigrateUpdate, XlMigrateParser, parse_xl_info, parse_xl_list
+from backend.drivers.parse_xl import (
+    MigrateUpdate,
+    ShutdownReason,
+    XlMigrateParser,
+    XlState,
+    parse_xl_info,
+    parse_xl_list,
+)
 from backend.drivers.parse_xm import (
     MIGRATING_PREFIX,
     XmMigrateParser,
@@ -29,7 +36,14 @@ from backend.drivers.parse_xm import (
     parse_xm_list,
 )
 
-__all__ = ["MigrateReader", "XenToolstack", "XlToolstack", "XmToolstack", "toolstack"]
+__all__ = [
+    "MigrateReader",
+    "XenToolstack",
+    "XlToolstack",
+    "XmToolstack",
+    "toolstack",
+    "xl_run_state",
+]
 
 
 class MigrateReader(Protocol):
@@ -88,10 +102,8 @@ class XlToolstack:
         return ()
 
     def domains(self, stdout: str) -> list[DomainInfo]:
-        from backend.drivers.hv_xen import run_state  # hv_xen imports this module
-
         return [
-            DomainInfo(d.name, run_state(d.state), d.mem_mib, d.vcpus, d.domid)
+            DomainInfo(d.name, xl_run_state(d.state), d.mem_mib, d.vcpus, d.domid)
             for d in parse_xl_list(stdout)
         ]
 
@@ -111,6 +123,19 @@ class XlToolstack:
 
     def opening(self) -> list[MigrateUpdate]:
         return []
+
+
+def xl_run_state(state: XlState) -> DomainRunState:
+    """The state letters of ``xl list`` as a driver-neutral state."""
+    if state.dying:
+        return "dying"
+    if state.shutdown:
+        return "crashed" if state.shutdown_reason is ShutdownReason.CRASH else "shutdown"
+    if state.paused:
+        return "paused"
+    if state.blocked and not state.running:
+        return "blocked"
+    return "running"  # "r-----", or "------": runnable, waiting for a CPU
 
 
 def xm_run_state(state: XmState) -> DomainRunState:

@@ -9,8 +9,6 @@ from backend.sandbox.guest_image import (
     build_guest_image,
     default_cache_dir,
     fetch_packages,
-    kernel_cmdline,
-    qemu_guest_argv,
     wait_for_console,
 )
 from backend.sandbox.initramfs import Initramfs, InitramfsError, shared_libraries
@@ -43,8 +41,6 @@ __all__ = [
     "default_cache_dir",
     "default_sandbox_dir",
     "fetch_packages",
-    "kernel_cmdline",
-    "qemu_guest_argv",
     "shared_libraries",
     "wait_for_console",
 ]

@@ -24,10 +24,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from backend.drivers.parse_iscsiadm import by_path
+from backend.drivers.qemu_argv import kernel_cmdline
 from backend.events import Event
 from backend.sandbox import netns as ip
 from backend.sandbox import preflight
-from backend.sandbox.guest_image import kernel_cmdline
 from backend.sandbox.guest_qemu import guest_qemu
 from backend.sandbox.lab_file import GUEST_NAME, XEN_GUEST_VCPUS, LabSpec, iqn, write_lab_file
 from backend.sandbox.lab_guest import build_lab_guest, ensure_guest_host_key, fetch_dropbear

@@ -23,7 +23,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from backend.sandbox.guest_image import READY_MARKER, kernel_cmdline, wait_for_console
+from backend.drivers.qemu_argv import kernel_cmdline
+from backend.sandbox.guest_image import READY_MARKER, wait_for_console
 from backend.sandbox.processes import ProcessRecord, is_running, spawn
 from backend.sandbox.xen_image import XenHostImage
 from backend.transport.base import CommandResult, HostRunner

@@ -37,8 +37,8 @@ import asyncssh
 
 from backend.config import LabConfig
 from backend.drivers.base import HypervisorDriver, Publish
+from backend.drivers.factories import hypervisor_driver
 from backend.drivers.hv_qemu import QemuDriver
-from backend.drivers.hypervisor import hypervisor_driver
 from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import IdleRuntime, WallRuntime
 from backend.sim.commands.base import Captured

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from backend.drivers.qemu_argv import qemu_guest_argv
 from backend.drivers.qmp import MigrationStatus
 from backend.events import Sample
 from backend.probes.ping import PingParser, ping_command, unreachable_gaps
 from backend.sandbox import preflight
-from backend.sandbox.guest_image import READY_MARKER, GuestImage, qemu_guest_argv
+from backend.sandbox.guest_image import READY_MARKER, GuestImage
 from backend.sandbox.lab_guest import DISK_MARKER, DISK_MOUNT, SSH_MARKER
 from backend.sandbox.local_qemu import LocalQemu
 from backend.sandbox.processes import is_running

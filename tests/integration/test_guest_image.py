@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from backend.drivers.qemu_argv import qemu_guest_argv
 from backend.probes import parse_lines
 from backend.probes.build import BuildParser, build_command, make_argv
 from backend.sandbox.guest_compiler import (
@@ -39,7 +40,6 @@ from backend.sandbox.guest_image import (
     build_guest_image,
     default_cache_dir,
     fetch_packages,
-    qemu_guest_argv,
     wait_for_console,
 )
 from backend.sandbox.local_qemu import LocalQemu

@@ -23,8 +23,8 @@ import pytest
 
 from backend.config import LabConfig, parse_lab
 from backend.drivers.base import DomainInfo, DriverError, HostCommand, Refused
+from backend.drivers.factories import hypervisor_driver
 from backend.drivers.hv_qemu import ConvergencePolicy, QemuDriver
-from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.qmp import MigrationStatus
 from backend.events import DomainState, Event, MigrationFinished, MigrationProgress, Note
 from backend.sandbox.guest_image import (

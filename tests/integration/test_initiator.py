@@ -17,8 +17,8 @@ import pytest
 
 from backend.config import LabConfig, parse_lab
 from backend.drivers.base import DriverError, InitiatorSessionInfo
-from backend.drivers.initiator import QemuIscsiInitiator
-from backend.drivers.storage import initiator_driver, qemu_initiator_name, target_driver
+from backend.drivers.factories import initiator_driver, target_driver
+from backend.drivers.initiator import QemuIscsiInitiator, qemu_initiator_name
 from backend.events import Event, InitiatorSession
 from backend.sim.tools import iscsi_ls as fake_iscsi_ls
 from backend.sim.tools.iscsiadm import offer_target

@@ -19,13 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from backend.drivers.qemu_argv import qemu_guest_argv
 from backend.drivers.qmp import MigrationStatus, QmpClient
-from backend.sandbox.guest_image import (
-    HEARTBEAT_MARKER,
-    build_guest_image,
-    default_cache_dir,
-    qemu_guest_argv,
-)
+from backend.sandbox.guest_image import HEARTBEAT_MARKER, build_guest_image, default_cache_dir
 from backend.sandbox.local_qemu import LocalQemu
 from tests.conftest import need
 from tests.support.waiting import NO_DEADLINE

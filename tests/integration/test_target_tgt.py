@@ -13,8 +13,8 @@ import pytest
 
 from backend.config import parse_lab
 from backend.drivers.base import DriverError, OperationResult, Refused, TargetStatus
+from backend.drivers.factories import target_driver
 from backend.drivers.parse_tgt import parse_show_account, parse_show_target
-from backend.drivers.storage import target_driver
 from backend.drivers.target_tgt import TgtDriver
 from backend.events import CommandStarted, Event, StorageExported, StorageUnexported
 from backend.transport import LocalRunner, SshHost, SshTarget

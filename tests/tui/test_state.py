@@ -191,7 +191,7 @@ def test_formats() -> None:
     assert cut == "/var/lib/…1-27.jsonl" and len(cut) == 20
 
 
-def test_event_kinds_from_other_modules_are_read_by_their_fields() -> None:
+def test_event_kinds_that_did_not_validate_are_read_by_their_fields() -> None:
     from backend.events import StorageExported, UnknownEvent
 
     lab = state()

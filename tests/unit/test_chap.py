@@ -19,7 +19,7 @@ import pytest
 from backend.config import Chap, Secret, Storage, load_lab, parse_lab
 from backend.drivers.base import DriverError
 from backend.drivers.hv_qemu import QemuDriver
-from backend.drivers.storage import reveal_chap
+from backend.drivers.remote import reveal_chap
 from backend.drivers.target_iet import IetDriver
 from backend.drivers.target_lio import LioDriver
 from backend.drivers.target_tgt import TgtDriver

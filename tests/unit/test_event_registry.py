@@ -84,7 +84,7 @@ import json, sys
 from backend.session import read_session
 session = read_session(sys.argv[1])
 loaded = sorted(m for m in sys.modules if m.startswith("backend.experiments")
-                or m == "backend.drivers.storage")
+                or m.startswith("backend.drivers."))
 print(json.dumps({"classes": [type(e).__name__ for e in session.events], "loaded": loaded}))
 """
 

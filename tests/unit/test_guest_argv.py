@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.sandbox.guest_image import GuestImage, qemu_guest_argv
+from backend.drivers.qemu_argv import qemu_guest_argv
+from backend.sandbox.guest_image import GuestImage
 
 
 def argv(tmp_path: Path) -> list[str]:

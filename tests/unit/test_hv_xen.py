@@ -22,9 +22,9 @@ import pytest
 
 from backend.config import parse_lab
 from backend.drivers.base import DomainInfo, DriverError, HostCommand, Refused
+from backend.drivers.factories import hypervisor_driver
 from backend.drivers.hv_qemu import QemuDriver
 from backend.drivers.hv_xen import XenDriver
-from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.parse_xl import (
     MigratePhase,
     is_unknown_domain_error,

@@ -21,8 +21,8 @@ import pytest
 
 from backend.config import parse_lab
 from backend.drivers.base import DomainInfo, DriverError, HostCommand
+from backend.drivers.factories import hypervisor_driver
 from backend.drivers.hv_xen import XenDriver
-from backend.drivers.hypervisor import hypervisor_driver
 from backend.drivers.parse_xm import XmMigrateError, parse_xm_info, parse_xm_list, parse_xm_migrate
 from backend.events import DomainState, Event, MigrationFinished, MigrationProgress, Note
 from backend.sim.clock import VirtualRuntime

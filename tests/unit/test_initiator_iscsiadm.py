@@ -18,6 +18,7 @@ import pytest
 
 from backend.config import parse_lab
 from backend.drivers.base import DriverError, InitiatorSessionInfo
+from backend.drivers.factories import initiator_driver
 from backend.drivers.initiator import OpenIscsiInitiator
 from backend.drivers.parse_iscsiadm import (
     OutcomeKind,
@@ -28,7 +29,6 @@ from backend.drivers.parse_iscsiadm import (
     parse_session_list,
     parse_session_tree,
 )
-from backend.drivers.storage import initiator_driver
 from backend.events import CommandFinished, CommandStarted, Event, InitiatorSession
 from backend.sim.tools import iscsiadm as fake
 from backend.transport import LocalRunner

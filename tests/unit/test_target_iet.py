@@ -16,12 +16,13 @@ import pytest
 
 from backend.config import parse_lab
 from backend.drivers.base import DriverError, OperationResult, Refused
+from backend.drivers.factories import target_driver
 from backend.drivers.parse_iet import (
     parse_ietd_conf,
     parse_proc_session,
     parse_proc_volume,
 )
-from backend.drivers.storage import PUT_FILE, target_driver
+from backend.drivers.remote import PUT_FILE
 from backend.drivers.target_iet import IetDriver
 from backend.events import Event, StorageExported, StorageUnexported
 from backend.sim.tools import add_device

@@ -15,8 +15,8 @@ import pytest
 
 from backend.config import parse_lab
 from backend.drivers.base import DriverError, OperationResult, Refused
+from backend.drivers.factories import target_driver
 from backend.drivers.parse_targetcli import parse_targetcli_ls
-from backend.drivers.storage import target_driver
 from backend.drivers.target_lio import LioDriver, parse_sessions
 from backend.events import CommandFinished, Event, StorageExported, StorageUnexported
 from backend.sim.tools import add_device

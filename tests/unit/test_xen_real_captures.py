@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from backend.drivers.hv_xen import run_state
 from backend.drivers.parse_iscsiadm import (
     OutcomeKind,
     by_path,
@@ -28,6 +27,7 @@ from backend.drivers.parse_xl import (
     parse_xl_list_long,
     parse_xl_migrate,
 )
+from backend.drivers.xen_toolstack import xl_run_state
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 XL = DATA / "xl" / "real-4.17"
@@ -50,8 +50,8 @@ def test_xl_list_with_the_guest_after_migration() -> None:
     domains = parse_xl_list(out)
     assert [(d.name, d.domid) for d in domains] == [("Domain-0", 0), ("miglab-guest", 1)]
     guest = domains[1]
-    assert (guest.mem_mib, guest.vcpus, run_state(guest.state)) == (256, 2, "blocked")
-    assert run_state(domains[0].state) == "running"
+    assert (guest.mem_mib, guest.vcpus, xl_run_state(guest.state)) == (256, 2, "blocked")
+    assert xl_run_state(domains[0].state) == "running"
 
 
 def test_xl_list_of_dom0_only_and_of_an_unknown_domain() -> None:

@@ -49,12 +49,13 @@ GONE_STATES = frozenset(
     {"shutdown", "crashed", "dying", "destroyed", "absent", "gone", "shutoff", "none"}
 )
 
-# Event kinds defined outside backend/events.py (or not yet defined), read by their
-# fields so that the console does not depend on the modules that define them.
+# Event kinds read by their fields, not their classes: a logged event that did not
+# validate (another miglab version wrote it) is kept as an UnknownEvent with its fields,
+# and a replay still shows what it says.
 HOST_RESOURCES_KIND = "host.resources"  # host, free_memory_mb, total_memory_mb
-STORAGE_UNEXPORTED_KIND = "storage.unexported"  # backend/drivers/storage.py
-EXPERIMENT_STARTED_KIND = "experiment.started"  # backend/experiments/runner.py
-EXPERIMENT_FINISHED_KIND = "experiment.finished"
+STORAGE_UNEXPORTED_KIND = "storage.unexported"
+EXPERIMENT_STARTED_KIND = "experiment.started"  # scenario
+EXPERIMENT_FINISHED_KIND = "experiment.finished"  # scenario, status
 
 
 @dataclass

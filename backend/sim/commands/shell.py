@@ -86,7 +86,7 @@ async def kill(inv: Invocation, args: list[str]) -> int:
     return 0  # plain exec: cancelling closes the channel, which already stops the program
 
 
-# -- the storage drivers' scripts (backend/drivers/storage.py, target_iet.py) ------------------
+# -- the storage drivers' scripts (backend/drivers/remote.py, target_iet.py) -------------------
 
 
 async def device_kind(inv: Invocation, args: list[str]) -> int:

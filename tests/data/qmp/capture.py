@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backend.drivers.qemu_argv import qemu_guest_argv
 from backend.sandbox.guest_image import (
     build_guest_image,
     default_cache_dir,
-    qemu_guest_argv,
     wait_for_console,
 )
 

@@ -1,10 +1,8 @@
-"""Storage drivers: the factories, and what the target and initiator drivers share.
+"""What the target and initiator drivers share for work on a host beyond one command.
 
-* :func:`target_driver` picks tgt, LIO or IET from ``[storage] driver``;
-  :func:`initiator_driver` picks open-iscsi for Xen hosts and QEMU's own initiator
-  (libiscsi) for ``hypervisor.driver = "qemu"``.
-* An unexport publishes :class:`~backend.events.StorageUnexported` (``storage.exported``
-  has no "gone" state).
+* A failed command described with its host, argv and stderr (:func:`describe_failure`),
+  and what a path on the host is (:func:`device_kind`).
+* CHAP's user and secret from ``[storage] chap``, checked before a tool sees them.
 * Getting a secret or a private file to a host without it ever appearing in an event.
   The transport logs every argv (``command.started``) and the tail of every output
   (``command.finished``, even with ``log_output=False``), and has no stdin, so a CHAP
@@ -21,19 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from backend.aio import wait_for
-from backend.config import LabConfig, chap_secret_problem, chap_user_problem
-from backend.drivers.base import DriverError, HostCommand, Planner, Publish
+from backend.config import chap_secret_problem, chap_user_problem
+from backend.drivers.base import DriverError, HostCommand, Planner
 from backend.tomlfile import ConfigError
 from backend.transport.base import CommandFailed, CommandResult, HostRunner
 
 if TYPE_CHECKING:
     from backend.config import Storage
-    from backend.drivers.base import InitiatorDriver, TargetDriver
 
 __all__ = [
     "PUT_FILE",
@@ -41,54 +38,13 @@ __all__ = [
     "chap_user",
     "describe_failure",
     "device_kind",
-    "initiator_driver",
     "mutate_with_secret",
-    "qemu_initiator_name",
     "read_private_file",
     "reveal_chap",
     "run_with_secret",
     "secret_file",
-    "target_driver",
     "write_private_file",
 ]
-
-
-# --- factories --------------------------------------------------------------------------
-
-
-def target_driver(lab: LabConfig, runner: HostRunner, publish: Publish) -> TargetDriver:
-    """The target driver ``[storage] driver`` names, on the storage host's runner."""
-    # Imported here: the driver modules import this module's helpers.
-    driver = lab.storage.driver
-    if driver == "tgt":
-        from backend.drivers.target_tgt import TgtDriver
-
-        return TgtDriver(lab.storage, runner, publish)
-    if driver == "lio":
-        from backend.drivers.target_lio import LioDriver
-
-        return LioDriver(lab.storage, runner, publish)
-    from backend.drivers.target_iet import IetDriver
-
-    return IetDriver(lab.storage, runner, publish)
-
-
-def initiator_driver(
-    lab: LabConfig, runners: Mapping[str, HostRunner], publish: Publish
-) -> InitiatorDriver:
-    """open-iscsi on Xen hosts; for QEMU, its built-in initiator (checked with libiscsi)."""
-    from backend.drivers.initiator import OpenIscsiInitiator, QemuIscsiInitiator
-
-    if lab.hypervisor.driver == "xen":
-        return OpenIscsiInitiator(lab.storage, runners, publish)
-    return QemuIscsiInitiator(
-        lab.storage, runners, publish, initiator_name=qemu_initiator_name(lab.guest.name)
-    )
-
-
-def qemu_initiator_name(guest_name: str) -> str:
-    """The initiator name QEMU's iscsi block driver uses for a guest started with ``-name``."""
-    return f"iqn.2008-11.org.linux-kvm:{guest_name}"
 
 
 # --- small shared pieces -----------------------------------------------------------------

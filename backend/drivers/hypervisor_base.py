@@ -1,6 +1,5 @@
-"""The hypervisor driver for a lab, and what the Xen and QEMU drivers have in common.
+"""What the Xen and QEMU drivers have in common (:mod:`backend.drivers.factories` picks one).
 
-:func:`hypervisor_driver` picks the driver lab.toml's ``[hypervisor] driver`` names.
 :class:`HypervisorBase` holds the shared parts: the two hosts and their runners, the
 guest's copies (``NAME``, and during a migration ``NAME--incoming`` on the destination
 and ``NAME--migratedaway`` on the source, as xl names them; the QEMU driver uses the
@@ -22,7 +21,6 @@ from backend.drivers.base import (
     ALIVE,
     DomainInfo,
     DriverError,
-    HypervisorDriver,
     Publish,
     Refused,
 )
@@ -30,22 +28,7 @@ from backend.drivers.parse_xl import INCOMING_SUFFIX, MIGRATEDAWAY_SUFFIX
 from backend.events import DomainState, Note
 from backend.transport.base import HostRunner
 
-__all__ = ["HypervisorBase", "hypervisor_driver"]
-
-
-def hypervisor_driver(
-    lab: LabConfig, runners: Mapping[str, HostRunner], publish: Publish
-) -> HypervisorDriver:
-    """The driver for ``lab.hypervisor.driver``; ``runners`` maps host names to runners
-    (only the two hypervisor hosts are looked up, when first used)."""
-    # Imported here: both drivers import this module for HypervisorBase.
-    if lab.hypervisor.driver == "xen":
-        from backend.drivers.hv_xen import XenDriver
-
-        return XenDriver(lab, runners, publish)
-    from backend.drivers.hv_qemu import QemuDriver
-
-    return QemuDriver(lab, runners, publish)
+__all__ = ["HypervisorBase"]
 
 
 class HypervisorBase(abc.ABC):
