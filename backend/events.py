@@ -13,10 +13,9 @@ else the reading program imported.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, get_args
 
@@ -322,7 +321,6 @@ def parse_event(data: dict[str, Any]) -> Event:
     return UnknownEvent.model_validate(data)  # raises ValidationError if even that fails
 
 
-Subscriber = Callable[[Event], Awaitable[None] | None]
 Unsubscribe = Callable[[], None]
 """What ``subscribe`` returns: call it to stop the callback getting events (idempotent)."""
 
@@ -330,10 +328,10 @@ Unsubscribe = Callable[[], None]
 class EventBus:
     """Fan-out of events to subscribers, in publish order.
 
-    ``publish`` never blocks the publisher: synchronous subscribers run inline
-    (they must be quick: the TUI posts a message, the printer writes a line),
-    asynchronous ones get a queue each and a task that drains it in order, so a
-    slow disk never stalls a transport reading a remote command's output.
+    ``publish`` never blocks the publisher: subscribers run inline and must be
+    quick (the TUI posts a message, the printer writes a line, the session log
+    queues the event for its own writer task), so a slow disk never stalls a
+    transport reading a remote command's output.
 
     Whoever listens for a limited time (a run, a console's view) unsubscribes when
     done, with what ``subscribe`` returned or with :meth:`unsubscribe`; a bus lives
@@ -342,17 +340,14 @@ class EventBus:
 
     def __init__(self) -> None:
         self._sync: list[Callable[[Event], object]] = []
-        self._queues: dict[int, tuple[Callable[..., object], asyncio.Queue[Event | None]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._next_id = 0
 
     @property
     def subscriber_count(self) -> int:
-        """How many callbacks get events now (synchronous and asynchronous)."""
-        return len(self._sync) + len(self._queues)
+        """How many callbacks get events now."""
+        return len(self._sync)
 
     def subscribe(self, callback: Callable[[Event], object]) -> Unsubscribe:
-        """A synchronous subscriber, called inline for every event."""
+        """A subscriber, called inline for every event."""
         self._sync.append(callback)
         entry = self._sync[-1]
 
@@ -365,41 +360,9 @@ class EventBus:
 
         return unsubscribe
 
-    def subscribe_async(self, callback: Callable[[Event], Awaitable[None]]) -> Unsubscribe:
-        """An asynchronous subscriber, fed in order from its own queue.
-
-        Unsubscribing stops new events; what it was given already is still delivered
-        (and :meth:`aclose` waits for that).
-        """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        async def drain() -> None:
-            while (event := await queue.get()) is not None:
-                try:
-                    await callback(event)
-                except Exception:  # one bad subscriber must not stop the others
-                    log.exception("event subscriber failed on %s", event.kind)
-
-        key = self._next_id
-        self._next_id += 1
-        self._queues[key] = (callback, queue)
-        task = asyncio.get_running_loop().create_task(drain())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-        def unsubscribe() -> None:
-            if self._queues.pop(key, None) is not None:
-                queue.put_nowait(None)
-
-        return unsubscribe
-
     def unsubscribe(self, callback: Callable[..., object]) -> None:
         """Stop feeding ``callback`` (each subscription of it); nothing if it has none."""
         self._sync = [cb for cb in self._sync if cb != callback]
-        for key, (cb, queue) in list(self._queues.items()):
-            if cb == callback:
-                del self._queues[key]
-                queue.put_nowait(None)
 
     def publish(self, event: Event) -> None:
         for callback in tuple(self._sync):  # a callback may unsubscribe (itself) meanwhile
@@ -407,14 +370,3 @@ class EventBus:
                 callback(event)
             except Exception:
                 log.exception("event subscriber failed on %s", event.kind)
-        for _, queue in self._queues.values():
-            queue.put_nowait(event)
-
-    async def aclose(self) -> None:
-        """Let every asynchronous subscriber finish what it was given, then stop."""
-        for _, queue in self._queues.values():
-            queue.put_nowait(None)
-        self._queues.clear()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()

@@ -241,7 +241,6 @@ class LabSession:
         error = None
         if status is not None and self.log is not None:
             error = await self.log.close(status)
-        await self.bus.aclose()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

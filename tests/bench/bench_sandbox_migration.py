@@ -111,7 +111,6 @@ class Bench:
         if self._controller is not None:
             await self.stop_guest()
         await self.hosts.close()
-        await self.bus.aclose()
 
     # -- the guest
 

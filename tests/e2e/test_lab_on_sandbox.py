@@ -102,7 +102,6 @@ async def open_console(sandbox: SandboxUnderTest, log: Path) -> Console:
 async def close_console(console: Console) -> None:
     await console.hosts.close()
     await console.writer.close()
-    await console.bus.aclose()
 
 
 @pytest.fixture

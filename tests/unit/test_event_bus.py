@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from backend.events import Event, EventBus, Note
 
 
@@ -28,7 +26,6 @@ async def test_a_sync_subscriber_stops_getting_events_once_unsubscribed() -> Non
     bus.publish(note("b"))
     assert texts(kept) == ["a", "b"] and texts(gone) == ["a"]
     assert bus.subscriber_count == 1
-    await bus.aclose()
 
 
 async def test_unsubscribe_by_callback_also_finds_a_bound_method() -> None:
@@ -65,39 +62,3 @@ async def test_a_subscriber_may_unsubscribe_itself_while_an_event_is_delivered()
     bus.publish(note("b"))
     assert texts(once) == ["a"]
     assert texts(after) == ["a", "b"]  # the one after it still got every event
-
-
-async def test_an_async_subscriber_gets_what_it_was_given_then_nothing_more() -> None:
-    bus = EventBus()
-    seen: list[Event] = []
-    release = asyncio.Event()
-
-    async def slow(event: Event) -> None:
-        await release.wait()
-        seen.append(event)
-
-    unsubscribe = bus.subscribe_async(slow)
-    bus.publish(note("a"))
-    bus.publish(note("b"))
-    unsubscribe()
-    assert bus.subscriber_count == 0
-    bus.publish(note("c"))
-    release.set()
-    await bus.aclose()  # waits for what it was given
-    assert texts(seen) == ["a", "b"]
-
-
-async def test_async_unsubscribe_by_callback_ends_its_drain_task() -> None:
-    bus = EventBus()
-    seen: list[Event] = []
-
-    async def record(event: Event) -> None:
-        seen.append(event)
-
-    bus.subscribe_async(record)
-    bus.publish(note("a"))
-    bus.unsubscribe(record)
-    bus.publish(note("b"))
-    await bus.aclose()
-    assert texts(seen) == ["a"]
-    assert bus.subscriber_count == 0

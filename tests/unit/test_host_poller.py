@@ -88,4 +88,3 @@ async def test_a_look_publishes_each_change_once_and_what_the_bus_said_counts() 
     answers.exported = True
     await poller._look()
     assert [e.kind for e in events] == ["storage.exported"]
-    await bus.aclose()

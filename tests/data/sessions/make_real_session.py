@@ -127,7 +127,6 @@ async def main(path: Path) -> None:
         migration(bus, start),
     )
     await writer.close()
-    await bus.aclose()
 
 
 if __name__ == "__main__":
