@@ -793,6 +793,19 @@ class Simulation(_Model):
     sending host, above 0 and at most 1 (less than 1 on a host busy with other work)."""
 
 
+class Console(_Model):
+    """How the console watches the lab by itself, between and during actions."""
+
+    ping_interval_s: float = Field(default=0.1, ge=0.002, le=60)
+    """Seconds between the console's own pings of the guest, sent from the storage node
+    while the guest runs (as the 2009 study did): the resolution of every migration's
+    unreachable time. 0.002 to 60; 0.1 by default; the key i changes it at run time.
+    Below 0.2 s, iputils older than 20210722 want root on the storage node."""
+
+    ping: bool = True
+    """false: the console does not ping the guest by itself (scenarios still do)."""
+
+
 class LabConfig(_Model):
     """A miglab lab: one storage node, two hypervisor hosts, one guest."""
 
@@ -815,6 +828,9 @@ class LabConfig(_Model):
 
     simulation: Simulation | None = None
     """Assumptions for ``miglab run --sim --lab`` (ignored by the real lab)."""
+
+    console: Console = Field(default_factory=Console)
+    """What the console does by itself (its ping of the guest)."""
 
     _source_file: str | None = PrivateAttr(default=None)
     _digest: str | None = PrivateAttr(default=None)

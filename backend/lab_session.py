@@ -8,6 +8,9 @@ A :class:`LabSession` owns, for one lab:
 * the clock: wall time, or a simulated lab's (then events are stamped with it while
   the session is open, the runner waits on it, and the log's header says how the lab
   was simulated);
+* the migration meter (:class:`~backend.experiments.migration_meter.MigrationMeter`):
+  every migration, by a key or in a scenario, measured once the guest answers ping
+  again (``migration.measured``), the last one at the latest when the log ends;
 * the session log (:class:`~backend.session.SessionRecorder`): every event the bus
   carries from the session's start, the header (lab, simulated, hosts' versions,
   the scenario and campaign of a run) written when the hosts have answered, and the
@@ -33,6 +36,7 @@ from backend.config import LabConfig
 from backend.drivers.base import HypervisorDriver, InitiatorDriver, TargetDriver
 from backend.drivers.factories import hypervisor_driver, initiator_driver
 from backend.events import Event, EventBus, set_clock
+from backend.experiments.migration_meter import MigrationMeter
 from backend.experiments.runner import CONSOLE, ExperimentRunner, Sleep
 from backend.experiments.scenarios import Scenario
 from backend.lab import LabController
@@ -81,6 +85,10 @@ class LabSession:
         self._controller: LabController | None = None
         self._clock_set = False
         self._unsubscribe = self.bus.subscribe(self._record) if self.log is not None else None
+        self.meter = MigrationMeter(
+            self.bus.publish, memory_mb=lab.guest.memory_mb, link_mbit=lab.lab.link_mbit
+        )
+        self._unsubscribe_meter = self.bus.subscribe(self.meter.feed)
 
     # -- the bus and the clock -------------------------------------------------------------
 
@@ -163,6 +171,12 @@ class LabSession:
         )
         await self.log.open(header, on_failure)
 
+    async def end_log(self, status: EndStatus) -> SessionLogWriteError | None:
+        """End the session log with ``status``, a migration still waiting for ping measured
+        first (with what there is). Why the log could not be written, if so."""
+        self.meter.flush()
+        return await self.log.close(status) if self.log is not None else None
+
     # -- the drivers -----------------------------------------------------------------------
 
     def hypervisor(self) -> HypervisorDriver:
@@ -239,8 +253,9 @@ class LabSession:
         written, if so."""
         await self.hosts.close()
         error = None
-        if status is not None and self.log is not None:
-            error = await self.log.close(status)
+        if status is not None:
+            error = await self.end_log(status)
+        self._unsubscribe_meter()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

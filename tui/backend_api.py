@@ -234,6 +234,18 @@ class RecordsEndStatus(Protocol):
 
 
 @runtime_checkable
+class PingControls(Protocol):
+    """A backend that pings the guest by itself (a live lab's console)."""
+
+    @property
+    def ping_interval_s(self) -> float | None:
+        """Seconds between its pings of the guest; None: it does not ping."""
+        ...
+
+    def set_ping_interval(self, interval_s: float | None) -> None: ...
+
+
+@runtime_checkable
 class ReplayControls(Protocol):
     """Extra controls of a backend that plays a recording (speed, pause)."""
 

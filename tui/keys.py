@@ -120,6 +120,14 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("toggle_log", "l", "log", "Show or hide the command log", group="view"),
     Key(
+        "ping_interval",
+        "i",
+        "ping",
+        "The console's own ping of the guest: every 0.1, 0.2, 0.5 or 1 s, or off (cycles)",
+        group="view",
+        footer=False,
+    ),
+    Key(
         "toggle_polls",
         "L",
         "polls",

@@ -14,6 +14,10 @@ hosts, clock, session log, drivers and LabController) with a
 * The poller (:mod:`backend.host_poller`) looks at the lab every few seconds while no
   action runs and publishes what changed as the events the panes draw. An action
   first lets a look in flight finish (briefly: it only looks).
+* The pinger (:mod:`backend.guest_pinger`) pings the guest from the storage node while
+  it runs (every ``[console] ping_interval_s``, 0.1 s by default; the key i changes
+  it): the guest pane's RTT, the RTT trace, and every migration's unreachable time
+  (the session's migration meter).
 * Actions map onto :class:`~backend.lab.LabController` (which holds every safety rule:
   the console asks it, never decides itself) and the
   :class:`~backend.experiments.runner.ExperimentRunner`; each raises on failure with
@@ -59,6 +63,7 @@ from backend.drivers.base import (
 from backend.events import CommandFinished, CommandStarted, Event, Note
 from backend.experiments.runner import RunAborted
 from backend.experiments.scenarios import Scenario, builtin_scenarios, describe_timeline
+from backend.guest_pinger import GuestPinger
 from backend.host_poller import POLL_S, HostPoller
 from backend.lab import LabController
 from backend.lab_session import LabSession
@@ -167,12 +172,15 @@ class LiveBackend:
             busy=lambda: bool(self._actions),
             poll_s=poll_s,
         )
+        self._pinger = GuestPinger(lab, self._hosts, self._bus.publish, clock=self._clock)
         self._started = False
         self._closed = False
-        # Dropped at close: the console's view and the poller listen as long as the backend.
+        # Dropped at close: the console's view, the poller and the pinger listen as long
+        # as the backend.
         self._subscriptions = [
             self._bus.subscribe(self._track),
             self._bus.subscribe(self._poller.seen),
+            self._bus.subscribe(self._pinger.seen),
         ]
 
     def _renamed(self, attempt: int) -> Path:
@@ -265,6 +273,7 @@ class LiveBackend:
             return
         self._closed = True
         await self._poller.stop()
+        await self._pinger.close()
         interrupted = bool(self._actions)
         for action in list(self._actions):  # their cleanup runs (the runner's, the driver's)
             action.stop()
@@ -276,6 +285,15 @@ class LiveBackend:
         for unsubscribe in self._subscriptions:
             unsubscribe()
         self._subscriptions.clear()
+
+    # -- the console's own ping of the guest -------------------------------------------------
+
+    @property
+    def ping_interval_s(self) -> float | None:
+        return self._pinger.interval_s
+
+    def set_ping_interval(self, interval_s: float | None) -> None:
+        self._pinger.set_interval(interval_s)
 
     # -- the drivers (the session's) -------------------------------------------------------
 

@@ -824,7 +824,7 @@ class ExperimentRunner:
         log = self.session.log
         written = self._records and log is not None and log.writing
         if written and log is not None:
-            log_error = await log.close(status)
+            log_error = await self.session.end_log(status)
             if log_error is not None:  # also when only the end could not be written
                 self._log_error = str(log_error)
                 if status == "ok":

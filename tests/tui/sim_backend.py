@@ -83,6 +83,14 @@ def wrong_portal(lab: LabConfig) -> LabConfig:
     return lab.model_copy(update={"storage": storage.model_copy(update={"portal": portal})})
 
 
+def slow_console_ping(lab: LabConfig, *, ping: bool = True) -> LabConfig:
+    """``lab`` with the console's own ping once a (simulated) second, not ten times: at
+    200x that is still 200 replies a second (the default would make 2000). ``ping``
+    False: no console ping at all."""
+    console = lab.console.model_copy(update={"ping_interval_s": 1.0, "ping": ping})
+    return lab.model_copy(update={"console": console})
+
+
 def sim_backend(
     sim: SimulatedLab,
     log_path: Path,
@@ -90,8 +98,10 @@ def sim_backend(
     readonly: bool = False,
     hold_scenario: bool = False,
     broken_login: bool = False,
+    console_ping: bool = True,
 ) -> Recorded:
     lab = wrong_portal(sim.lab_config) if broken_login else sim.lab_config
+    lab = slow_console_ping(lab, ping=console_ping)
     backend = make_backend(
         lab,
         readonly=readonly,

@@ -153,7 +153,11 @@ def _simulated(sim: Any, log: Path) -> FlowLab:
         run = session.events[kinds.index("experiment.started") : kinds.index("experiment.finished")]
         started = {e.cmd_id for e in run if isinstance(e, CommandStarted)}
         finished = [e for e in session.events if isinstance(e, CommandFinished)]
-        pings = [e for e in finished if e.argv[0] == "ping" and e.failure == "cancelled"]
+        pings = [
+            e
+            for e in finished
+            if e.argv[0] == "ping" and e.failure == "cancelled" and e.cmd_id in started
+        ]
         ended = [e.status for e in session.of_kind("experiment.finished")]  # type: ignore[attr-defined]
         return (
             started <= {e.cmd_id for e in finished} and len(pings) == 1 and ended == ["interrupted"]
@@ -197,6 +201,19 @@ async def flow_backend(
 
 def text(widget: object) -> str:
     return str(widget.render())  # type: ignore[attr-defined]
+
+
+def kept_toasts(app: MiglabApp) -> list[str]:
+    """Every notification's message from now on: a toast may expire before the test looks."""
+    shown: list[str] = []
+    add = app._notifications.add
+
+    def record(notification: Any) -> Any:
+        shown.append(notification.message)
+        return add(notification)
+
+    app._notifications.add = record  # type: ignore[method-assign]
+    return shown
 
 
 def rows(app: MiglabApp) -> Rows:
@@ -331,6 +348,7 @@ async def test_r_runs_migrate_ping_to_the_end(flow_backend: FlowLab) -> None:
     backend = flow_backend()
     second = backend.layout.hypervisor_hosts[1]
     async with running(backend) as (app, pilot):
+        shown = kept_toasts(app)
         await prepare_and_boot(app, pilot, flow_backend)
         await pilot.press("r")
         await pilot.pause()
@@ -341,7 +359,7 @@ async def test_r_runs_migrate_ping_to_the_end(flow_backend: FlowLab) -> None:
         assert screen.state.phase == "after"
         assert f"on {second}" in text(screen.query_one(GuestPane))
         assert set(screen.query_one(TraceGrid).plots) == expect.traces
-        assert any("migrate-ping done" in n.message for n in app._notifications)
+        assert any("migrate-ping done" in message for message in shown), shown
         await quit_console(app, pilot)
     session = read_session(backend.session_log)
     assert session.of_kind("phase")[-1].name == "after"  # type: ignore[attr-defined]
@@ -464,3 +482,40 @@ async def test_unexport_from_the_palette_asks_first(flow_backend: FlowLab) -> No
         await finish_actions(app)
         assert "unexport" not in backend.calls
         assert exported(app)
+
+
+async def test_by_hand_the_console_pings_and_measures_what_the_network_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """p, b, m and no scenario: the guest pane shows its RTT, the migration line the
+    unreachable time the console's own ping measured, the log a matching event, and the
+    poller's looks stay out of the command pane."""
+    bound_textual_idle_wait(monkeypatch)
+    log = tmp_path / "session.jsonl"
+    async with simulated_lab() as sim:
+        backend = sim_backend(sim, log)
+        first, second = backend.layout.hypervisor_hosts
+        async with running(backend) as (app, pilot):
+            screen = main_screen(app)
+            await pilot.press("p")
+            await finish_actions(app)
+            await pilot.press("b")
+            await pilot.pause()
+            await choose(app, pilot, first)
+            await finish_actions(app)
+            guest = screen.query_one(GuestPane)
+            await until(lambda: "● reachable" in text(guest))
+            await pilot.press("m")
+            await finish_actions(app)
+            bar = screen.query_one(MigrationBar)
+            await until(lambda: "unreachable" in text(bar))
+            assert f"migrated {backend.layout.guest} {first} → {second}" in text(bar)
+            assert "x the memory/link limit" in text(bar)
+            polls = [c for c in screen.state.commands.values() if c.poll]
+            assert polls  # the poller looked meanwhile ...
+            shown = screen.query_one(CommandLog)._rows
+            assert not any(c.cmd_id in shown for c in polls)  # ... out of the pane
+            await quit_console(app, pilot)
+    [measured] = read_session(log).of_kind("migration.measured")
+    assert measured.unreachable_s is not None  # type: ignore[attr-defined]
+    assert f"unreachable {measured.unreachable_s:.2f} s" in text(bar)  # type: ignore[attr-defined]

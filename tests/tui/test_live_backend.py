@@ -24,6 +24,7 @@ import pytest
 from backend import host_poller
 from backend.drivers.base import HostCommand, Refused
 from backend.events import (
+    CommandFinished,
     CommandStarted,
     DomainState,
     Event,
@@ -31,7 +32,9 @@ from backend.events import (
     HostState,
     InitiatorSession,
     MigrationFinished,
+    MigrationMeasured,
     Note,
+    Sample,
     StorageExported,
     now,
 )
@@ -170,7 +173,9 @@ async def test_the_poller_sees_what_changed_behind_the_consoles_back(
     await lab.until(lambda: len(lab.since(mark, HostResources)) >= 1)
     settled = len(lab.events)
     await asyncio.sleep(0.5)
-    assert [e.kind for e in lab.events[settled:] if not e.kind.startswith("command.")] == []
+    # (The guest runs now: the console's own ping of it reports its samples.)
+    later = [e.kind for e in lab.events[settled:] if e.kind != "sample"]
+    assert [kind for kind in later if not kind.startswith("command.")] == []
 
 
 async def test_the_pollers_looks_are_marked_polls_and_an_actions_commands_are_not(
@@ -187,6 +192,31 @@ async def test_the_pollers_looks_are_marked_polls_and_an_actions_commands_are_no
     ran = [(HostCommand(e.host, tuple(e.argv)), e.poll) for e in lab.since(mark, CommandStarted)]
     changing = [(command, poll) for command, poll in ran if command in planned]
     assert changing and not any(poll for _, poll in changing)
+
+
+async def test_the_console_pings_the_running_guest_and_measures_each_migration(
+    opened: Callable[..., Any],
+) -> None:
+    lab = await opened()
+    backend = lab.live
+    await backend.prepare()
+    assert not lab.of(Sample)  # no guest runs: nothing to ping
+    await backend.boot(FIRST)
+    await lab.until(lambda: any(s.probe == "ping" and "rtt_ms" in s.values for s in lab.of(Sample)))
+    pings = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]
+    assert [(e.host, e.argv[-1]) for e in pings] == [(STORAGE, backend.lab.guest.address)]
+    assert "0.1" in pings[0].argv  # [console] ping_interval_s's default
+    await backend.migrate(SECOND)
+    await lab.until(lambda: bool(lab.of(MigrationMeasured)))
+    [measured] = lab.of(MigrationMeasured)
+    assert (measured.source, measured.dest, measured.ok) == (FIRST, SECOND, True)
+    assert measured.unreachable_s is not None and measured.lost_probes is not None
+    assert measured.limit_s is not None and measured.total_s is not None
+    assert len([e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]) == 1  # one ping
+    await backend.close()
+    assert backend.session_log is not None
+    logged = read_session(backend.session_log).of_kind("migration.measured")
+    assert [e.unreachable_s for e in logged] == [measured.unreachable_s]  # type: ignore[attr-defined]
 
 
 async def test_actions_publish_what_the_panes_draw_and_plans_are_the_exact_commands(
@@ -465,3 +495,25 @@ async def test_demo_opens_the_console_on_the_simulated_lab_and_quits_cleanly(
         FIRST,
         SECOND,
     }
+
+
+async def test_the_ping_interval_changes_at_once_and_off_stops_pinging(
+    opened: Callable[..., Any],
+) -> None:
+    lab = await opened()
+    backend = lab.live
+    await backend.prepare()
+    await backend.boot(FIRST)
+    await lab.until(lambda: any(e.argv[0] == "ping" for e in lab.of(CommandStarted)))
+    backend.set_ping_interval(0.5)
+    await lab.until(lambda: len([e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]) == 2)
+    first, second = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]
+    assert "0.1" in first.argv and "0.5" in second.argv
+    await lab.until(
+        lambda: any(e.cmd_id == first.cmd_id for e in lab.of(CommandFinished))
+    )  # the old one was stopped
+    backend.set_ping_interval(None)
+    await lab.until(lambda: any(e.cmd_id == second.cmd_id for e in lab.of(CommandFinished)))
+    assert backend.ping_interval_s is None
+    with pytest.raises(ValueError):
+        backend.set_ping_interval(0.0001)  # below what ping takes

@@ -141,7 +141,8 @@ async def test_a_full_disk_stops_the_running_scenario_and_refuses_more(
     with tmpfs(tmp_path / "small", "256k") as small:
         log = small / "console.jsonl"
         async with simulated_lab() as lab:
-            backend = sim_backend(lab, log, hold_scenario=True)
+            # No console ping: the scenario's own ping is what fills the disk, mid-run.
+            backend = sim_backend(lab, log, hold_scenario=True, console_ping=False)
             async with running_with_toasts(backend) as (app, pilot):
                 await prepare_and_boot(app, pilot, lab)
                 screen = main_screen(app)

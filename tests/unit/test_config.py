@@ -184,6 +184,7 @@ def test_every_optional_key() -> None:
     assert lab.hypervisor.downtime_limit_ms == 300
     assert lab.guest.config is None  # optional for qemu
     assert lab.guest.identity == base / "keys" / "guest"
+    assert (lab.console.ping_interval_s, lab.console.ping) == (0.25, False)
 
 
 def test_defaults() -> None:
@@ -195,6 +196,7 @@ def test_defaults() -> None:
     assert lab.storage.portal.port == 3260 and lab.storage.lun == 1
     assert lab.hypervisor.run_dir == "/run/miglab"
     assert lab.hypervisor.migrate_bandwidth_mbit is None
+    assert (lab.console.ping_interval_s, lab.console.ping) == (0.1, True)
     assert lab.source_file == "lab.toml"
 
 

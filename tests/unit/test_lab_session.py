@@ -70,9 +70,9 @@ async def test_a_log_that_exists_is_never_overwritten(tmp_path: Path) -> None:
     assert [e.kind for e in read_session(tmp_path / "s-2.jsonl").events] == ["note"]
 
 
-async def test_without_a_log_the_session_does_not_listen(tmp_path: Path) -> None:
+async def test_without_a_log_the_session_does_not_record(tmp_path: Path) -> None:
     lab = session(None)
-    assert lab.bus.subscriber_count == 0 and lab.log_path is None
+    assert lab.bus.subscriber_count == 1 and lab.log_path is None  # its migration meter
     await lab.open_log({}, lambda error: None)  # nothing to begin
     await lab.close("ok")
     assert list(tmp_path.iterdir()) == []

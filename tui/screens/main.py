@@ -23,7 +23,7 @@ from textual.message import Message
 from backend.events import Event
 from backend.session import Session, SessionLogError, read_session
 from tui import keys
-from tui.backend_api import ConsoleBackend, ReplayControls
+from tui.backend_api import ConsoleBackend, PingControls, ReplayControls
 from tui.screens.actions import ActionScreen
 from tui.screens.help import HelpScreen
 from tui.screens.output import CommandOutputScreen
@@ -44,6 +44,8 @@ GUEST_VALUES_S = 0.25
 
 _NOTE_SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 _SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 0.0)
+_PING_INTERVALS: tuple[float | None, ...] = (0.1, 0.2, 0.5, 1.0, None)
+"""What the key i cycles through: the console's ping of the guest, in seconds (None: off)."""
 
 
 class EventsArrived(Message):
@@ -282,6 +284,20 @@ class MainScreen(ActionScreen):
         log.display = not log.display
         if log.display:
             log.table.focus()
+
+    def action_ping_interval(self) -> None:
+        backend = self.backend
+        if not isinstance(backend, PingControls):
+            self.notify("this console does not ping the guest (a replay shows what was)", timeout=3)
+            return
+        current = backend.ping_interval_s
+        index = _PING_INTERVALS.index(current) if current in _PING_INTERVALS else -1
+        chosen = _PING_INTERVALS[(index + 1) % len(_PING_INTERVALS)]
+        backend.set_ping_interval(chosen)
+        text = (
+            "not pinging the guest" if chosen is None else f"pinging the guest every {chosen:g} s"
+        )
+        self.notify(text, timeout=3)
 
     def action_toggle_polls(self) -> None:
         log = self.query_one(CommandLog)

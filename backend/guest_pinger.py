@@ -1,0 +1,160 @@
+"""The console's own ping of the guest: from the storage node, while the guest runs.
+
+The 2009 study watched every migration with a ping from the storage node. The console
+does the same by itself, so a migration made by a key is measured like one in a
+scenario: the guest pane's RTT, the RTT trace with its losses, and each migration's
+network-measured unreachable time (the session's MigrationMeter reads these samples).
+
+It pings while a hypervisor host runs the guest (the ``domain.state`` events say where)
+and through a migration, whatever the copies' states say meanwhile; not while a
+scenario runs (its own probes measure then: two pings from one host would be one
+trace), nor once the guest is gone. Its samples are named after the storage host, as a
+scenario's ping from there is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from backend.config import LabConfig
+from backend.drivers.base import ALIVE, Publish
+from backend.events import (
+    DomainState,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    MigrationFinished,
+    MigrationProgress,
+    Note,
+)
+from backend.probes.ping import PING, PingOptions
+from backend.transport.base import CommandResult
+from backend.transport.hosts import Hosts
+
+__all__ = ["GuestPinger"]
+
+
+class GuestPinger:
+    """Subscribe :meth:`seen` to the session's bus; :meth:`close` at the end."""
+
+    def __init__(
+        self,
+        lab: LabConfig,
+        hosts: Hosts,
+        publish: Publish,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self._lab = lab
+        self._hosts = hosts
+        self._publish = publish
+        self._clock = clock
+        self.interval_s: float | None = lab.console.ping_interval_s if lab.console.ping else None
+        self._states: dict[str, str] = {}  # hypervisor host -> the guest's state there
+        self._migrating = False
+        self._experiment = False
+        self._closed = False
+        self._task: asyncio.Task[CommandResult] | None = None
+        self._failed = False  # the last ping ended by itself: not again until things change
+
+    @property
+    def pinging(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def seen(self, event: Event) -> None:
+        if isinstance(event, DomainState) and event.domain == self._lab.guest.name:
+            self._states[event.host] = event.state
+            self._failed = False
+        elif isinstance(event, MigrationProgress):
+            self._migrating = True
+        elif isinstance(event, MigrationFinished):
+            self._migrating = False
+        elif isinstance(event, ExperimentStarted):
+            self._experiment = True
+        elif isinstance(event, ExperimentFinished):
+            self._experiment = False
+            self._failed = False
+        else:
+            return
+        self._update()
+
+    def set_interval(self, interval_s: float | None) -> None:
+        """Ping every ``interval_s`` from now on (None: stop pinging)."""
+        if interval_s is not None:
+            PingOptions(interval_s=interval_s)  # the same bounds as a scenario's ping
+        self.interval_s = interval_s
+        self._failed = False
+        self._stop()
+        self._update()
+
+    def _wanted(self) -> bool:
+        runs = any(state in ALIVE for state in self._states.values()) or self._migrating
+        return (
+            runs
+            and self.interval_s is not None
+            and not self._experiment
+            and not self._closed
+            and not self._failed
+        )
+
+    def _update(self) -> None:
+        wanted = self._wanted()
+        if wanted and not self.pinging:
+            self._start()
+        elif not wanted and self.pinging:
+            self._stop()
+
+    def _start(self) -> None:
+        assert self.interval_s is not None
+        storage = self._lab.storage.host
+        runner = self._hosts.get(storage)
+        if runner is None:
+            return  # not connected (yet): the next domain.state tries again
+        argv = PingOptions(interval_s=self.interval_s).argv(self._lab.guest.address)
+        parser = PING.new_parser(storage, self._clock)
+
+        def on_line(stream: str, line: str) -> None:
+            if stream == "stdout":
+                for sample in parser.feed(line):
+                    self._publish(sample)
+
+        task = asyncio.ensure_future(
+            runner.run(argv, timeout=None, on_line=on_line, long_running=True)
+        )
+        self._task = task
+
+        def ended(_: object) -> None:
+            for sample in parser.finish():
+                self._publish(sample)
+            if task.cancelled() or self._task is not task:
+                return  # stopped on purpose
+            self._task = None
+            self._failed = True
+            error = task.exception()
+            if error is not None:
+                why = f"{type(error).__name__}: {error}"
+            else:
+                result = task.result()
+                why = result.failure or f"exit status {result.exit_status}"
+                if result.stderr.strip():
+                    why += f": {result.stderr.strip()[-300:]}"
+            text = f"the console's ping of the guest from {storage} ended: {why}"
+            self._publish(Note(text=text, level="warning"))
+
+        task.add_done_callback(ended)
+
+    def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        """Stop pinging, and wait until the ping process is gone."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
