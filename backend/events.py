@@ -214,7 +214,9 @@ class MigrationMeasured(Event):
     def network_text(self) -> str:
         """What the network saw of it, in one line (the console, `miglab run`)."""
         lost = "" if self.lost_probes is None else f" ({self.lost_probes} pings lost)"
-        if self.unreachable_s is not None:
+        if self.lost_probes == 0 and self.unreachable_s == 0:
+            parts = ["no ping lost"]  # silent for less than ping's interval, if at all
+        elif self.unreachable_s is not None:
             parts = [f"unreachable {self.unreachable_s:.2f} s{lost}"]
         else:
             parts = [f"unreachable unknown{lost}"]
