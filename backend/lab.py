@@ -277,7 +277,7 @@ class LabController:
         return await self.hypervisor.shutdown(host, dry_run=dry_run)
 
     async def destroy_on(self, host: str, *, dry_run: bool = False) -> OperationResult:
-        """Destroy the guest on ``host`` at once (the console's ``d``)."""
+        """Destroy the guest on ``host`` at once (the console's ``shift+d``)."""
         return await self.hypervisor.destroy(host, dry_run=dry_run)
 
     # -- the shared disk -------------------------------------------------------------------
@@ -300,7 +300,7 @@ class LabController:
         if running:
             raise Refused(
                 f"the guest runs on {running[0]} from the shared disk; {what} would pull the "
-                "disk from under it: shut the guest down (s) or destroy it (d) first"
+                "disk from under it: shut the guest down (s) or destroy it (shift+d) first"
             )
 
     async def logout(self, host: str, *, dry_run: bool = False) -> OperationResult:
