@@ -25,6 +25,7 @@ from backend.events import (
     Event,
     ExperimentFinished,
     ExperimentStarted,
+    HostState,
     MigrationFinished,
     MigrationProgress,
     Note,
@@ -76,6 +77,12 @@ class GuestPinger:
         elif isinstance(event, ExperimentFinished):
             self._experiment = False
             self._failed = False
+        elif (
+            isinstance(event, HostState)
+            and event.host == self._lab.storage.host
+            and event.state == "connected"
+        ):
+            self._failed = False  # the storage node is back: ping from it again
         else:
             return
         self._update()
@@ -111,7 +118,7 @@ class GuestPinger:
         storage = self._lab.storage.host
         runner = self._hosts.get(storage)
         if runner is None:
-            return  # not connected (yet): the next domain.state tries again
+            return  # not connected yet: its host.state "connected" tries again
         argv = PingOptions(interval_s=self.interval_s).argv(self._lab.guest.address)
         parser = PING.new_parser(storage, self._clock)
 
