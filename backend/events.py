@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, get_args
@@ -342,6 +343,8 @@ class EventBus:
 
     def __init__(self) -> None:
         self._sync: list[Callable[[Event], object]] = []
+        self._pending: deque[Event] = deque()
+        self._delivering = False
 
     @property
     def subscriber_count(self) -> int:
@@ -367,8 +370,20 @@ class EventBus:
         self._sync = [cb for cb in self._sync if cb != callback]
 
     def publish(self, event: Event) -> None:
-        for callback in tuple(self._sync):  # a callback may unsubscribe (itself) meanwhile
-            try:
-                callback(event)
-            except Exception:
-                log.exception("event subscriber failed on %s", event.kind)
+        """Give ``event`` to every subscriber. A subscriber that publishes in turn (the
+        migration meter) has its event given out after this one has reached everybody,
+        so every subscriber sees the same order."""
+        self._pending.append(event)
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._pending:
+                current = self._pending.popleft()
+                for callback in tuple(self._sync):  # a callback may unsubscribe meanwhile
+                    try:
+                        callback(current)
+                    except Exception:
+                        log.exception("event subscriber failed on %s", current.kind)
+        finally:
+            self._delivering = False

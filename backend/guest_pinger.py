@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Callable
 
 from backend.config import LabConfig
-from backend.drivers.base import ALIVE, Publish
+from backend.drivers.base import ABSENT, ALIVE, Publish
 from backend.events import (
     DomainState,
     Event,
@@ -72,6 +72,10 @@ class GuestPinger:
             self._migrating = True
         elif isinstance(event, MigrationFinished):
             self._migrating = False
+            if event.ok and event.domain == self._lab.guest.name:
+                # Where it runs now, before any look says so: no gap in the pinging.
+                self._states[event.source] = ABSENT
+                self._states[event.dest] = "running"
         elif isinstance(event, ExperimentStarted):
             self._experiment = True
         elif isinstance(event, ExperimentFinished):

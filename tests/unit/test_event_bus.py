@@ -62,3 +62,22 @@ async def test_a_subscriber_may_unsubscribe_itself_while_an_event_is_delivered()
     bus.publish(note("b"))
     assert texts(once) == ["a"]
     assert texts(after) == ["a", "b"]  # the one after it still got every event
+
+
+def test_an_event_published_by_a_subscriber_reaches_everybody_after_the_one_before() -> None:
+    # The migration meter publishes from inside its subscription: the session log (an
+    # earlier subscriber) and the console (a later one) must see the same order.
+    bus = EventBus()
+    first: list[str] = []
+    last: list[str] = []
+    bus.subscribe(lambda e: first.append(texts([e])[0]))
+
+    def answer(event: Event) -> None:
+        if texts([event]) == ["question"]:
+            bus.publish(note("answer"))
+
+    bus.subscribe(answer)
+    bus.subscribe(lambda e: last.append(texts([e])[0]))
+    bus.publish(note("question"))
+    bus.publish(note("later"))
+    assert first == last == ["question", "answer", "later"]
