@@ -9,8 +9,6 @@ The Xen hosts answer ``xl list`` with what real xl 4.17 printed (tests/data/xl/r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from backend.config import parse_lab
@@ -18,60 +16,16 @@ from backend.drivers.base import HostCommand, Refused
 from backend.drivers.hv_qemu import QemuDriver
 from backend.events import Event
 from backend.lab import LabController
-from backend.transport.base import (
-    CommandResult,
-    HostRunner,
-    LineCallback,
-    StreamReaderLike,
-    StreamWriterLike,
-)
-from tests.conftest import DATA
-from tests.unit.test_lab_where import LAB
-
-REAL = DATA / "xl" / "real-4.17"
-GUEST_LISTED = (REAL / "xl-list-host2-guest.stdout").read_text()
-DOM0_ONLY = (REAL / "xl-list-host1-dom0-only.stdout").read_text()
+from tests.unit.test_lab_where import DOM0_ONLY, GUEST_LISTED, LAB, Answers, listed
 
 
-class ListsOnly(HostRunner):
-    """A host that answers ``xl list`` and fails the test on any other command."""
-
-    def __init__(self, name: str, stdout: str) -> None:
-        self.name = name
-        self.stdout = stdout
-        self.asked: list[list[str]] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float | None = 60.0,
-        on_line: LineCallback | None = None,
-        log_output: bool = True,
-        long_running: bool = False,
-        redact: Sequence[str] = (),
-    ) -> CommandResult:
-        self.asked.append(list(argv))
-        assert list(argv) == ["xl", "list"], f"{self.name} was sent {argv}"
-        return CommandResult(self.name, list(argv), 0, self.stdout, "", 0.1)
-
-    async def open_unix_stream(self, path: str) -> tuple[StreamReaderLike, StreamWriterLike]:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
-
-    @property
-    def connected(self) -> bool:
-        return True
-
-
-def guest_on_xen2() -> tuple[LabController, dict[str, ListsOnly]]:
+def guest_on_xen2() -> tuple[LabController, dict[str, Answers]]:
+    """A lab whose hosts answer only ``xl list`` (any other command fails the test)."""
     events: list[Event] = []
     runners = {
-        "xen1": ListsOnly("xen1", DOM0_ONLY),
-        "xen2": ListsOnly("xen2", GUEST_LISTED),
-        "storage": ListsOnly("storage", ""),
+        "xen1": Answers("xen1", listed("xen1", DOM0_ONLY)),
+        "xen2": Answers("xen2", listed("xen2", GUEST_LISTED)),
+        "storage": Answers("storage", listed("storage", "")),
     }
     return LabController(parse_lab(LAB), dict(runners), events.append), runners
 
