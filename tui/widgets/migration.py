@@ -30,7 +30,8 @@ def bar(fraction: float, width: int) -> Content:
 
 
 class MigrationBar(Static):
-    """Two lines while a migration runs (numbers, bar), one with the last result."""
+    """Two lines while a migration runs (numbers, bar); after it, the hypervisor's result
+    and, once ping could tell, what the network saw."""
 
     DEFAULT_CSS = """
     MigrationBar {
@@ -109,9 +110,11 @@ class MigrationBar(Static):
                 parts.append(f"sent {fmt.size(result.transferred_bytes)}")
             if result.iterations is not None:
                 parts.append(f"{result.iterations} iter")
-            if m.measured is not None:
-                parts.append(m.measured.network_text())
-            return Content("  ").join([head, *(plain(part) for part in parts)])
+            line = Content("  ").join([head, *(plain(part) for part in parts)])
+            if m.measured is None:
+                return line
+            # What the network saw: a line of its own, so a narrow screen still shows it.
+            return line + "\n" + plain(f"  network: {m.measured.network_text()}")
         return markup(
             "[$error]migration failed[/] $domain $route: $error",
             domain=result.domain,
