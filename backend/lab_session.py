@@ -249,8 +249,8 @@ class LabSession:
 
     async def close(self, status: EndStatus | None = None) -> SessionLogWriteError | None:
         """Close the hosts, then end the log with ``status`` (if it is still being written:
-        None leaves that to whoever began it) and the bus. Why the log could not be
-        written, if so."""
+        None leaves that to whoever began it), and stop the session's own listeners (the
+        log's, the migration meter's). Why the log could not be written, if so."""
         await self.hosts.close()
         error = None
         if status is not None:

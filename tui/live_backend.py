@@ -29,8 +29,8 @@ hosts, clock, session log, drivers and LabController) with a
 * ``plan_cancel`` lists the commands a cancel stops, as pseudo-commands
   ``stop ARGV`` (the commands the action has running: the transport ends each one's
   process tree) and what the driver's own cancel sends (QEMU's QMP ``migrate_cancel``).
-* ``close()`` stops what still runs (cleanly), closes the hosts, then the session log
-  and the bus. The log's end marker says how the session ended: "interrupted" if
+* ``close()`` stops what still runs (cleanly) and the console's own ping, closes the
+  hosts, then the session log. The log's end marker says how the session ended: "interrupted" if
   closing stopped an action (or the console said so, ``set_end_status``), "crashed" if
   the console said it crashed, else how the last action ended ("ok" or "failed").
 * A session log that can no longer be written (disk full) stops the running action
