@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from backend.config import LabConfig
 from backend.drivers.base import HypervisorDriver, Publish
 from backend.drivers.factories import hypervisor_driver
@@ -49,6 +47,7 @@ from backend.sim.server import USER, SimSshServer
 from backend.sim.world import World
 from backend.transport.base import HostRunner
 from backend.transport.ssh import SshTarget
+from backend.transport.sshlib import asyncssh
 
 HOST_ADDRESS = "127.0.0.1"
 GUEST_ADDRESS = "127.0.0.2"

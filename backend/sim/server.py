@@ -20,11 +20,10 @@ import logging
 import shlex
 from typing import Any
 
-import asyncssh
-
 from backend.sim.commands.base import Stream
 from backend.sim.model import Model
 from backend.sim.world import Node, World
+from backend.transport.sshlib import asyncssh
 
 USER = "root"
 log = logging.getLogger(__name__)

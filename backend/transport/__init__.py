@@ -1,5 +1,7 @@
 """Running commands on the lab's hosts: SSH (kept connections) or local subprocesses."""
 
+from typing import TYPE_CHECKING, Any
+
 from backend.transport.base import (
     CommandFailed,
     CommandResult,
@@ -7,7 +9,9 @@ from backend.transport.base import (
     TransportError,
 )
 from backend.transport.local import LocalRunner
-from backend.transport.ssh import SshHost, SshTarget
+
+if TYPE_CHECKING:
+    from backend.transport.ssh import SshHost, SshTarget
 
 __all__ = [
     "CommandFailed",
@@ -18,3 +22,13 @@ __all__ = [
     "SshTarget",
     "TransportError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The SSH side (asyncssh, cryptography: ~0.1 s) loads when first asked for, so a
+    # command that only reads files never pays for it.
+    if name in ("SshHost", "SshTarget"):
+        from backend.transport import ssh
+
+        return getattr(ssh, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import asyncssh
-
 from backend.aio import wait_for
 from backend.events import HostState
 from backend.transport.base import (
@@ -46,6 +44,7 @@ from backend.transport.base import (
     command_line,
 )
 from backend.transport.shellpool import RemoteShell, ShellChannel, ShellDied, ShellPool
+from backend.transport.sshlib import asyncssh
 
 KILL_GRACE_S = 2.0
 # The most that stopping a timed-out or cancelled command adds: the pid (KILL_GRACE_S),
