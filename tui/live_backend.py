@@ -137,6 +137,7 @@ class LiveBackend:
         quick: bool = False,
         scenarios: Mapping[str, Scenario] | None = None,
         poll_s: float = POLL_S,
+        session_start: float | None = None,
     ) -> None:
         self._sim = sim
         self._lab = lab
@@ -150,7 +151,7 @@ class LiveBackend:
         )
         self._simulated = self._session.simulated
         self._clock = self._session.clock
-        self._start_t = self._clock()
+        self._start_t = self._clock() if session_start is None else session_start
         self._log_failed = False
         self._log_error: str | None = None  # why the log stopped being written, if it did
         self._last_outcome: EndStatus = "ok"  # how the last action ended
@@ -494,6 +495,7 @@ def make_backend(
     quick: bool = False,
     scenarios: Mapping[str, Scenario] | None = None,
     poll_s: float = POLL_S,
+    session_start: float | None = None,
 ) -> ConsoleBackend:
     """The console's backend on ``lab``.
 
@@ -503,6 +505,8 @@ def make_backend(
     ``console-YYYYmmdd-HHMMSS.jsonl`` goes (``log_path`` names the file instead).
     ``quick``: the scenarios' timelines shortened (x0.1). ``scenarios``: offered instead
     of the built-in ones. ``poll_s``: seconds between two looks at the lab.
+    ``session_start``: when the console's session began, if before now (the screen drawn
+    before this backend was made, :mod:`tui.deferred_backend`).
     """
     cls = ReadOnlyLiveBackend if readonly else LiveBackend
     return cls(
@@ -514,4 +518,5 @@ def make_backend(
         quick=quick,
         scenarios=scenarios,
         poll_s=poll_s,
+        session_start=session_start,
     )

@@ -40,10 +40,11 @@ from backend.drivers.hv_qemu import QemuDriver
 from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import IdleRuntime, WallRuntime
 from backend.sim.commands.base import Captured
-from backend.sim.labs import build_world, model_for, preparation, storage_driver, study_lab
+from backend.sim.labs import build_world, model_for, preparation, storage_driver
 from backend.sim.loop import SimEventLoop
 from backend.sim.model import Model
 from backend.sim.server import USER, SimSshServer
+from backend.sim.study import study_lab
 from backend.sim.world import World
 from backend.transport.base import HostRunner
 from backend.transport.ssh import SshTarget
@@ -119,15 +120,17 @@ class SimulatedLab:
         directory: str | os.PathLike[str] | None = None,
         ports: Mapping[str, int] | None = None,
         scenario: ScenarioInputs | None = None,
+        epoch: float | None = None,
     ) -> SimulatedLab:
-        """Start it (see :meth:`start`); ``scenario``: a scenario's own model inputs."""
+        """Start it (see :meth:`start`); ``scenario``: a scenario's own model inputs;
+        ``epoch``: the wall time its clock starts at (default: now)."""
         source = lab if lab is not None else study_lab()
         model = model_for(source, seed, scenario)
         runtime: WallRuntime | IdleRuntime
         if isinstance(asyncio.get_running_loop(), SimEventLoop):
-            runtime = IdleRuntime(model, speed)
+            runtime = IdleRuntime(model, speed, epoch)
         else:
-            runtime = WallRuntime(model, speed)
+            runtime = WallRuntime(model, speed, epoch)
         world = build_world(
             source, runtime, host_address=HOST_ADDRESS, guest_address=_guest_address()
         )

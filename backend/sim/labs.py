@@ -1,7 +1,7 @@
 """Which lab is simulated, and its machines: the built-in study lab, or one from lab.toml.
 
-:func:`study_lab` is the 2009 study's lab (REFERENCE.md): iSCSIserver running IET,
-xenserver1 and xenserver2, a 2-vCPU 1 GiB guest, all on 100 Mbit/s. :func:`build_world`
+:func:`~backend.sim.study.study_lab` is the 2009 study's lab (REFERENCE.md): iSCSIserver
+running IET, xenserver1 and xenserver2, a 2-vCPU 1 GiB guest, all on 100 Mbit/s. :func:`build_world`
 turns any lab into simulated machines with the model's parameters taken from it (link
 speed, guest memory and vCPUs, host and guest names), so a person can predict a
 migration before running it for real.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from backend.config import LabConfig, parse_lab
+from backend.config import LabConfig
 from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import Runtime
 from backend.sim.commands import command_table, qemu, storage
@@ -28,56 +28,12 @@ from backend.sim.model import LabParams, Model
 from backend.sim.tools import add_device
 from backend.sim.world import Node, World
 
-STUDY_LAB_TOML = """\
-# The 2009 UFLA study's lab (REFERENCE.md), as miglab simulates it.
-[lab]
-name = "ufla-2009"
-link_mbit = 100
-description = "Simulated: the 2009 study's lab (Xen + IET iSCSI, 100 Mbit/s, one switch)"
-
-[hosts.iSCSIserver]
-address = "192.168.0.1"
-user = "root"
-
-[hosts.xenserver1]
-address = "192.168.0.2"
-user = "root"
-
-[hosts.xenserver2]
-address = "192.168.0.3"
-user = "root"
-
-[storage]
-host = "iSCSIserver"
-driver = "iet"
-iqn = "iqn.2009-06.br.ufla.lab:guest-disk"
-device = "/dev/sdb1"
-portal = "192.168.0.1:3260"
-
-[hypervisor]
-driver = "xen"
-hosts = ["xenserver1", "xenserver2"]
-
-[guest]
-name = "guest"
-address = "192.168.0.50"
-user = "root"
-vcpus = 2
-memory_mb = 1024
-config = "/etc/xen/guest.cfg"
-"""
-
 KERNELS = {"storage": "2.6.29-gentoo-r5", "hypervisor": "3.16.0-4-amd64", "guest": "3.16.0-4-amd64"}
 DISK_BYTES = 10 * 1024**3
 """The exported partition (the study does not say its size)."""
 DEFAULT_GUEST_CONFIG = "/etc/xen/guest.cfg"
 SIMULATED_DRIVERS = ("iet", "lio", "tgt")
 """Target software the simulated storage node can play (the fakes that exist)."""
-
-
-def study_lab() -> LabConfig:
-    """The study's lab, as a LabConfig (addresses as in lab.toml: not reachable)."""
-    return parse_lab(STUDY_LAB_TOML, file="<the study's lab>")
 
 
 def storage_driver(lab: LabConfig) -> str:

@@ -28,8 +28,8 @@ from backend.probes import unreachable_gaps
 from backend.session import Session, read_session
 from backend.sim import loop as sim_loop
 from backend.sim.clock import IdleRuntime
-from backend.sim.labs import STUDY_LAB_TOML
 from backend.sim.model import Model
+from backend.sim.study import STUDY_LAB_TOML
 from tui.commands import run as run_command
 from tui.commands.common import BadInput
 

@@ -28,8 +28,9 @@ from backend.sim.assumptions import ScenarioInputs
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
 from backend.sim.direct import DirectRunner
-from backend.sim.labs import build_world, model_for, preparation, study_lab
+from backend.sim.labs import build_world, model_for, preparation
 from backend.sim.precopy import Summary
+from backend.sim.study import study_lab
 from backend.sim.world import Node, World
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.sim.labs import STUDY_LAB_TOML
+from backend.sim.study import STUDY_LAB_TOML
 from tui.commands import sim
 from tui.commands.common import BadInput
 

@@ -29,7 +29,7 @@ from backend.probes import (
     sysbench_memory_command,
     unreachable_gaps,
 )
-from backend.sim.labs import STUDY_LAB_TOML
+from backend.sim.study import STUDY_LAB_TOML
 from tests.support.sim_experiment import Experiment, Outcome, parse, run_experiment
 
 SEED = 0

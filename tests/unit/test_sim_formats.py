@@ -45,9 +45,10 @@ from backend.sim.clock import VirtualRuntime
 from backend.sim.commands import dbench, ping, sysbench
 from backend.sim.commands.base import Captured
 from backend.sim.commands.xl import list_row, print_stats
-from backend.sim.labs import STUDY_LAB_TOML, build_world, model_for, preparation, study_lab
+from backend.sim.labs import build_world, model_for, preparation
 from backend.sim.model import DomainRow
 from backend.sim.precopy import Record
+from backend.sim.study import STUDY_LAB_TOML, study_lab
 from backend.sim.world import World
 from backend.transport.base import CommandRecorder, CommandResult, HostRunner
 from tests.conftest import DATA

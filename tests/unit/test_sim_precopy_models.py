@@ -14,7 +14,6 @@ import pytest
 from backend.config import LabConfig, parse_lab
 from backend.sim import workloads as wl
 from backend.sim.assumptions import assumptions
-from backend.sim.labs import STUDY_LAB_TOML
 from backend.sim.memory import PAGE_SIZE, PAGES_PER_MIB
 from backend.sim.model import BOOT_S, LabParams, Model
 from backend.sim.precopy import PreCopy
@@ -27,6 +26,7 @@ from backend.sim.precopy_rules import (
     XenV2,
     rules_for,
 )
+from backend.sim.study import STUDY_LAB_TOML
 from backend.tomlfile import ConfigError
 
 SRC, DST = "xenserver1", "xenserver2"

@@ -14,7 +14,7 @@ import pytest
 from backend.config import parse_lab
 from backend.experiments.scenarios import find_scenario, parse_scenario
 from backend.sim.assumptions import SOURCES, ScenarioInputs, assumptions
-from backend.sim.labs import STUDY_LAB_TOML
+from backend.sim.study import STUDY_LAB_TOML
 from backend.tomlfile import ConfigError
 from tui.cli import main
 from tui.commands.run import scenario_inputs

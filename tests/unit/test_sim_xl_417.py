@@ -16,7 +16,8 @@ from backend.config import LabConfig, parse_lab
 from backend.drivers.parse_xl import MigratePhase, XlMigrateParser, parse_xl_info
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
-from backend.sim.labs import STUDY_LAB_TOML, build_world, model_for
+from backend.sim.labs import build_world, model_for
+from backend.sim.study import STUDY_LAB_TOML
 from tests.support.sim_experiment import Experiment, run_experiment
 
 XL = Path(__file__).resolve().parents[1] / "data" / "xl"

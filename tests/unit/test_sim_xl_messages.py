@@ -11,8 +11,9 @@ from __future__ import annotations
 from backend.drivers.parse_xl import MigratePhase, XlMigrateParser
 from backend.sim.clock import VirtualRuntime
 from backend.sim.commands.base import Captured
-from backend.sim.labs import build_world, model_for, preparation, study_lab
+from backend.sim.labs import build_world, model_for, preparation
 from backend.sim.model import BOOT_S
+from backend.sim.study import study_lab
 from backend.sim.world import World
 from tests.unit.test_sim_formats import ready_world
 

@@ -147,8 +147,9 @@ async def test_the_simulated_xl_4_17_asks_for_the_suspend_when_the_stop_window_o
     from backend.config import parse_lab
     from backend.sim.clock import VirtualRuntime
     from backend.sim.commands.base import Captured
-    from backend.sim.labs import STUDY_LAB_TOML, build_world, model_for, preparation
+    from backend.sim.labs import build_world, model_for, preparation
     from backend.sim.model import TICK
+    from backend.sim.study import STUDY_LAB_TOML
 
     lab = parse_lab(STUDY_LAB_TOML + '\n[simulation]\nxen_version = "4.17"\n', file="<t>")
     runtime = VirtualRuntime(model_for(lab))

@@ -34,7 +34,8 @@ from backend.experiments.runner import CONSOLE
 from backend.lab_session import LabSession
 from backend.sim import loop as sim_loop
 from backend.sim.lab import SimulatedLab
-from backend.sim.labs import check_simulatable, study_lab
+from backend.sim.labs import check_simulatable
+from backend.sim.study import study_lab
 from backend.terminal_text import printable
 from backend.tomlfile import ConfigError
 from tui.commands import SUBCOMMANDS

@@ -1,14 +1,16 @@
 """`miglab [--lab F] [--readonly]`: the console on a lab.
 
 The console drives a lab through a :class:`~tui.backend_api.ConsoleBackend`; the
-live one is :func:`tui.live_backend.make_backend`'s, imported when the console
-opens (not for ``--help``). The CLI's bare ``miglab`` and the ``console``
+live one is :func:`tui.live_backend.make_backend`'s, made once the console has drawn
+its first frame (:mod:`tui.deferred_backend`). The CLI's bare ``miglab`` and the ``console``
 subcommand share this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 from typing import Any
 
 from tui.commands import SUBCOMMANDS
@@ -41,10 +43,24 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tui.app import ThemeFileError, run_console
-    from tui.live_backend import make_backend
+    from tui.backend_api import ConsoleBackend, LabLayout
+    from tui.deferred_backend import DeferredBackend, load_modules
 
     lab = load(args.lab)
-    backend = make_backend(lab, readonly=args.readonly)
+    readonly = bool(args.readonly)
+
+    async def make(session_start: float, _cleanup: contextlib.AsyncExitStack) -> ConsoleBackend:
+        # The SSH stack and the drivers load after the first frame.
+        await load_modules("tui.live_backend")
+        from backend.experiments.scenarios import builtin_scenarios
+        from tui.live_backend import make_backend
+
+        await asyncio.to_thread(builtin_scenarios)  # read (and cached) off the event loop
+
+        return make_backend(lab, readonly=readonly, session_start=session_start)
+
+    layout = LabLayout.from_config(lab)
+    backend = DeferredBackend(layout, make, simulated=False, readonly=readonly)
     try:
         return run_console(backend, theme=args.theme)
     except ThemeFileError as error:

@@ -3,7 +3,8 @@
 It starts the simulated lab of the 2009 study (or, with ``--lab F``, of the lab F
 describes) in this process: SSH servers on loopback that answer xl, ietadm, iscsiadm,
 ping, sysbench and dbench in their real formats, on a simulated clock ``--speed``
-times as fast as the wall clock. The console then drives it exactly as it drives a
+times as fast as the wall clock, once the console has drawn its first frame (the
+first frame waits for nothing it does not show). The console then drives it exactly as it drives a
 real lab (the same LabController, drivers and runner, over SSH); the status bar's
 SIMULATED badge and the title say that it is not. On quit, whatever runs is stopped
 (its cleanup runs), the session log ``sessions/console-*.jsonl`` is saved, and the
@@ -20,11 +21,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.config import LabConfig
+from backend.sim.study import study_lab_data
+from tui.backend_api import ConsoleBackend, LabLayout
 from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_FAILED, BadInput, load
+from tui.deferred_backend import DeferredBackend, load_modules
 
 if TYPE_CHECKING:
+    from backend.config import LabConfig
     from tui.app import MiglabApp
 
 DEFAULT_SPEED = 10.0
@@ -104,10 +108,8 @@ def _source(path: str | None) -> LabConfig | None:
 
 def run(args: argparse.Namespace) -> int:
     source = _source(args.lab)
-    from backend.experiments.scenarios import builtin_scenarios
     from tui.app import ThemeFileError, load_themes
 
-    builtin_scenarios()  # read (and cached) here, not by the backend on the event loop
     if args.theme is not None:
         themes = [theme.name for theme in load_themes()]
         if args.theme not in themes:
@@ -136,15 +138,15 @@ async def _demo(
     log_dir: Path,
     theme: str | None,
 ) -> int:
-    try:
-        async with open_demo(
-            source, speed=speed, seed=seed, quick=quick, log_dir=log_dir, theme=theme
-        ) as app:
-            await app.run_async()
-            code = app.return_code or 0
-            log = app.backend.session_log
-    except DemoUnavailable as exc:
-        print(f"miglab: {exc}", file=sys.stderr)
+    async with open_demo(
+        source, speed=speed, seed=seed, quick=quick, log_dir=log_dir, theme=theme
+    ) as app:
+        await app.run_async()
+        code = app.return_code or 0
+        backend = app.backend
+    log = backend.session_log
+    if isinstance(backend, DeferredBackend) and backend.start_error is not None:
+        print(f"miglab: {backend.start_error}", file=sys.stderr)
         return EXIT_FAILED
     if log is not None:
         print(f"session log: {log} (`miglab report {log}`)")
@@ -161,29 +163,48 @@ async def open_demo(
     log_dir: Path = Path("sessions"),
     theme: str | None = None,
 ) -> AsyncIterator[MiglabApp]:
-    """The simulated lab up and the console app on it, not yet running; everything is
+    """The console app on the simulated lab, not yet running. The lab itself starts once
+    the console has drawn its first frame (:mod:`tui.deferred_backend`); everything is
     stopped on exit (the backend is closed if the app did not close it)."""
-    from backend.sim.lab import SimulatedLab
     from tui.app import MiglabApp
-    from tui.live_backend import make_backend
     from tui.widgets.safe_text import clean
 
-    try:
-        sim = await SimulatedLab.open(source, speed=speed, seed=seed)
-    except OSError as exc:
-        raise DemoUnavailable(f"cannot start the simulated lab: {exc}") from None
-    try:
-        backend = make_backend(
-            sim.lab_config, readonly=False, simulated=True, sim=sim, quick=quick, log_dir=log_dir
-        )
+    # The study's lab is read as plain TOML here (no models: they load after the first
+    # frame, with the simulated lab); a lab.toml was read and checked by the caller.
+    if source is not None:
+        layout = LabLayout.from_config(source)
+    else:
+        layout = LabLayout.from_lab_dump(study_lab_data())
+
+    async def make(session_start: float, cleanup: contextlib.AsyncExitStack) -> ConsoleBackend:
+        await load_modules("backend.sim.lab", "tui.live_backend")
+        from backend.experiments.scenarios import builtin_scenarios
+        from backend.sim.lab import SimulatedLab
+        from tui.live_backend import make_backend
+
+        await asyncio.to_thread(builtin_scenarios)  # read (and cached) off the event loop
+
         try:
-            app = MiglabApp(backend, theme=theme)
-            app.title = TITLE
-            # The lab's name is the user's text: shown as text (a header would parse markup).
-            name = clean(sim.source.lab.name)
-            app.sub_title = f"{name} at {speed:g}× speed, seed {seed}"
-            yield app
-        finally:
-            await backend.close()
+            sim = await SimulatedLab.open(source, speed=speed, seed=seed, epoch=session_start)
+        except OSError as exc:
+            raise DemoUnavailable(f"cannot start the simulated lab: {exc}") from None
+        cleanup.push_async_callback(sim.close)
+        return make_backend(
+            sim.lab_config,
+            readonly=False,
+            simulated=True,
+            sim=sim,
+            quick=quick,
+            log_dir=log_dir,
+            session_start=session_start,
+        )
+
+    backend = DeferredBackend(layout, make, simulated=True, readonly=False)
+    try:
+        app = MiglabApp(backend, theme=theme)
+        app.title = TITLE
+        # The lab's name is the user's text: shown as text (a header would parse markup).
+        app.sub_title = f"{clean(layout.name)} at {speed:g}× speed, seed {seed}"
+        yield app
     finally:
-        await sim.close()
+        await backend.close()

@@ -21,7 +21,7 @@ from textual.worker import Worker, WorkerState
 
 from backend.aio import wait_for
 from tui import keys
-from tui.backend_api import ConsoleBackend, RecordsEndStatus, ReplayControls
+from tui.backend_api import ActionRefused, ConsoleBackend, RecordsEndStatus, ReplayControls
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import Choice, scenario_choice
 from tui.widgets.lab_state import LabState
@@ -164,7 +164,11 @@ class ActionScreen(Screen[None]):
     def action_run_scenario(self) -> None:
         if self._refused(keys.BY_ACTION["run_scenario"]):
             return
-        scenarios = list(self.backend.scenarios())
+        try:
+            scenarios = list(self.backend.scenarios())
+        except ActionRefused as refused:  # the lab is still starting
+            self.notify(str(refused), severity="warning", timeout=3)
+            return
         if not scenarios:
             self.notify("This lab offers no scenarios.", severity="warning")
             return

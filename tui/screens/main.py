@@ -133,10 +133,15 @@ class MainScreen(ActionScreen):
         self.set_interval(GUEST_VALUES_S, self._show_guest_values, name="guest values")
         self.app.theme_changed_signal.subscribe(self, self._on_theme_changed)
         self.backend.subscribe(self._on_event)
-        self._start_backend()
+        painted = asyncio.Event()
+        self.call_after_refresh(painted.set)
+        self._start_backend(painted)
 
     @work(group="backend", exit_on_error=False)
-    async def _start_backend(self) -> None:
+    async def _start_backend(self, painted: asyncio.Event) -> None:
+        # The first frame goes out before the backend starts (a demo's lab, a live lab's
+        # connections): it shows the lab's layout, which needs neither.
+        await painted.wait()
         try:
             await self.backend.start()
         except Exception as error:  # the screen stays, showing hosts as they are
