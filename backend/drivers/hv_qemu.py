@@ -128,6 +128,8 @@ _HOST_TROUBLE = (
     QmpConnectionError,
 )
 _START_TIMEOUT_S = 60.0
+_CONSOLE_TAIL = 6
+"""Lines of a guest's console quoted when its QEMU ended mid-migration."""
 _QEMU_VERSION = re.compile(r"QEMU emulator version (\S+)")
 _MEMINFO = re.compile(r"^(MemTotal|MemAvailable|MemFree):\s+(\d+) kB$", re.MULTILINE)
 
@@ -591,8 +593,11 @@ class QemuDriver(HypervisorBase):
             self._finish(source, dest, None, started, error, guest_host=where)
             raise
         except _HOST_TROUBLE as exc:
+            ended = None
+            if isinstance(exc, QmpConnectionError):  # asked before the cleanup stops one
+                ended = await self._ended_qemus({source: src_pid, dest: dst_pid})
             where, left = await self._abandon(source, dest, dst_pid)
-            error = str(exc) if left is None else f"{exc}; {left}"
+            error = "; ".join(str(part) for part in (exc, ended, left) if part is not None)
             return self._finish(source, dest, None, started, error, guest_host=where)
         finally:
             for host in (source, dest):
@@ -627,6 +632,22 @@ class QemuDriver(HypervisorBase):
             if note is not None:
                 self.note(note)
             await self.sleep(self.poll_interval_s)
+
+    async def _ended_qemus(self, pids: Mapping[str, int | None]) -> str | None:
+        """After a QMP connection closed mid-migration: which QEMU is gone, with the last
+        lines of its guest's console (a guest that panics ends its QEMU: ``-no-reboot``,
+        ``panic=-1``). None if each still runs, or if no host can be asked."""
+        said: list[str] = []
+        for host, pid in pids.items():
+            with contextlib.suppress(*_HOST_TROUBLE):
+                if pid is None or await self._pid(host, pid) is not None:
+                    continue
+                argv = ["tail", "-n", str(_CONSOLE_TAIL), self.files(host).log]
+                lines = (await self.runner(host).run(argv, timeout=15)).stdout.splitlines()
+                shown = " | ".join(line.strip() for line in lines if line.strip())
+                console = f"; its console ended: {shown}" if shown else "; its console is empty"
+                said.append(f"the QEMU of {self.guest} on {host} (pid {pid}) is gone{console}")
+        return "; ".join(said) or None
 
     def _progress(self, source: str, dest: str, status: MigrationStatus) -> None:
         self._publish(progress_event(self.guest, source, dest, status))

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -325,6 +327,54 @@ async def test_convergence_policies_with_a_dirtying_guest(tgtd: Tgtd, run_dir: P
         assert await auto.domains("h1") == [] and not qemu_pids(auto.files("h1").qmp)
         await auto.destroy("h2")
         assert qemu_pids(run_dir) == []
+    finally:
+        for runner in runners.values():
+            await runner.close()
+
+
+async def test_a_source_qemu_that_dies_mid_migration_is_named_with_its_console(
+    tgtd: Tgtd, run_dir: Path
+) -> None:
+    """The source's QEMU killed while it migrates: the migration fails saying which QEMU
+    went and what its guest's console said last (a guest panic ends QEMU the same way:
+    -no-reboot), the destination is cleaned up, and nothing is left running."""
+    need("qemu-system-x86_64")
+    image = await dirtier_image()
+    text = qemu_lab_toml(
+        hosts_toml=local_hosts_toml(),
+        tgtd=tgtd,
+        image=image,
+        run_dir=run_dir,
+        migration_port=free_port(),
+        memory_mb=160,
+        bandwidth_mbit=64,  # 8 MB/s against 16 MiB rewritten all the time: it never ends
+        append="miglab.heartbeat=1 miglabtest.dirty_mib=16",
+    )
+    lab = parse_lab(text)
+    events = Events()
+    runners: dict[str, HostRunner] = {h: LocalRunner(h, events.append) for h in ("h1", "h2")}
+    driver = QemuDriver(lab, runners, events.append)
+    try:
+        await booted(driver, "h1")
+        await wait_for_console(
+            Path(driver.files("h1").log), "MIGLAB-TEST-DIRTIER", timeout=NO_DEADLINE
+        )
+        (source_pid,) = qemu_pids(driver.files("h1").qmp)
+        migration = asyncio.create_task(driver.migrate("h1", "h2"))
+        await until(lambda: events.of(MigrationProgress) or migration.done())
+        assert not migration.done(), migration.result()
+        os.kill(source_pid, signal.SIGKILL)
+        outcome = await asyncio.wait_for(migration, 120)
+        assert not outcome.ok
+        error = outcome.error or ""
+        assert "QMP connection" in error, error
+        assert f"the QEMU of guest on h1 (pid {source_pid}) is gone" in error, error
+        console = Path(driver.files("h1").log).read_text(errors="replace").splitlines()
+        last = [line.strip() for line in console if line.strip()][-1]
+        assert "its console ended: " in error and last in error, (last, error)
+        (finished,) = events.of(MigrationFinished)
+        assert not finished.ok and finished.error == error
+        assert await driver.domains("h2") == [] and qemu_pids(run_dir) == []
     finally:
         for runner in runners.values():
             await runner.close()
