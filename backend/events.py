@@ -214,7 +214,8 @@ class MigrationMeasured(Event):
 
     def network_text(self) -> str:
         """What the network saw of it, in one line (the console, `miglab run`)."""
-        lost = "" if self.lost_probes is None else f" ({self.lost_probes} pings lost)"
+        count = self.lost_probes
+        lost = "" if count is None else f" ({count} ping{'' if count == 1 else 's'} lost)"
         if self.lost_probes == 0 and self.unreachable_s == 0:
             parts = ["no ping lost"]  # silent for less than ping's interval, if at all
         elif self.unreachable_s is not None:

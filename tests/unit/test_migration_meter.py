@@ -110,5 +110,7 @@ def test_the_line_says_what_the_network_saw() -> None:
     )
     unknown = measured.model_copy(update={"unreachable_s": None, "lost_probes": None})
     assert unknown.network_text().startswith("unreachable unknown, ")
+    one_lost = measured.model_copy(update={"unreachable_s": 0.2, "lost_probes": 1})
+    assert one_lost.network_text().startswith("unreachable 0.20 s (1 ping lost), ")
     none_lost = measured.model_copy(update={"unreachable_s": 0.0, "lost_probes": 0})
     assert none_lost.network_text().startswith("no ping lost, ")
