@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tui.commands import SUBCOMMANDS
 from tui.commands.common import DEFAULT_LAB, BadInput, load
+
+if TYPE_CHECKING:
+    from backend.config import LabConfig
+    from tui.deferred_backend import DeferredBackend
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,25 +48,35 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tui.app import ThemeFileError, run_console
+
+    backend = console_backend(load(args.lab), readonly=bool(args.readonly))
+    try:
+        return run_console(backend, theme=args.theme)
+    except ThemeFileError as error:
+        raise BadInput(str(error)) from None
+
+
+def console_backend(
+    lab: LabConfig, *, readonly: bool, log_dir: Path | None = None
+) -> DeferredBackend:
+    """The console's backend on ``lab``: the live one, made after the first frame.
+    ``log_dir``: where the session log goes (default: the live backend's)."""
     from tui.backend_api import ConsoleBackend, LabLayout
     from tui.deferred_backend import DeferredBackend, load_modules
-
-    lab = load(args.lab)
-    readonly = bool(args.readonly)
 
     async def make(session_start: float, _cleanup: contextlib.AsyncExitStack) -> ConsoleBackend:
         # The SSH stack and the drivers load after the first frame.
         await load_modules("tui.live_backend")
         from backend.experiments.scenarios import builtin_scenarios
-        from tui.live_backend import make_backend
+        from tui.live_backend import DEFAULT_LOG_DIR, make_backend
 
         await asyncio.to_thread(builtin_scenarios)  # read (and cached) off the event loop
-
-        return make_backend(lab, readonly=readonly, session_start=session_start)
+        return make_backend(
+            lab,
+            readonly=readonly,
+            session_start=session_start,
+            log_dir=DEFAULT_LOG_DIR if log_dir is None else log_dir,
+        )
 
     layout = LabLayout.from_config(lab)
-    backend = DeferredBackend(layout, make, simulated=False, readonly=readonly)
-    try:
-        return run_console(backend, theme=args.theme)
-    except ThemeFileError as error:
-        raise BadInput(str(error)) from None
+    return DeferredBackend(layout, make, simulated=False, readonly=readonly)
