@@ -13,7 +13,7 @@ from tui import cli
 from tui.commands import SUBCOMMANDS, module_name
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("asyncssh", "pydantic", "plotext", "textual")
+HEAVY = ("asyncio", "asyncssh", "pydantic", "plotext", "textual")
 
 
 def imported_after(code: str) -> list[str]:

@@ -9,7 +9,6 @@ subcommand share this module.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +64,8 @@ def console_backend(
     from tui.deferred_backend import DeferredBackend, load_modules
 
     async def make(session_start: float, _cleanup: contextlib.AsyncExitStack) -> ConsoleBackend:
+        import asyncio  # here: `miglab --help` shares this module and needs no event loop
+
         # The SSH stack and the drivers load after the first frame.
         await load_modules("tui.live_backend")
         from backend.experiments.scenarios import builtin_scenarios
