@@ -13,7 +13,8 @@ this script reads what it draws, like a terminal would:
      the hosts' free memory drawn), with `--first-frame-only` to stop there.
   2. CPU use with 4 traces at 100 samples/s each (ping, sysbench cpu and memory,
      dbench) for --seconds (default 10), after a 3 s warm-up: the child's user+system
-     time from /proc/PID/stat over wall time. The samples are made in the child
+     time from /proc/PID/stat over wall time; and its resident memory beside a bare
+     Textual app's. The samples are made in the child
      (pydantic Sample events, as a backend would publish them); that part is
      measured on its own and reported too. Target: <= 15 % of one core.
   3. key-press-to-repaint latency while those traces stream: the time from writing
@@ -262,6 +263,13 @@ class Terminal:
         ticks = int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
 
+    def rss_mb(self) -> float:
+        """Resident memory (VmRSS) of the process, in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
     def close(self, quit_key: bytes = b"q") -> None:
         if self.process.poll() is None:
             os.write(self.master, quit_key)
@@ -325,6 +333,16 @@ def demo_frames(
         finally:
             terminal.close()
     return frames, looks, anchor
+
+
+def bare_rss(bare: list[str]) -> str:
+    """The bare Textual app's resident memory once it has drawn, for comparison."""
+    terminal = Terminal(bare)
+    try:
+        terminal.wait_for(b"bare-ready")
+        return f"the bare Textual app {terminal.rss_mb():.0f} MiB"
+    finally:
+        terminal.close()
 
 
 def ratio(ours: list[float], anchor: list[float]) -> str:
@@ -411,6 +429,7 @@ def main() -> None:
                 f"\n2. CPU with {len(PROBES)} traces x {RATE} samples/s for {wall1 - wall0:.1f} s"
             )
             print(f"   console process: {share:.1f} % of one core (target <= 15 %)")
+            print(f"   memory: console {terminal.rss_mb():.0f} MiB resident, {bare_rss(bare)}")
 
             latency: dict[str, list[float]] = {}
 
