@@ -63,7 +63,9 @@ class DeferredBackend:
         self._readonly = readonly
         self._session_start = time.time()
         self._callbacks: list[EventCallback] = []
-        self._made: asyncio.Future[ConsoleBackend] | None = None
+        self._inner: ConsoleBackend | None = None
+        self._making: asyncio.Future[None] | None = None  # done once make() has returned
+        self._ready: asyncio.Future[ConsoleBackend] | None = None  # done once it started
         self._cleanup = contextlib.AsyncExitStack()
         self._ping_wanted: tuple[float | None] | None = None
         self._end_status: EndStatus | None = None
@@ -74,32 +76,33 @@ class DeferredBackend:
     @property
     def start_error(self) -> Exception | None:
         """Why the real backend could not be made, if it could not."""
-        made = self._made
-        if made is None or not made.done() or made.cancelled():
+        ready = self._ready
+        if self._inner is not None or ready is None or not ready.done() or ready.cancelled():
             return None
-        error = made.exception()
+        error = ready.exception()
         return error if isinstance(error, Exception) else None
 
     @property
     def inner(self) -> ConsoleBackend | None:
-        """The real backend, once made."""
-        made = self._made
-        if made is None or not made.done() or made.cancelled() or made.exception():
-            return None
-        return made.result()
+        """The real backend, once made (it may still be starting)."""
+        return self._inner
 
     async def _backend(self) -> ConsoleBackend:
-        if self._made is None:
+        """The real backend once it has started: what every action waits for."""
+        if self._ready is None:
             raise ActionRefused("the lab is not started yet")
-        return await asyncio.shield(self._made)
+        return await asyncio.shield(self._ready)
 
     async def start(self) -> None:
-        if self._made is not None:
+        if self._ready is not None:
             await self._backend()
             return
         if self._closed:
             raise ActionRefused("the console is closing")
-        self._made = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[ConsoleBackend] = loop.create_future()
+        making: asyncio.Future[None] = loop.create_future()
+        self._ready, self._making = ready, making
         try:
             backend = await self._make(self._session_start, self._cleanup)
         except BaseException as error:
@@ -107,10 +110,12 @@ class DeferredBackend:
             reason = (
                 error if isinstance(error, Exception) else ActionRefused("the lab did not start")
             )
-            self._made.set_exception(reason)
-            self._made.exception()  # retrieved: asyncio need not warn about it
+            ready.set_exception(reason)
+            ready.exception()  # retrieved: asyncio need not warn about it
             await self._cleanup.aclose()
+            making.set_result(None)
             raise
+        self._inner = backend
         self._cleanup.push_async_callback(backend.close)
         for callback in self._callbacks:
             backend.subscribe(callback)
@@ -118,22 +123,23 @@ class DeferredBackend:
             backend.set_ping_interval(self._ping_wanted[0])
         if self._end_status is not None and isinstance(backend, RecordsEndStatus):
             backend.set_end_status(self._end_status)
+        making.set_result(None)
         try:
             await backend.start()
         finally:
             # Actions go ahead once it has started (its hosts connected), as they would
             # have without the deferral; a start that failed leaves a backend that works
             # as far as it can (a log that cannot be written), as it did before.
-            self._made.set_result(backend)
+            ready.set_result(backend)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._made is not None:
-            # A start under way ends first (its lab then closes with it).
-            with contextlib.suppress(Exception):
-                await self._backend()
+        if self._making is not None:
+            # A backend being made is closed once it is there (a start under way is the
+            # real backend's to stop, as it always was).
+            await asyncio.shield(self._making)
         await self._cleanup.aclose()
 
     # -- what the first frame shows ----------------------------------------------------------
