@@ -35,9 +35,8 @@ HOST_VCPUS = 2
 CPU_MODEL = "qemu64,+svm,+npt"
 # dom0 gets one vCPU of the host's two (the guest may use both). A PV dom0 under TCG pays
 # dearly for cross-vCPU work (each TLB shootdown and wakeup IPI goes through Xen and makes
-# QEMU's vCPU threads sync): with one, an idle 256 MiB guest's `xl migrate` took 49-57 s
-# instead of 140 s here, and a guest with both vCPUs busy survived 3 of 3 migrations
-# (with two dom0 vCPUs such a guest triple-faulted 3 of 3). Raw TCP between the dom0s is
+# QEMU's vCPU threads sync): with one, an idle 256 MiB guest's `xl migrate` took 43-57 s
+# instead of 105-140 s here, a warm `up` 16 s instead of 60. Raw TCP between the dom0s is
 # ~11 MB/s either way (the 100 Mbit/s link); ssh in dom0 is the bottleneck (~3-4 MB/s).
 DOM0_VCPUS = 1
 XEN_CMDLINE = (
