@@ -2,12 +2,12 @@
 on the Xen lab and on the QEMU sandbox, in one table.
 
 Prints numbers; asserts nothing. Needs root and a long time (under TCG one Xen migration
-of the 256 MiB guest takes minutes). Each lab is brought up in its own directory, used
-and taken down in turn (never both at once: they would share the 2 cores), unless
-``--xen-lab`` / ``--qemu-lab`` name labs that are up. For each lab: the idle guest
-migrated ``--repeat`` times, then a freshly booted guest running the RAM dirtier
-(``--dirty-mib`` of random data), every migration through LabController under a 10 ms
-ping from the storage host (the network-measured unreachable time).
+of the 256 MiB guest takes 45-60 s idle, about 2 minutes under the dirtier). Each lab is
+brought up in its own directory, used and taken down in turn (never both at once: they
+would share the 2 cores), unless ``--xen-lab`` / ``--qemu-lab`` name labs that are up. For
+each lab: the idle guest migrated ``--repeat`` times, then a freshly booted guest running
+the RAM dirtier (``--dirty-mib`` of random data), every migration through LabController
+under a 10 ms ping from the storage host (the network-measured unreachable time).
 
 The physical limit of a migration is memory / link: ``guest_mb * 8 / link_mbit``
 seconds. xl (4.17) prints no iteration counts and no downtime; QEMU gives both. On Xen

@@ -60,6 +60,9 @@ def test_the_xen_host_boots_xen_with_dom0_as_multiboot_modules(tmp_path: Path) -
     assert argv[argv.index("-cpu") + 1] == CPU_MODEL == "qemu64,+svm,+npt"
     assert argv[argv.index("-kernel") + 1] == str(tmp_path / "xen")
     assert "dom0_mem=1024M,max:1024M" in argv[argv.index("-append") + 1]
+    # Two host CPUs for Xen (the guest's two vCPUs), one of them for dom0 (xen_host.py).
+    assert argv[argv.index("-smp") + 1] == "2"
+    assert "dom0_max_vcpus=1" in argv[argv.index("-append") + 1].split()
     kernel, initrd = argv[argv.index("-initrd") + 1].split(",")
     assert initrd == str(tmp_path / "initrd.img")
     words = kernel.split()
