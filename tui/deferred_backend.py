@@ -33,8 +33,10 @@ from tui.backend_api import (
 )
 
 if TYPE_CHECKING:
+    from backend.config import LabConfig
     from backend.drivers.base import HostCommand
     from backend.session import EndStatus
+    from backend.sim.lab import SimulatedLab
 
 Make = Callable[[float, contextlib.AsyncExitStack], Awaitable[ConsoleBackend]]
 """Makes the real backend, given the session's start (its clock's t0) and an exit stack
@@ -50,6 +52,35 @@ async def load_modules(*names: str) -> None:
             importlib.import_module(name)
 
     await asyncio.to_thread(load)
+
+
+async def make_live_backend(
+    lab: LabConfig,
+    *,
+    readonly: bool,
+    session_start: float,
+    log_dir: Path | None = None,
+    simulated: bool = False,
+    sim: SimulatedLab | None = None,
+    quick: bool = False,
+) -> ConsoleBackend:
+    """:func:`tui.live_backend.make_backend` on ``lab``, its modules imported and the
+    built-in scenarios read in a worker thread (neither stops the console meanwhile).
+    ``log_dir``: where the session log goes (default: the live backend's)."""
+    await load_modules("tui.live_backend")
+    from backend.experiments.scenarios import builtin_scenarios
+    from tui.live_backend import DEFAULT_LOG_DIR, make_backend
+
+    await asyncio.to_thread(builtin_scenarios)  # read once and cached
+    return make_backend(
+        lab,
+        readonly=readonly,
+        simulated=simulated,
+        sim=sim,
+        log_dir=DEFAULT_LOG_DIR if log_dir is None else log_dir,
+        quick=quick,
+        session_start=session_start,
+    )
 
 
 class DeferredBackend:

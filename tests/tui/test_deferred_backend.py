@@ -118,8 +118,8 @@ async def test_a_lab_that_cannot_start_fails_its_actions_with_the_reason(
 
     monkeypatch.setattr(SimulatedLab, "open", refuse)
     async with demo.open_demo(speed=SPEED, quick=True, log_dir=tmp_path) as app:
+        shown = kept_toasts(app)  # before it runs: the failure is told right after a frame
         async with app.run_test(size=(120, 40)) as pilot:
-            shown = kept_toasts(app)
             await pilot.pause()
             await started(app)
             backend = app.backend

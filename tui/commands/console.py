@@ -2,8 +2,8 @@
 
 The console drives a lab through a :class:`~tui.backend_api.ConsoleBackend`; the
 live one is :func:`tui.live_backend.make_backend`'s, made once the console has drawn
-its first frame (:mod:`tui.deferred_backend`). The CLI's bare ``miglab`` and the ``console``
-subcommand share this module.
+its first frame (:mod:`tui.deferred_backend`). The CLI's bare ``miglab`` and the
+``console`` subcommand share this module.
 """
 
 from __future__ import annotations
@@ -61,22 +61,12 @@ def console_backend(
     """The console's backend on ``lab``: the live one, made after the first frame.
     ``log_dir``: where the session log goes (default: the live backend's)."""
     from tui.backend_api import ConsoleBackend, LabLayout
-    from tui.deferred_backend import DeferredBackend, load_modules
+    from tui.deferred_backend import DeferredBackend, make_live_backend
 
     async def make(session_start: float, _cleanup: contextlib.AsyncExitStack) -> ConsoleBackend:
-        import asyncio  # here: `miglab --help` shares this module and needs no event loop
-
         # The SSH stack and the drivers load after the first frame.
-        await load_modules("tui.live_backend")
-        from backend.experiments.scenarios import builtin_scenarios
-        from tui.live_backend import DEFAULT_LOG_DIR, make_backend
-
-        await asyncio.to_thread(builtin_scenarios)  # read (and cached) off the event loop
-        return make_backend(
-            lab,
-            readonly=readonly,
-            session_start=session_start,
-            log_dir=DEFAULT_LOG_DIR if log_dir is None else log_dir,
+        return await make_live_backend(
+            lab, readonly=readonly, session_start=session_start, log_dir=log_dir
         )
 
     layout = LabLayout.from_config(lab)

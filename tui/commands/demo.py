@@ -4,9 +4,9 @@ It starts the simulated lab of the 2009 study (or, with ``--lab F``, of the lab 
 describes) in this process: SSH servers on loopback that answer xl, ietadm, iscsiadm,
 ping, sysbench and dbench in their real formats, on a simulated clock ``--speed``
 times as fast as the wall clock, once the console has drawn its first frame (the
-first frame waits for nothing it does not show). The console then drives it exactly as it drives a
-real lab (the same LabController, drivers and runner, over SSH); the status bar's
-SIMULATED badge and the title say that it is not. On quit, whatever runs is stopped
+first frame waits for nothing it does not show). The console then drives it exactly as
+it drives a real lab (the same LabController, drivers and runner, over SSH); the status
+bar's SIMULATED badge and the title say that it is not. On quit, whatever runs is stopped
 (its cleanup runs), the session log ``sessions/console-*.jsonl`` is saved, and the
 simulated lab stops.
 """
@@ -25,7 +25,7 @@ from backend.sim.study import study_lab_data
 from tui.backend_api import ConsoleBackend, LabLayout
 from tui.commands import SUBCOMMANDS, numbers
 from tui.commands.common import EXIT_FAILED, BadInput, load
-from tui.deferred_backend import DeferredBackend, load_modules
+from tui.deferred_backend import DeferredBackend, load_modules, make_live_backend
 
 if TYPE_CHECKING:
     from backend.config import LabConfig
@@ -177,26 +177,22 @@ async def open_demo(
         layout = LabLayout.from_lab_dump(study_lab_data())
 
     async def make(session_start: float, cleanup: contextlib.AsyncExitStack) -> ConsoleBackend:
-        await load_modules("backend.sim.lab", "tui.live_backend")
-        from backend.experiments.scenarios import builtin_scenarios
+        await load_modules("backend.sim.lab")
         from backend.sim.lab import SimulatedLab
-        from tui.live_backend import make_backend
-
-        await asyncio.to_thread(builtin_scenarios)  # read (and cached) off the event loop
 
         try:
             sim = await SimulatedLab.open(source, speed=speed, seed=seed, epoch=session_start)
         except OSError as exc:
             raise DemoUnavailable(f"cannot start the simulated lab: {exc}") from None
         cleanup.push_async_callback(sim.close)
-        return make_backend(
+        return await make_live_backend(
             sim.lab_config,
             readonly=False,
+            session_start=session_start,
+            log_dir=log_dir,
             simulated=True,
             sim=sim,
             quick=quick,
-            log_dir=log_dir,
-            session_start=session_start,
         )
 
     backend = DeferredBackend(layout, make, simulated=True, readonly=False)
