@@ -11,10 +11,13 @@ needs, each migration proving several things, the tests in this order:
 host1 -> host2 under a 10 ms ping (test 3); back to host2 -> host1 as `miglab run
 migrate-ping --quick` (test 4); host1 -> host2 as `migrate-sysbench-cpu --quick` (test 5);
 then a migration back broken by killing the destination's sshd (test 6). Each test
-still sets up the placement it needs if run alone. It runs in CI (`make test`): with one
-dom0 vCPU (xen_host.py) the module took 4 min 52 s here on a warm sandbox, a migration
-about 45-60 s. Under load the guest's vCPU has triple-faulted in QEMU 7.2's emulated SVM
-(with two dom0 vCPUs, 3 of 3 loaded migrations; with one, none of 7 so far): a scenario
+still sets up the placement it needs if run alone. It runs when ``MIGLAB_XEN_E2E=1``:
+with one dom0 vCPU (xen_host.py) the module took 4 min 52 s here on a warm sandbox, a
+migration about 45-60 s, and passed 3 of 4 runs (two of them cold CI runs); in the
+fourth the loaded guest's SSH opened no channel in time after its migration, so
+migrate-sysbench-cpu's after-phase had no samples. Not in CI until that is settled.
+Under load the guest's vCPU has triple-faulted in QEMU 7.2's emulated SVM (with two
+dom0 vCPUs, 3 of 3 loaded migrations; with one, none of 9 so far): a scenario
 run that fails that way is an expected failure (:func:`run_cli`), anything else fails.
 ``MIGLAB_REQUIRE_SYSTEM=1`` makes a missing prerequisite fail.
 """
@@ -57,7 +60,16 @@ from tests.e2e.test_lab_on_sandbox import (
     wait_until_answers,
 )
 
-pytestmark = [pytest.mark.system, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(
+        os.environ.get("MIGLAB_XEN_E2E") != "1",
+        reason="opt-in (MIGLAB_XEN_E2E=1): 5 min here with one dom0 vCPU, but in 1 of 4 "
+        "runs the loaded guest's dropbear opened no channel in time after its migration "
+        "(TCG), so migrate-sysbench-cpu's after-phase had no samples (see README)",
+    ),
+]
 
 HV_HOSTS = ("host1", "host2")
 
