@@ -794,16 +794,18 @@ class Simulation(_Model):
 
 
 class Console(_Model):
-    """How the console watches the lab by itself, between and during actions."""
+    """How a session watches the lab by itself, between and during actions and runs."""
 
     ping_interval_s: float = Field(default=0.1, ge=0.002, le=60)
-    """Seconds between the console's own pings of the guest, sent from the storage node
-    while the guest runs (as the 2009 study did): the resolution of every migration's
-    unreachable time. 0.002 to 60; 0.1 by default; the key i changes it at run time.
+    """Seconds between miglab's own pings of the guest, sent from the storage node while
+    the guest runs (as the 2009 study did), in the console and in ``miglab run``: the
+    resolution of every migration's unreachable time. 0.002 to 60; 0.1 by default;
+    the console's key i changes it at run time.
     Below 0.2 s, iputils older than 20210722 want root on the storage node."""
 
     ping: bool = True
-    """false: the console does not ping the guest by itself (scenarios still do)."""
+    """false: miglab does not ping the guest by itself (a scenario's ping probe still
+    does)."""
 
 
 class LabConfig(_Model):
@@ -830,7 +832,8 @@ class LabConfig(_Model):
     """Assumptions for ``miglab run --sim --lab`` (ignored by the real lab)."""
 
     console: Console = Field(default_factory=Console)
-    """What the console does by itself (its ping of the guest)."""
+    """What miglab does by itself in a session, the console's or a run's (its ping of
+    the guest)."""
 
     _source_file: str | None = PrivateAttr(default=None)
     _digest: str | None = PrivateAttr(default=None)

@@ -1,14 +1,16 @@
-"""The console's own ping of the guest: from the storage node, while the guest runs.
+"""The session's own ping of the guest: from the storage node, while the guest runs.
 
-The 2009 study watched every migration with a ping from the storage node. The console
-does the same by itself, so a migration made by a key is measured like one in a
-scenario: the guest pane's RTT, the RTT trace with its losses, and each migration's
-network-measured unreachable time (the session's MigrationMeter reads these samples).
+The 2009 study watched every migration with a ping from the storage node. A lab
+session does the same by itself, so every migration is measured by the network, made
+by a key or in a scenario, in the console or in ``miglab run``: the guest pane's RTT,
+the RTT trace with its losses, and each migration's network-measured unreachable time
+(the session's MigrationMeter and a run's analysis read these samples).
 
 It pings while a hypervisor host runs the guest (the ``domain.state`` events say where)
-and through a migration, whatever the copies' states say meanwhile; not while a
-scenario runs (its own probes measure then: two pings from one host would be one
-trace), nor once the guest is gone. Its samples are named after the storage host, as a
+and through a migration, whatever the copies' states say meanwhile, and through a
+scenario's run, unless that scenario pings the guest from the storage node itself (two
+pings from one host would be one trace: the scenario's, at its own interval, measures
+then). Not once the guest is gone. Its samples are named after the storage host, as a
 scenario's ping from there is.
 """
 
@@ -55,7 +57,9 @@ class GuestPinger:
         self.interval_s: float | None = lab.console.ping_interval_s if lab.console.ping else None
         self._states: dict[str, str] = {}  # hypervisor host -> the guest's state there
         self._migrating = False
-        self._experiment = False
+        self._next_run = (False, False)  # see next_run
+        self._yielding = False  # a run that pings from the storage node is on
+        self._ending = False  # the run that ends the session is on
         self._closed = False
         self._task: asyncio.Task[CommandResult] | None = None
         self._failed = False  # the last ping ended by itself: not again until things change
@@ -77,10 +81,11 @@ class GuestPinger:
                 self._states[event.source] = ABSENT
                 self._states[event.dest] = "running"
         elif isinstance(event, ExperimentStarted):
-            self._experiment = True
+            (self._yielding, self._ending), self._next_run = self._next_run, (False, False)
         elif isinstance(event, ExperimentFinished):
-            self._experiment = False
+            self._yielding = False
             self._failed = False
+            self._closed = self._closed or self._ending
         elif (
             isinstance(event, HostState)
             and event.host == self._lab.storage.host
@@ -90,6 +95,12 @@ class GuestPinger:
         else:
             return
         self._update()
+
+    def next_run(self, *, pings: bool, ends_session: bool) -> None:
+        """Say what the next scenario run (its ``experiment.started``) is: ``pings``, it
+        pings the guest from the storage node itself (this ping pauses until it finishes);
+        ``ends_session``, the session ends with it (``miglab run``: no ping after it)."""
+        self._next_run = (pings, ends_session)
 
     def set_interval(self, interval_s: float | None) -> None:
         """Ping every ``interval_s`` from now on (None: stop pinging)."""
@@ -105,7 +116,7 @@ class GuestPinger:
         return (
             runs
             and self.interval_s is not None
-            and not self._experiment
+            and not self._yielding
             and not self._closed
             and not self._failed
         )
@@ -151,7 +162,7 @@ class GuestPinger:
                 why = result.failure or f"exit status {result.exit_status}"
                 if result.stderr.strip():
                     why += f": {result.stderr.strip()[-300:]}"
-            text = f"the console's ping of the guest from {storage} ended: {why}"
+            text = f"the session's ping of the guest from {storage} ended: {why}"
             self._publish(Note(text=text, level="warning"))
 
         task.add_done_callback(ended)

@@ -8,6 +8,9 @@ A :class:`LabSession` owns, for one lab:
 * the clock: wall time, or a simulated lab's (then events are stamped with it while
   the session is open, the runner waits on it, and the log's header says how the lab
   was simulated);
+* the session's own ping of the guest from the storage node
+  (:class:`~backend.guest_pinger.GuestPinger`), while the guest runs, through every
+  migration and every scenario that does not ping it from there itself;
 * the migration meter (:class:`~backend.experiments.migration_meter.MigrationMeter`):
   every migration, by a key or in a scenario, measured once the guest answers ping
   again (``migration.measured``), the last one at the latest when the log ends;
@@ -39,7 +42,9 @@ from backend.events import Event, EventBus, set_clock
 from backend.experiments.migration_meter import MigrationMeter
 from backend.experiments.runner import CONSOLE, ExperimentRunner, Sleep
 from backend.experiments.scenarios import Scenario
+from backend.guest_pinger import GuestPinger
 from backend.lab import LabController
+from backend.probes.ping import PROBE as PING
 from backend.session import EndStatus, SessionLogWriteError, SessionRecorder, make_header
 from backend.transport.base import HostRunner, TransportError
 from backend.transport.hosts import Hosts
@@ -88,7 +93,11 @@ class LabSession:
         self.meter = MigrationMeter(
             self.bus.publish, memory_mb=lab.guest.memory_mb, link_mbit=lab.lab.link_mbit
         )
-        self._unsubscribe_meter = self.bus.subscribe(self.meter.feed)
+        self.pinger = GuestPinger(lab, self.hosts, self.bus.publish, clock=self.clock)
+        self._unsubscribe_listeners = [
+            self.bus.subscribe(self.meter.feed),
+            self.bus.subscribe(self.pinger.seen),
+        ]
 
     # -- the bus and the clock -------------------------------------------------------------
 
@@ -172,8 +181,10 @@ class LabSession:
         await self.log.open(header, on_failure)
 
     async def end_log(self, status: EndStatus) -> SessionLogWriteError | None:
-        """End the session log with ``status``, a migration still waiting for ping measured
-        first (with what there is). Why the log could not be written, if so."""
+        """End the session log with ``status``: the session's ping stopped first (its end is
+        in the log), a migration still waiting for ping measured (with what there is). Why
+        the log could not be written, if so."""
+        await self.pinger.close()
         self.meter.flush()
         return await self.log.close(status) if self.log is not None else None
 
@@ -235,6 +246,7 @@ class LabSession:
         the session log (``miglab run``); without, it records into a log that is already
         being written (the console's)."""
         sim = self.sim
+        self.pinger.next_run(pings=pings_from_storage(scenario, self.lab), ends_session=records)
         return ExperimentRunner(
             self,
             scenario,
@@ -250,12 +262,15 @@ class LabSession:
     async def close(self, status: EndStatus | None = None) -> SessionLogWriteError | None:
         """Close the hosts, then end the log with ``status`` (if it is still being written:
         None leaves that to whoever began it), and stop the session's own listeners (the
-        log's, the migration meter's). Why the log could not be written, if so."""
+        log's, the migration meter's, the ping's). Why the log could not be written, if so."""
+        await self.pinger.close()  # before its host's connection goes
         await self.hosts.close()
         error = None
         if status is not None:
             error = await self.end_log(status)
-        self._unsubscribe_meter()
+        for unsubscribe in self._unsubscribe_listeners:
+            unsubscribe()
+        self._unsubscribe_listeners.clear()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -263,3 +278,11 @@ class LabSession:
             set_clock(None)
             self._clock_set = False
         return error
+
+
+def pings_from_storage(scenario: Scenario, lab: LabConfig) -> bool:
+    """Whether ``scenario`` pings the guest from the storage node by itself."""
+    return any(
+        entry.kind == PING and scenario.host_of(entry, lab) == lab.storage.host
+        for entry in scenario.entries
+    )

@@ -14,8 +14,8 @@ hosts, clock, session log, drivers and LabController) with a
 * The poller (:mod:`backend.host_poller`) looks at the lab every few seconds while no
   action runs and publishes what changed as the events the panes draw. An action
   first lets a look in flight finish (briefly: it only looks).
-* The pinger (:mod:`backend.guest_pinger`) pings the guest from the storage node while
-  it runs (every ``[console] ping_interval_s``, 0.1 s by default; the key i changes
+* The session's pinger (:mod:`backend.guest_pinger`) pings the guest from the storage
+  node while it runs (every ``[console] ping_interval_s``, 0.1 s by default; the key i changes
   it): the guest pane's RTT, the RTT trace, and every migration's unreachable time
   (the session's migration meter).
 * Actions map onto :class:`~backend.lab.LabController` (which holds every safety rule:
@@ -63,7 +63,6 @@ from backend.drivers.base import (
 from backend.events import CommandFinished, CommandStarted, Event, Note
 from backend.experiments.runner import RunAborted
 from backend.experiments.scenarios import Scenario, builtin_scenarios, describe_timeline
-from backend.guest_pinger import GuestPinger
 from backend.host_poller import POLL_S, HostPoller
 from backend.lab import LabController
 from backend.lab_session import LabSession
@@ -173,15 +172,14 @@ class LiveBackend:
             busy=lambda: bool(self._actions),
             poll_s=poll_s,
         )
-        self._pinger = GuestPinger(lab, self._hosts, self._bus.publish, clock=self._clock)
+        self._pinger = self._session.pinger
         self._started = False
         self._closed = False
-        # Dropped at close: the console's view, the poller and the pinger listen as long
-        # as the backend.
+        # Dropped at close: the console's view and the poller listen as long as the
+        # backend.
         self._subscriptions = [
             self._bus.subscribe(self._track),
             self._bus.subscribe(self._poller.seen),
-            self._bus.subscribe(self._pinger.seen),
         ]
 
     def _renamed(self, attempt: int) -> Path:

@@ -171,9 +171,9 @@ def expected_rows() -> set[tuple[str, int, int, str, int | None]]:
         for link in (100, 1000):
             for rep in (1, 2, 3):
                 rows |= {(scenario, link, rep, f"migration.{m}", 1) for m in MIGRATION_METRICS}
-                rows |= {
-                    (scenario, link, rep, f"{SERIES[scenario]}.{f}", None) for f in PROBE_FIELDS
-                }
+                # The session pings the guest through every run: ping's row in each.
+                for series in dict.fromkeys((SERIES[scenario], "ping.rtt_ms")):
+                    rows |= {(scenario, link, rep, f"{series}.{f}", None) for f in PROBE_FIELDS}
     return rows
 
 
@@ -197,7 +197,7 @@ def test_the_results_table_has_exactly_one_row_per_run_migration_and_metric(
         )
         for r in rows
     ]
-    assert len(keys) == len(set(keys)) == 18 * (6 + 5)
+    assert len(keys) == len(set(keys)) == 6 * (6 + 5) + 12 * (6 + 5 + 5)  # ping's 5 more
     assert set(keys) == expected_rows()
     assert {r["campaign"] for r in rows} == {"links"}
     assert {r["status"] for r in rows} == {"ok"}
@@ -205,6 +205,10 @@ def test_the_results_table_has_exactly_one_row_per_run_migration_and_metric(
     totals = {(k[0], k[1]): float(r["value"]) for k, r in zip(keys, rows, strict=True)
               if k[3] == "migration.total_s"}  # fmt: skip
     assert all(totals[(s, 1000)] < totals[(s, 100)] / 5 for s in SCENARIOS)
+    # Every run's migration is measured by the network, the session's ping's or its own.
+    unreachable = [r["value"] for k, r in zip(keys, rows, strict=True)
+                   if k[3] == "migration.unreachable_s"]  # fmt: skip
+    assert len(unreachable) == 18 and all(value != "" for value in unreachable)
 
 
 def readme_query() -> str:
@@ -247,7 +251,7 @@ def test_parquet_has_the_same_rows_typed(campaign: Done, tmp_path: Path) -> None
     assert types["link_mbit"] == "BIGINT" and types["value"] == "DOUBLE"
     assert types["simulated"] == "BOOLEAN" and types["metric"] == "VARCHAR"
     counted = duckdb.sql(f"SELECT count(*) FROM '{tmp_path / 'r.parquet'}'").fetchall()
-    assert counted == [(18 * 11,)]
+    assert counted == [(len(expected_rows()),)]
 
 
 def test_compare_100_vs_1000_mbit_shows_a_tenth_of_the_time_with_intervals_apart(

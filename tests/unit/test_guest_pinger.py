@@ -52,16 +52,38 @@ async def test_it_pings_while_the_guest_runs_and_waits_for_the_storage_node() ->
         [started] = pings(events)
         assert started.host == "storage" and started.argv[-1] == "127.0.0.1"
         assert "0.1" in started.argv  # [console] ping_interval_s's default
-        # A scenario measures with its own probes: the console's ping pauses meanwhile.
-        pinger.seen(ExperimentStarted(scenario="s", title="t", repetitions=1, migrations=1,
-                                      sequence="x", timeline={}))  # fmt: skip
+        # A scenario without its own ping from the storage node: the ping goes on.
+        started_run = ExperimentStarted(
+            scenario="s", title="t", repetitions=1, migrations=1, sequence="x", timeline={}
+        )
+        pinger.seen(started_run)
+        assert pinger.pinging
+        pinger.seen(ExperimentFinished(scenario="s", status="ok"))
+        assert pinger.pinging and len(pings(events)) == 1
+        # One that pings from there itself measures with its ping: this one pauses meanwhile.
+        pinger.next_run(pings=True, ends_session=False)
+        pinger.seen(started_run)
         assert not pinger.pinging
         pinger.seen(ExperimentFinished(scenario="s", status="ok"))
         assert pinger.pinging
         await until(lambda: len(pings(events)) == 2)
-        # The guest is gone from every host: no more pinging.
+        pinger.seen(started_run)  # the next run, told nothing, does not ping by itself
+        assert pinger.pinging
+        pinger.seen(ExperimentFinished(scenario="s", status="ok"))
+        # The guest is gone from every host: no more pinging, until it runs again.
         pinger.seen(DomainState(host="xen1", domain=guest, state="absent"))
         assert not pinger.pinging
+        pinger.seen(DomainState(host="xen1", domain=guest, state="running"))
+        assert pinger.pinging
+        await until(lambda: len(pings(events)) == 3)
+        # A run that ends the session (miglab run): no ping after it.
+        pinger.next_run(pings=False, ends_session=True)
+        pinger.seen(started_run)
+        assert pinger.pinging
+        pinger.seen(ExperimentFinished(scenario="s", status="ok"))
+        assert not pinger.pinging
+        pinger.seen(DomainState(host="xen1", domain=guest, state="running"))
+        assert not pinger.pinging and len(pings(events)) == 3
         assert not [e for e in events if isinstance(e, Note)]  # stopped on purpose: no warning
     finally:
         await pinger.close()

@@ -72,7 +72,7 @@ async def test_a_log_that_exists_is_never_overwritten(tmp_path: Path) -> None:
 
 async def test_without_a_log_the_session_does_not_record(tmp_path: Path) -> None:
     lab = session(None)
-    assert lab.bus.subscriber_count == 1 and lab.log_path is None  # its migration meter
+    assert lab.bus.subscriber_count == 2 and lab.log_path is None  # its meter and its ping
     await lab.open_log({}, lambda error: None)  # nothing to begin
     await lab.close("ok")
     assert list(tmp_path.iterdir()) == []
