@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, need_root
-from tests.support.sshd import Sshd, free_port
+from tests.support.sshd import Sshd, loopback_xen_lab
 from tests.support.tgtd import Tgtd, disk_image, free_control_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,34 +49,9 @@ def test_a_failed_command_in_the_dry_run_is_a_message_and_exit_1(
     control_port = free_control_port()
     lab = tmp_path / "lab.toml"
     lab.write_text(
-        f"""\
-[lab]
-name = "loopback"
-link_mbit = 1000
-
-{server.host_toml("storage")}
-{server.host_toml("xen1")}
-{server.host_toml("xen2")}
-[storage]
-host = "storage"
-driver = "tgt"
-iqn = "iqn.2026-11.test.miglab:disk"
-device = "{tmp_path / "disk.img"}"
-portal = "127.0.0.1:{free_port()}"
-tgt_control_port = {control_port}
-
-[hypervisor]
-driver = "xen"
-hosts = ["xen1", "xen2"]
-
-[guest]
-name = "guest"
-address = "127.0.0.1"
-port = {server.port}
-vcpus = 1
-memory_mb = 256
-config = "/etc/xen/guest.cfg"
-"""
+        loopback_xen_lab(
+            server, tmp_path / "disk.img", tgt_control_port=control_port, guest_port=server.port
+        )
     )
     done = miglab("run", "migrate-ping", "--lab", str(lab), "--dry-run")
     assert "Traceback" not in done.stderr, done.stderr

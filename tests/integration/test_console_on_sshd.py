@@ -16,7 +16,7 @@ from backend.config import parse_lab
 from backend.events import Event, HostState
 from backend.session import read_session
 from tests.conftest import need
-from tests.support.sshd import Sshd, free_port
+from tests.support.sshd import Sshd, loopback_xen_lab
 from tests.support.waiting import until
 from tests.tui.conftest import quit_console, started
 from tests.tui.sim_backend import bound_textual_idle_wait
@@ -40,35 +40,7 @@ async def test_the_readonly_console_draws_first_then_connects_over_ssh(
     server: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bound_textual_idle_wait(monkeypatch)
-    lab = parse_lab(
-        f"""\
-[lab]
-name = "loopback"
-link_mbit = 1000
-
-{server.host_toml("storage")}
-{server.host_toml("xen1")}
-{server.host_toml("xen2")}
-[storage]
-host = "storage"
-driver = "tgt"
-iqn = "iqn.2026-12.test.miglab:disk"
-device = "{tmp_path / "disk.img"}"
-portal = "127.0.0.1:{free_port()}"
-
-[hypervisor]
-driver = "xen"
-hosts = ["xen1", "xen2"]
-
-[guest]
-name = "guest"
-address = "127.0.0.1"
-vcpus = 1
-memory_mb = 256
-config = "/etc/xen/guest.cfg"
-""",
-        file="lab.toml",
-    )
+    lab = parse_lab(loopback_xen_lab(server, tmp_path / "disk.img"), file="lab.toml")
     backend = console_backend(lab, readonly=True, log_dir=tmp_path / "sessions")
     seen: list[Event] = []
     backend.subscribe(seen.append)

@@ -98,6 +98,24 @@ def with_hypervisor(lab: LabConfig, **changes: Any) -> LabConfig:
     return lab.model_copy(update={"hypervisor": lab.hypervisor.model_copy(update=changes)})
 
 
+async def qemu_lab(
+    tgtd: Tgtd, run_dir: Path, *, hosts_toml: str | None = None, **options: Any
+) -> LabConfig:
+    """A QEMU lab of two hosts (local ones unless ``hosts_toml``) running the dirtier
+    guest image from ``tgtd``; ``options`` go to :func:`qemu_lab_toml`."""
+    need("qemu-system-x86_64")
+    image = await dirtier_image()
+    text = qemu_lab_toml(
+        hosts_toml=hosts_toml if hosts_toml is not None else local_hosts_toml(),
+        tgtd=tgtd,
+        image=image,
+        run_dir=run_dir,
+        migration_port=free_port(),
+        **options,
+    )
+    return parse_lab(text)
+
+
 async def booted(driver: QemuDriver, host: str) -> str:
     """Boot the guest on ``host`` and return its ready line."""
     log = Path(driver.files(host).log)
@@ -132,17 +150,7 @@ async def check_migrated(
 
 
 async def test_boot_migrate_and_cancel_between_local_hosts(tgtd: Tgtd, run_dir: Path) -> None:
-    need("qemu-system-x86_64")
-    image = await dirtier_image()
-    text = qemu_lab_toml(
-        hosts_toml=local_hosts_toml(),
-        tgtd=tgtd,
-        image=image,
-        run_dir=run_dir,
-        migration_port=free_port(),
-        bandwidth_mbit=400,
-    )
-    lab = parse_lab(text)
+    lab = await qemu_lab(tgtd, run_dir, bandwidth_mbit=400)
     events = Events()
     runners: dict[str, HostRunner] = {h: LocalRunner(h, events.append) for h in ("h1", "h2")}
     driver = hypervisor_driver(lab, runners, events.append)
@@ -219,17 +227,8 @@ async def test_boot_migrate_and_cancel_between_local_hosts(tgtd: Tgtd, run_dir: 
 
 
 async def test_migrate_between_ssh_hosts(sshd: Sshd, tgtd: Tgtd, run_dir: Path) -> None:
-    need("qemu-system-x86_64")
-    image = await dirtier_image()
-    text = qemu_lab_toml(
-        hosts_toml=sshd.host_toml("h1") + "\n" + sshd.host_toml("h2"),
-        tgtd=tgtd,
-        image=image,
-        run_dir=run_dir,
-        migration_port=free_port(),
-        bandwidth_mbit=400,
-    )
-    lab = parse_lab(text)
+    hosts_toml = sshd.host_toml("h1") + "\n" + sshd.host_toml("h2")
+    lab = await qemu_lab(tgtd, run_dir, hosts_toml=hosts_toml, bandwidth_mbit=400)
     events = Events()
     hosts = Hosts(lab, events.append)
     try:
@@ -263,21 +262,15 @@ async def test_convergence_policies_with_a_dirtying_guest(tgtd: Tgtd, run_dir: P
     converges at QEMU's 300 ms downtime limit: raise-downtime gets it across; with
     auto-converge QEMU throttles its vCPUs once the policy releases the throttle (run to
     the end, that took ~26 s and a 99 % throttle here: the test cancels it instead)."""
-    need("qemu-system-x86_64")
-    image = await dirtier_image()
-    text = qemu_lab_toml(
-        hosts_toml=local_hosts_toml(),
-        tgtd=tgtd,
-        image=image,
-        run_dir=run_dir,
-        migration_port=free_port(),
+    lab = await qemu_lab(
+        tgtd,
+        run_dir,
         memory_mb=160,
         bandwidth_mbit=256,
         append="miglab.heartbeat=1 miglabtest.dirty_mib=16",
         convergence="raise-downtime",
         after_syncs=2,
     )
-    lab = parse_lab(text)
     events = Events()
     runners: dict[str, HostRunner] = {h: LocalRunner(h, events.append) for h in ("h1", "h2")}
     driver = QemuDriver(lab, runners, events.append)
@@ -338,19 +331,13 @@ async def test_a_source_qemu_that_dies_mid_migration_is_named_with_its_console(
     """The source's QEMU killed while it migrates: the migration fails saying which QEMU
     went and what its guest's console said last (a guest panic ends QEMU the same way:
     -no-reboot), the destination is cleaned up, and nothing is left running."""
-    need("qemu-system-x86_64")
-    image = await dirtier_image()
-    text = qemu_lab_toml(
-        hosts_toml=local_hosts_toml(),
-        tgtd=tgtd,
-        image=image,
-        run_dir=run_dir,
-        migration_port=free_port(),
+    lab = await qemu_lab(
+        tgtd,
+        run_dir,
         memory_mb=160,
         bandwidth_mbit=64,  # 8 MB/s against 16 MiB rewritten all the time: it never ends
         append="miglab.heartbeat=1 miglabtest.dirty_mib=16",
     )
-    lab = parse_lab(text)
     events = Events()
     runners: dict[str, HostRunner] = {h: LocalRunner(h, events.append) for h in ("h1", "h2")}
     driver = QemuDriver(lab, runners, events.append)

@@ -132,3 +132,38 @@ LogLevel ERROR
         ]
         lines += [f"{key} = {value}" for key, value in extra.items()]
         return "\n".join(lines) + "\n"
+
+
+def loopback_xen_lab(
+    sshd: Sshd, disk: Path, *, tgt_control_port: int | None = None, guest_port: int | None = None
+) -> str:
+    """A Xen lab.toml whose three hosts are ``sshd`` and whose guest is 127.0.0.1: real
+    SSH, no xl or tgtd behind it (the test says which of the lab's commands it needs)."""
+    control = f"tgt_control_port = {tgt_control_port}\n" if tgt_control_port else ""
+    port = f"port = {guest_port}\n" if guest_port else ""
+    return f"""\
+[lab]
+name = "loopback"
+link_mbit = 1000
+
+{sshd.host_toml("storage")}
+{sshd.host_toml("xen1")}
+{sshd.host_toml("xen2")}
+[storage]
+host = "storage"
+driver = "tgt"
+iqn = "iqn.2026-12.test.miglab:disk"
+device = "{disk}"
+portal = "127.0.0.1:{free_port()}"
+{control}
+[hypervisor]
+driver = "xen"
+hosts = ["xen1", "xen2"]
+
+[guest]
+name = "guest"
+address = "127.0.0.1"
+{port}vcpus = 1
+memory_mb = 256
+config = "/etc/xen/guest.cfg"
+"""
