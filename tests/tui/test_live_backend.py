@@ -28,6 +28,7 @@ from backend.events import (
     CommandStarted,
     DomainState,
     Event,
+    ExperimentStarted,
     HostResources,
     HostState,
     InitiatorSession,
@@ -517,3 +518,19 @@ async def test_the_ping_interval_changes_at_once_and_off_stops_pinging(
     assert backend.ping_interval_s is None
     with pytest.raises(ValueError):
         backend.set_ping_interval(0.0001)  # below what ping takes
+
+
+async def test_a_scenario_without_a_ping_of_its_own_is_measured_by_the_consoles(
+    opened: Callable[..., Any],
+) -> None:
+    lab = await opened()
+    backend = lab.live
+    await backend.run_scenario("migrate-sysbench-cpu")
+    await lab.until(lambda: bool(lab.of(MigrationMeasured)))
+    [measured] = lab.of(MigrationMeasured)
+    assert measured.ok and measured.unreachable_s is not None and measured.lost_probes == 0
+    pings = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]
+    assert [(e.host, "0.1" in e.argv) for e in pings] == [(STORAGE, True)]  # the console's
+    replies = [s for s in lab.of(Sample) if s.probe == "ping" and "rtt_ms" in s.values]
+    started = next(e.t for e in lab.events if isinstance(e, ExperimentStarted))
+    assert any(s.t is not None and s.t > started for s in replies)  # through the run
