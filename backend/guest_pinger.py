@@ -111,6 +111,13 @@ class GuestPinger:
         self._stop()
         self._update()
 
+    def command(self) -> list[str] | None:
+        """The ping this session sends from the storage node while the guest runs (None:
+        it does not ping)."""
+        if self.interval_s is None:
+            return None
+        return PingOptions(interval_s=self.interval_s).argv(self._lab.guest.address)
+
     def _wanted(self) -> bool:
         runs = any(state in ALIVE for state in self._states.values()) or self._migrating
         return (
@@ -134,7 +141,8 @@ class GuestPinger:
         runner = self._hosts.get(storage)
         if runner is None:
             return  # not connected yet: its host.state "connected" tries again
-        argv = PingOptions(interval_s=self.interval_s).argv(self._lab.guest.address)
+        argv = self.command()
+        assert argv is not None
         parser = PING.new_parser(storage, self._clock)
 
         def on_line(stream: str, line: str) -> None:

@@ -44,7 +44,6 @@ from backend.experiments.runner import CONSOLE, ExperimentRunner, Sleep
 from backend.experiments.scenarios import Scenario
 from backend.guest_pinger import GuestPinger
 from backend.lab import LabController
-from backend.probes.ping import PROBE as PING
 from backend.session import EndStatus, SessionLogWriteError, SessionRecorder, make_header
 from backend.transport.base import HostRunner, TransportError
 from backend.transport.hosts import Hosts
@@ -246,7 +245,7 @@ class LabSession:
         the session log (``miglab run``); without, it records into a log that is already
         being written (the console's)."""
         sim = self.sim
-        self.pinger.next_run(pings=pings_from_storage(scenario, self.lab), ends_session=records)
+        self.pinger.next_run(pings=scenario.pings_from_storage(self.lab), ends_session=records)
         return ExperimentRunner(
             self,
             scenario,
@@ -279,10 +278,3 @@ class LabSession:
             self._clock_set = False
         return error
 
-
-def pings_from_storage(scenario: Scenario, lab: LabConfig) -> bool:
-    """Whether ``scenario`` pings the guest from the storage node by itself."""
-    return any(
-        entry.kind == PING and scenario.host_of(entry, lab) == lab.storage.host
-        for entry in scenario.entries
-    )

@@ -886,6 +886,16 @@ class ExperimentRunner:
                     "started at the warm-up, stopped at the end of each repetition",
                 )
             )
+        pinging = self.session.pinger.command()
+        if pinging is not None and not self.scenario.pings_from_storage(self.lab):
+            storage = self.lab.storage.host
+            steps.append(
+                PlanStep(
+                    "The session's own ping of the guest",
+                    (HostCommand(storage, tuple(pinging)),),
+                    "while the guest runs: every migration's unreachable time",
+                )
+            )
         host = source
         for leg in range(1, self.scenario.migrations + 1):
             dest = controller.other(host)

@@ -390,6 +390,14 @@ class Scenario(_Model):
         lab.host(where)  # KeyError naming the lab's hosts
         return where
 
+    def pings_from_storage(self, lab: LabConfig) -> bool:
+        """Whether this scenario pings the guest from ``lab``'s storage node itself (then
+        the session's own ping from there pauses while it runs)."""
+        return any(
+            entry.kind == "ping" and self.host_of(entry, lab) == lab.storage.host
+            for entry in self.entries
+        )
+
 
 # --------------------------------------------------------------------------- cross-checks
 

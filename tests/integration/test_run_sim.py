@@ -340,6 +340,12 @@ def test_dry_run_on_the_simulated_lab_prints_the_plan(tmp_path: Path) -> None:
     assert code == 0
     assert "ietadm --op new --tid=1" in out and "xl -vvv migrate guest" in out
     assert not log.exists()
+    # migrate-ping's own ping measures; a scenario without one gets the session's.
+    assert "session's own ping" not in out
+    code, out = cli("migrate-sysbench-cpu", "--sim", "--dry-run", "--log", str(log))
+    assert code == 0
+    ping = "The session's own ping of the guest\n  (while the guest runs: every migration's"
+    assert ping in out and "iSCSIserver: ping -D -O -n -i 0.1 -W 1 127.0.0.2" in out
 
 
 # ----------------------------------------------------------------------------- the pieces
