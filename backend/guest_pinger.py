@@ -12,13 +12,19 @@ scenario's run, unless that scenario pings the guest from the storage node itsel
 pings from one host would be one trace: the scenario's, at its own interval, measures
 then). Not once the guest is gone. Its samples are named after the storage host, as a
 scenario's ping from there is.
+
+A guest that has just begun to run (booting) is first asked with one echo request at a
+time until it answers, as a run waits for its guest; only then does the recorded ping
+start. So the probes a boot leaves unanswered are not counted lost, in the guest pane
+or in a report; once it has answered, every silence counts, across a migration too.
+Those asking pings are routine looks (``poll``): the session log keeps them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from backend.config import LabConfig
 from backend.drivers.base import ABSENT, ALIVE, Publish
@@ -32,11 +38,18 @@ from backend.events import (
     MigrationProgress,
     Note,
 )
-from backend.probes.ping import PING, PingOptions
-from backend.transport.base import CommandResult
+from backend.probes.ping import PING, PingOptions, sample_kind
+from backend.transport.base import CommandResult, HostRunner, polling
 from backend.transport.hosts import Hosts
 
 __all__ = ["GuestPinger"]
+
+ASK_AGAIN_S = 1.0
+"""Between two asking pings of a guest that has not answered yet (each waits 1 s for
+its reply)."""
+
+_NO_REPLY = 1
+"""ping's exit status when no reply came (2 and others: it could not ping)."""
 
 
 class GuestPinger:
@@ -49,11 +62,13 @@ class GuestPinger:
         publish: Publish,
         *,
         clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._lab = lab
         self._hosts = hosts
         self._publish = publish
         self._clock = clock
+        self._sleep = sleep  # a simulated lab's waits on its own clock
         self.interval_s: float | None = lab.console.ping_interval_s if lab.console.ping else None
         self._states: dict[str, str] = {}  # hypervisor host -> the guest's state there
         self._migrating = False
@@ -63,6 +78,7 @@ class GuestPinger:
         self._closed = False
         self._task: asyncio.Task[CommandResult] | None = None
         self._failed = False  # the last ping ended by itself: not again until things change
+        self._answered = False  # the guest answered since it began to run
 
     @property
     def pinging(self) -> bool:
@@ -94,6 +110,8 @@ class GuestPinger:
             self._failed = False  # the storage node is back: ping from it again
         else:
             return
+        if not self._runs():
+            self._answered = False  # gone: when it runs again, it boots
         self._update()
 
     def next_run(self, *, pings: bool, ends_session: bool) -> None:
@@ -118,10 +136,12 @@ class GuestPinger:
             return None
         return PingOptions(interval_s=self.interval_s).argv(self._lab.guest.address)
 
+    def _runs(self) -> bool:
+        return any(state in ALIVE for state in self._states.values()) or self._migrating
+
     def _wanted(self) -> bool:
-        runs = any(state in ALIVE for state in self._states.values()) or self._migrating
         return (
-            runs
+            self._runs()
             and self.interval_s is not None
             and not self._yielding
             and not self._closed
@@ -148,11 +168,11 @@ class GuestPinger:
         def on_line(stream: str, line: str) -> None:
             if stream == "stdout":
                 for sample in parser.feed(line):
+                    if sample_kind(sample) == "reply":
+                        self._answered = True
                     self._publish(sample)
 
-        task = asyncio.ensure_future(
-            runner.run(argv, timeout=None, on_line=on_line, long_running=True)
-        )
+        task = asyncio.ensure_future(self._ping(runner, argv, on_line))
         self._task = task
 
         def ended(_: object) -> None:
@@ -174,6 +194,24 @@ class GuestPinger:
             self._publish(Note(text=text, level="warning"))
 
         task.add_done_callback(ended)
+
+    async def _ping(
+        self, runner: HostRunner, argv: list[str], on_line: Callable[[str, str], None]
+    ) -> CommandResult:
+        """Once the guest answers (at once if it has since it began to run), the ping."""
+        if not self._answered:
+            asking = PING.answer_argv(self._lab.guest.address)
+            assert asking is not None
+            while True:
+                with polling():
+                    answer = await runner.run(asking, timeout=10)
+                if answer.ok:
+                    self._answered = True
+                    break
+                if answer.failure is not None or answer.exit_status != _NO_REPLY:
+                    return answer  # it cannot ping: said as a ping that ended
+                await self._sleep(ASK_AGAIN_S)
+        return await runner.run(argv, timeout=None, on_line=on_line, long_running=True)
 
     def _stop(self) -> None:
         task, self._task = self._task, None

@@ -92,7 +92,9 @@ class LabSession:
         self.meter = MigrationMeter(
             self.bus.publish, memory_mb=lab.guest.memory_mb, link_mbit=lab.lab.link_mbit
         )
-        self.pinger = GuestPinger(lab, self.hosts, self.bus.publish, clock=self.clock)
+        self.pinger = GuestPinger(
+            lab, self.hosts, self.bus.publish, clock=self.clock, sleep=self.sleep
+        )
         self._unsubscribe_listeners = [
             self.bus.subscribe(self.meter.feed),
             self.bus.subscribe(self.pinger.seen),
@@ -277,4 +279,3 @@ class LabSession:
             set_clock(None)
             self._clock_set = False
         return error
-

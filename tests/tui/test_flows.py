@@ -295,7 +295,12 @@ async def start_migrate_ping(app: MiglabApp, pilot: Any, backend: Any) -> None:
     await until(
         lambda: (
             isinstance(backend, ScriptedBackend)
-            or any(c.argv[0] == "ping" and not c.finished for c in screen.state.commands.values())
+            or (  # the scenario's own ping: started in its baseline (the session's pauses)
+                screen.state.phase == "baseline"
+                and any(
+                    c.argv[0] == "ping" and not c.finished for c in screen.state.commands.values()
+                )
+            )
         )
     )
 

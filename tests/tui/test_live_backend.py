@@ -204,8 +204,14 @@ async def test_the_console_pings_the_running_guest_and_measures_each_migration(
     assert not lab.of(Sample)  # no guest runs: nothing to ping
     await backend.boot(FIRST)
     await lab.until(lambda: any(s.probe == "ping" and "rtt_ms" in s.values for s in lab.of(Sample)))
-    pings = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]
+    pings = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping" and not e.poll]
     assert [(e.host, e.argv[-1]) for e in pings] == [(STORAGE, backend.lab.guest.address)]
+    # The booting guest was asked one echo at a time (routine looks) until it answered;
+    # only then did the recorded ping start: its boot is not counted lost.
+    asked = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping" and e.poll]
+    assert asked and all(("-c", "1") in itertools.pairwise(e.argv) for e in asked)
+    first = next(s for s in lab.of(Sample) if s.probe == "ping")
+    assert "rtt_ms" in first.values, first
     assert "0.1" in pings[0].argv  # [console] ping_interval_s's default
     await backend.migrate(SECOND)
     await lab.until(lambda: bool(lab.of(MigrationMeasured)))
@@ -213,7 +219,9 @@ async def test_the_console_pings_the_running_guest_and_measures_each_migration(
     assert (measured.source, measured.dest, measured.ok) == (FIRST, SECOND, True)
     assert measured.unreachable_s is not None and measured.lost_probes is not None
     assert measured.limit_s is not None and measured.total_s is not None
-    assert len([e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]) == 1  # one ping
+    assert (
+        len([e for e in lab.of(CommandStarted) if e.argv[0] == "ping" and not e.poll]) == 1
+    )  # one ping
     await backend.close()
     assert backend.session_log is not None
     logged = read_session(backend.session_log).of_kind("migration.measured")
@@ -505,10 +513,12 @@ async def test_the_ping_interval_changes_at_once_and_off_stops_pinging(
     backend = lab.live
     await backend.prepare()
     await backend.boot(FIRST)
-    await lab.until(lambda: any(e.argv[0] == "ping" for e in lab.of(CommandStarted)))
+    await lab.until(lambda: any(e.argv[0] == "ping" and not e.poll for e in lab.of(CommandStarted)))
     backend.set_ping_interval(0.5)
-    await lab.until(lambda: len([e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]) == 2)
-    first, second = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]
+    await lab.until(
+        lambda: len([e for e in lab.of(CommandStarted) if e.argv[0] == "ping" and not e.poll]) == 2
+    )
+    first, second = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping" and not e.poll]
     assert "0.1" in first.argv and "0.5" in second.argv
     await lab.until(
         lambda: any(e.cmd_id == first.cmd_id for e in lab.of(CommandFinished))
@@ -528,8 +538,8 @@ async def test_a_scenario_without_a_ping_of_its_own_is_measured_by_the_consoles(
     await backend.run_scenario("migrate-sysbench-cpu")
     await lab.until(lambda: bool(lab.of(MigrationMeasured)))
     [measured] = lab.of(MigrationMeasured)
-    assert measured.ok and measured.unreachable_s is not None and measured.lost_probes == 0
-    pings = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping"]
+    assert measured.ok and measured.unreachable_s is not None and measured.unreachable_s < 1.0
+    pings = [e for e in lab.of(CommandStarted) if e.argv[0] == "ping" and not e.poll]
     assert [(e.host, "0.1" in e.argv) for e in pings] == [(STORAGE, True)]  # the console's
     replies = [s for s in lab.of(Sample) if s.probe == "ping" and "rtt_ms" in s.values]
     started = next(e.t for e in lab.events if isinstance(e, ExperimentStarted))
