@@ -693,7 +693,8 @@ async def wait_for_console(
                 text = handle.read().decode(errors="replace")
         except FileNotFoundError:
             return None
-        for line in text.splitlines():
+        # Whole lines only: under TCG a console line can reach the log in pieces.
+        for line in text[: text.rfind("\n") + 1].splitlines():
             if marker in line:
                 return line.strip()
         return None
