@@ -306,7 +306,7 @@ class MainScreen(ActionScreen):
 
     def action_toggle_polls(self) -> None:
         log = self.query_one(CommandLog)
-        log.set_show_polls(not log.show_polls, list(self.state.commands.values()))
+        log.set_show_polls(not log.show_polls)
 
     def on_command_log_show_output(self, message: CommandLog.ShowOutput) -> None:
         # One at a time: enter pressed again before the first one showed (keys come
