@@ -23,6 +23,7 @@ from tui.backend_api import ConsoleBackend, RecordsEndStatus
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.screens.palette import KeysProvider
+from tui.theme_css import ThemeStylesheet
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +34,9 @@ THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
 THEME_ORDER = ("miglab-dark", "miglab-light", "miglab-high-contrast")
 DEFAULT_THEME = "miglab-dark"
 MONOCHROME_THEME = "miglab-high-contrast"
+PREWARM_STEP_S = 0.01
+"""After the first frame, the other themes' stylesheets are parsed one source per step
+this far apart, so that the first ``t`` finds them parsed and no key waits long."""
 
 _THEME_FIELDS = {
     "name": str,
@@ -105,6 +109,8 @@ class MiglabApp(App[int]):
 
     def __init__(self, backend: ConsoleBackend, *, theme: str | None = None) -> None:
         super().__init__()
+        # Parsed rules kept per theme (Textual parses everything again on each change).
+        self.stylesheet = ThemeStylesheet(variables=self.stylesheet._variables)
         self.backend = backend
         self.theme_names: list[str] = []
         for loaded in load_themes():
@@ -118,7 +124,15 @@ class MiglabApp(App[int]):
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """miglab's variables for a theme that does not set them (Textual's own themes)."""
-        theme = self.current_theme
+        return self._variable_defaults(self.current_theme)
+
+    def css_variables_for(self, theme: Theme) -> dict[str, str]:
+        """What :meth:`get_css_variables` gives while ``theme`` is the current one."""
+        variables = {**theme.to_color_system().generate(), **theme.variables}
+        return {**self._variable_defaults(theme), **variables}
+
+    @staticmethod
+    def _variable_defaults(theme: Theme) -> dict[str, str]:
         fallback = theme.foreground or theme.primary
         return {
             "trace-ping": theme.primary,
@@ -135,6 +149,28 @@ class MiglabApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self.backend))
+        self.call_after_refresh(self._prewarm_themes)
+
+    def _prewarm_themes(self) -> None:
+        """Parse the stylesheets of the themes not shown yet, a source at a time."""
+        stylesheet = self.stylesheet
+        if not isinstance(stylesheet, ThemeStylesheet):
+            return
+        steps = (
+            step
+            for name in self.theme_names
+            if name != self.theme
+            for step in stylesheet.prewarm(self.css_variables_for(self.available_themes[name]))
+        )
+
+        def next_step() -> None:
+            try:
+                next(steps)
+            except StopIteration:
+                return
+            self.set_timer(PREWARM_STEP_S, next_step, name="theme prewarm")
+
+        next_step()
 
     def _handle_exception(self, error: Exception) -> None:
         # An unhandled error ends the app: the session logs say so. They are written
