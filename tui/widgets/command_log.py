@@ -130,8 +130,8 @@ class CommandLog(Vertical):
         if not added:
             return
         if self.following:
-            table = self.table
-            table.move_cursor(row=table.row_count - 1, animate=False)
+            shown = self.table
+            shown.move_cursor(row=shown.row_count - 1, animate=False)
         else:
             self.waiting += added
             self._update_subtitle()
