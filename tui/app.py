@@ -16,10 +16,13 @@ from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.theme import Theme
 
 from tui import keys
 from tui.backend_api import ConsoleBackend, RecordsEndStatus
+from tui.driver import ConsoleDriver
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.screens.palette import KeysProvider
@@ -121,6 +124,11 @@ class MiglabApp(App[int]):
             raise ThemeFileError(f"no theme {wanted!r}; themes: {', '.join(self.theme_names)}")
         self.theme = wanted
         self._quitting = False
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's choice, but on a Linux terminal the driver that knows escape sooner."""
+        driver = super().get_driver_class()
+        return ConsoleDriver if driver is LinuxDriver else driver
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """miglab's variables for a theme that does not set them (Textual's own themes)."""
