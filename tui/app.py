@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
@@ -179,6 +179,13 @@ class MiglabApp(App[int]):
             self.set_timer(PREWARM_STEP_S, next_step, name="theme prewarm")
 
         next_step()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            # The key's frame first: the plots wait (they redraw right after).
+            for screen in self.main_screens():
+                screen.hold_plots()
+        await super().on_event(event)
 
     def _handle_exception(self, error: Exception) -> None:
         # An unhandled error ends the app: the session logs say so. They are written
