@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from textual import events, work
 from textual.app import App
+from textual.command import CommandPalette
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.theme import Theme
@@ -25,7 +26,7 @@ from tui.backend_api import ConsoleBackend, RecordsEndStatus
 from tui.driver import ConsoleDriver
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
-from tui.screens.palette import KeysProvider
+from tui.screens.palette import KeysProvider, Palette
 from tui.theme_css import ThemeStylesheet
 
 if sys.version_info >= (3, 11):
@@ -197,6 +198,11 @@ class MiglabApp(App[int]):
 
     def _backends(self) -> list[ConsoleBackend]:
         return [self.backend, *(screen.backend for screen in self.main_screens())]
+
+    def action_command_palette(self) -> None:
+        """Textual's command palette, showing its search line in its first frame."""
+        if self.use_command_palette and not isinstance(self.screen, CommandPalette):
+            self.push_screen(Palette(id="--command-palette"))
 
     def action_next_theme(self) -> None:
         names = self.theme_names or [self.theme]
