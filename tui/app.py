@@ -27,7 +27,7 @@ from tui.driver import ConsoleDriver
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.screens.palette import KeysProvider, Palette
-from tui.theme_css import ThemeStylesheet
+from tui.theme_css import ThemeStylesheet, default_css_sources
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,8 +39,9 @@ THEME_ORDER = ("miglab-dark", "miglab-light", "miglab-high-contrast")
 DEFAULT_THEME = "miglab-dark"
 MONOCHROME_THEME = "miglab-high-contrast"
 PREWARM_STEP_S = 0.01
-"""After the first frame, the other themes' stylesheets are parsed one source per step
-this far apart, so that the first ``t`` finds them parsed and no key waits long."""
+"""After the first frame, stylesheets are parsed ahead one source per step this far
+apart (the dialogs' and the palette's, then the other themes'), so that the first
+key that shows one finds it parsed, and no key waits long behind a step."""
 
 _THEME_FIELDS = {
     "name": str,
@@ -125,6 +126,8 @@ class MiglabApp(App[int]):
             raise ThemeFileError(f"no theme {wanted!r}; themes: {', '.join(self.theme_names)}")
         self.theme = wanted
         self._quitting = False
+        self.css_prewarmed = False
+        """True once every stylesheet has been parsed ahead (see _prewarm_themes)."""
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's choice, but on a Linux terminal the driver that knows escape sooner."""
@@ -161,21 +164,26 @@ class MiglabApp(App[int]):
         self.call_after_refresh(self._prewarm_themes)
 
     def _prewarm_themes(self) -> None:
-        """Parse the stylesheets of the themes not shown yet, a source at a time."""
+        """Parse ahead, a source at a time: the widgets not shown yet (a dialog, the
+        palette, a toast), in this theme first, then everything in the other themes."""
         stylesheet = self.stylesheet
         if not isinstance(stylesheet, ThemeStylesheet):
             return
+        widgets = default_css_sources()
+        names = [self.theme, *(name for name in self.theme_names if name != self.theme)]
         steps = (
             step
-            for name in self.theme_names
-            if name != self.theme
-            for step in stylesheet.prewarm(self.css_variables_for(self.available_themes[name]))
+            for name in names
+            for step in stylesheet.prewarm(
+                self.css_variables_for(self.available_themes[name]), widgets
+            )
         )
 
         def next_step() -> None:
             try:
                 next(steps)
             except StopIteration:
+                self.css_prewarmed = True
                 return
             self.set_timer(PREWARM_STEP_S, next_step, name="theme prewarm")
 

@@ -6,24 +6,58 @@ DEFAULT_CSS included: ``Stylesheet.set_variables`` empties the parse cache and
 cache of its own (textual/css/stylesheet.py, Textual 8.2). The sources stay the same
 from theme to theme; only the variables put into them change. So the rules parsed
 are kept per set of variables: a theme seen before takes its rules from its cache,
-and :meth:`ThemeStylesheet.prewarm` parses the themes not shown yet ahead, one source
-per step, for the app to run in idle time.
+and :meth:`ThemeStylesheet.prewarm` parses ahead, one source per step for the app to
+run in idle time: the other themes' stylesheets, and the DEFAULT_CSS of every widget
+class not on screen yet (the palette's, a dialog's, a toast's), which Textual would
+otherwise parse in the frame of the key that first opens one.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from inspect import getfile
 
 from textual.cache import LRUCache
 from textual.css.model import RuleSet
-from textual.css.stylesheet import Stylesheet
+from textual.css.stylesheet import CssSource, Stylesheet
+from textual.css.types import CSSLocation
+from textual.dom import DOMNode
 
 CACHE_SIZE = 1024
 """Parsed sources kept per theme: more than the console has (a few dozen), so that a
 parse of them all in order never evicts the ones it is about to need."""
 
 ParseCache = LRUCache[tuple[object, ...], list[RuleSet]]
+Source = tuple[CSSLocation, CssSource]
+
+
+def _subclasses(cls: type[DOMNode]) -> Iterator[type[DOMNode]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def default_css_sources() -> list[Source]:
+    """The DEFAULT_CSS of every widget and screen class loaded, as each would add it.
+
+    As ``DOMNode._get_default_css`` makes them for an instance (textual/dom.py): a
+    class's own CSS and its bases', each with its place in the class's bases.
+    """
+    sources: dict[tuple[CSSLocation, int, str], Source] = {}
+    for cls in _subclasses(DOMNode):
+        for tie_breaker, base in enumerate(cls._css_bases(cls)):
+            css: str = base.__dict__.get("DEFAULT_CSS", "")
+            if not css:
+                continue
+            try:
+                location: CSSLocation = (getfile(base), f"{base.__name__}.DEFAULT_CSS")
+            except (TypeError, OSError):
+                location = ("", f"{base.__name__}.DEFAULT_CSS")
+            scope = base._css_type_name if base.__dict__.get("SCOPED_CSS", True) else ""
+            source = CssSource(css, True, -tie_breaker, scope)
+            sources[(location, -tie_breaker, scope)] = (location, source)
+    return list(sources.values())
 
 
 class ThemeStylesheet(Stylesheet):
@@ -60,12 +94,21 @@ class ThemeStylesheet(Stylesheet):
         """How many sources are parsed for ``variables`` (for tests and benchmarks)."""
         return len(self._cache_for(variables))
 
-    def prewarm(self, variables: dict[str, str]) -> Iterator[None]:
-        """Parse every source for ``variables`` into their cache, one source per step."""
+    def prewarm(
+        self, variables: dict[str, str], more: list[Source] | None = None
+    ) -> Iterator[None]:
+        """Parse every source, and ``more``, for ``variables`` into their cache, one
+        source per step (a source parsed already costs a look-up)."""
+        cache = self._cache_for(variables)
         scratch = Stylesheet(variables=variables)
-        scratch._parse_cache = self._cache_for(variables)
-        for read_from, (css, is_default, tie_breaker, scope) in list(self.source.items()):
-            # An error in a source is the theme's to report when it is applied.
+        scratch._parse_cache = cache
+        for read_from, (css, is_default, tie_breaker, scope) in [
+            *self.source.items(),
+            *(more or []),
+        ]:
+            if (css, read_from, is_default, tie_breaker, scope) in cache:
+                continue
+            # An error in a source is reported when it is used, as Textual does.
             with contextlib.suppress(Exception):
                 scratch._parse_rules(css, read_from, is_default, tie_breaker, scope)
             yield

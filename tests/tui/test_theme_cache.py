@@ -7,13 +7,18 @@ from collections.abc import Callable
 
 import pytest
 import textual.css.stylesheet as textual_stylesheet
+from textual.command import CommandPalette
 from textual.pilot import Pilot
+from textual.widgets._toast import Toast
 
 from tests.support.waiting import until
-from tests.tui.conftest import main_screen, running, settle
+from tests.tui.conftest import main_screen, running, settle, started
 from tui.app import THEME_ORDER, MiglabApp
 from tui.replay import ReplayBackend
+from tui.screens.output import CommandOutputScreen
+from tui.screens.pickers import OpenLog
 from tui.theme_css import ThemeStylesheet
+from tui.widgets.command_log import CommandLog
 
 Replay = Callable[..., ReplayBackend]
 
@@ -43,15 +48,11 @@ def stylesheet(app: MiglabApp) -> ThemeStylesheet:
 async def prewarmed(app: MiglabApp) -> None:
     """Wait until every theme has every source parsed."""
     sheet = stylesheet(app)
-
-    def done() -> bool:
-        return all(
-            sheet.cached_sources(app.css_variables_for(app.available_themes[name]))
-            >= len(sheet.source)
-            for name in THEME_ORDER
+    await until(lambda: app.css_prewarmed)
+    for name in THEME_ORDER:
+        assert sheet.cached_sources(app.css_variables_for(app.available_themes[name])) >= len(
+            sheet.source
         )
-
-    await until(done)
 
 
 async def test_each_theme_looks_as_if_the_console_started_in_it(replay: Replay) -> None:
@@ -116,4 +117,38 @@ async def test_the_themes_are_parsed_ahead_in_idle_time(
         await prewarmed(app)
         parsed = count_parses(monkeypatch)
         await cycle_themes(app, pilot)
+        assert parsed == []
+
+
+async def test_dialogs_opened_after_the_prewarm_parse_no_css(
+    replay: Replay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = replay()
+    app = MiglabApp(backend, theme=THEME_ORDER[0])
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:  # with toasts
+        await started(app)
+        await settle(pilot, backend)
+        await prewarmed(app)
+        parsed = count_parses(monkeypatch)
+        screen = main_screen(app)
+        # The palette, a command's output, the open-log picker, a toast: each a first.
+        await pilot.press("ctrl+p")
+        await until(lambda: isinstance(app.screen, CommandPalette))
+        await pilot.pause()
+        await pilot.press("escape")
+        await until(lambda: app.screen is screen)
+        screen.query_one(CommandLog).table.focus()
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, CommandOutputScreen))
+        await pilot.pause()
+        await pilot.press("escape")
+        await until(lambda: app.screen is screen)
+        await pilot.press("o")
+        await until(lambda: isinstance(app.screen, OpenLog))
+        await pilot.pause()
+        await pilot.press("escape")
+        await until(lambda: app.screen is screen)
+        await pilot.press("p")  # refused in a replay: a toast
+        await until(lambda: bool(screen.query(Toast)))
+        await pilot.pause()
         assert parsed == []
