@@ -44,12 +44,6 @@ PREWARM_STEP_S = 0.01
 apart (the dialogs' and the palette's, then the other themes'), so that the first
 key that shows one finds it parsed, and no key waits long behind a step."""
 
-GC_YOUNG_THRESHOLD = 10_000
-"""Allocations between the garbage collector's young passes (Python's default is 700).
-Drawing a frame makes thousands of short-lived objects; at 700 many of them outlive a
-young pass only to die soon after in the old generation, whose full passes (each
-looking at every object) then came every few seconds and held the keys up."""
-
 _THEME_FIELDS = {
     "name": str,
     "primary": str,
@@ -71,17 +65,19 @@ _THEME_FIELDS = {
 
 
 def tune_garbage_collector() -> None:
-    """Once start-up is over: keep what it made out of the garbage collector's full
-    passes, and let young passes come less often (see :data:`GC_YOUNG_THRESHOLD`).
+    """Once start-up is over, keep what it made out of the garbage collector's passes.
 
-    A full pass looks at every object the process holds: about 190,000 here, which took
-    30-120 ms every few seconds while traces stream, and a key pressed meanwhile waited
-    for it. Frozen objects are still freed when nothing refers to them; only a
-    reference cycle among them would stay (start-up makes few of those).
+    A full pass looks at every object the process holds, and while traces stream one
+    comes every second or two: over the ~190,000 objects here they took 80 ms (median;
+    up to 180) on the bench's loaded machine, and a key pressed meanwhile waited. About
+    100,000 of them are start-up's (modules, classes, parsed stylesheets, the screen);
+    frozen, they are no longer looked at, and the passes took 19 ms (up to 75). Python's
+    thresholds stay: raising them made the young passes, and their pauses, longer.
+    Frozen objects are still freed when nothing refers to them; only a reference cycle
+    among them would stay (start-up makes few of those).
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class ThemeFileError(Exception):
