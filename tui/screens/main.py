@@ -319,19 +319,9 @@ class MainScreen(ActionScreen):
         if self._output_open:
             return
         command = self.state.commands.get(message.cmd_id)
-        if command is None:
-            return
-        self._output_open = True
-        # Built once and kept installed, like the help: opening it again shows the
-        # command in the widgets it has (no compose, no mount).
-        name = f"output-{id(self):x}"
-        if self.app.is_screen_installed(name):
-            screen = self.app.get_screen(name)
-            assert isinstance(screen, CommandOutputScreen)
-            screen.show(command)
-        else:
-            self.app.install_screen(CommandOutputScreen(command), name)
-        self.app.push_screen(name, self._output_closed)
+        if command is not None:
+            self._output_open = True
+            self.app.push_screen(CommandOutputScreen(command), self._output_closed)
 
     def _output_closed(self, _: None) -> None:
         self._output_open = False

@@ -74,31 +74,19 @@ class CommandOutputScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
+            box.border_title = f"command {self.command.cmd_id}"
             box.border_subtitle = "escape closes"
-            yield Static(id="header")
+            yield Static(header_content(self.command), id="header")
             yield RichLog(id="output", wrap=False, markup=False, highlight=False)
 
     def on_mount(self) -> None:
-        self._fill()
-
-    def show(self, command: CommandView) -> None:
-        """Show ``command`` instead (the screen is kept and opened again: no compose)."""
-        self.command = command
-        if self.is_mounted:
-            self._fill()
-
-    def _fill(self) -> None:
         # Keys come faster than screens mount: enter then escape can dismiss this screen
         # before it mounts, and then its widgets are gone. Nothing to fill then.
         found = list(self.query(RichLog))
         if not found:
             return
         log = found[0]
-        command = self.command
-        self.query_one(Vertical).border_title = f"command {command.cmd_id}"
-        self.query_one("#header", Static).update(header_content(command))
-        log.clear()
-        lines = output_lines(command)
+        lines = output_lines(self.command)
         if not lines:
             log.write(Text("(no output)", style="italic"))
         for stream, line in lines:
@@ -108,10 +96,9 @@ class CommandOutputScreen(ModalScreen[None]):
                 log.write(Text.assemble(("! ", "bold"), (clean(line, lines=True), "italic")))
             else:
                 log.write(Text("  " + clean(line, lines=True)))
-        dropped = command.lines_seen - len(command.output)
+        dropped = self.command.lines_seen - len(self.command.output)
         if dropped > 0:
             log.write(Text(f"({dropped} earlier lines are in the session log)", style="italic"))
-        log.scroll_home(animate=False)
         log.focus()
 
     def action_close(self) -> None:
