@@ -20,6 +20,7 @@ from textual.app import App
 from textual.command import CommandPalette
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+from textual.notifications import Notify
 from textual.theme import Theme
 
 from tui import keys
@@ -39,6 +40,8 @@ THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
 THEME_ORDER = ("miglab-dark", "miglab-light", "miglab-high-contrast")
 DEFAULT_THEME = "miglab-dark"
 MONOCHROME_THEME = "miglab-high-contrast"
+MAX_TOASTS = 5
+"""Notifications shown at once; a new one beyond them takes the oldest away."""
 PREWARM_STEP_S = 0.01
 """After the first frame, stylesheets are parsed ahead one source per step this far
 apart (the dialogs' and the palette's, then the other themes'), so that the first
@@ -207,6 +210,19 @@ class MiglabApp(App[int]):
             self.set_timer(PREWARM_STEP_S, next_step, name="theme prewarm")
 
         next_step()
+
+    def on_notify(self, _event: Notify) -> None:
+        """Keep at most MAX_TOASTS up: the oldest go (before Textual adds the new one).
+
+        Textual keeps every notification until its timeout, and every screen that comes
+        up (a dialog, the palette, the main screen again) mounts a toast for each: a
+        key held down on a refused action stacked dozens, and opening a dialog then
+        took seconds. Uses ``App._unnotify`` (Textual 8.2): there is no public way to
+        take one notification away.
+        """
+        live = list(self._notifications)
+        for oldest in live[: max(0, len(live) - (MAX_TOASTS - 1))]:
+            self._unnotify(oldest, refresh=False)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
