@@ -17,17 +17,24 @@ from typing import Any, ClassVar
 
 from textual import events, work
 from textual.app import App
-from textual.command import CommandPalette
+from textual.command import CommandInput, CommandList, CommandPalette, SearchIcon
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.dom import DOMNode
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import Notify
 from textual.theme import Theme
+from textual.widgets import Button, Input, LoadingIndicator, OptionList, RichLog, Static
+from textual.widgets._toast import Toast, ToastHolder
 
 from tui import keys
 from tui.backend_api import ConsoleBackend, RecordsEndStatus
 from tui.driver import ConsoleDriver
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.screens.output import CommandOutputScreen
+from tui.screens.pickers import Choice, OpenLog
 from tui.screens.palette import KeysProvider, Palette
 from tui.theme_css import ThemeStylesheet, default_css_sources
 
@@ -40,6 +47,17 @@ THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
 THEME_ORDER = ("miglab-dark", "miglab-light", "miglab-high-contrast")
 DEFAULT_THEME = "miglab-dark"
 MONOCHROME_THEME = "miglab-high-contrast"
+LATER_WIDGETS: tuple[type[DOMNode], ...] = (
+    *(Palette, CommandInput, CommandList, SearchIcon, LoadingIndicator, Button),
+    *(HelpScreen, VerticalScroll, Static),
+    *(CommandOutputScreen, RichLog, Vertical),
+    *(OpenLog, Choice, Input, OptionList),
+    *(ConfirmScreen, Horizontal),
+    *(Toast, ToastHolder),
+)
+"""What the console shows after its first frame (the palette, help, the dialogs, the
+toasts), down to the widgets in them: their DEFAULT_CSS is parsed ahead."""
+
 MAX_TOASTS = 5
 """Notifications shown at once; a new one beyond them takes the oldest away."""
 PREWARM_STEP_S = 0.01
@@ -189,7 +207,7 @@ class MiglabApp(App[int]):
         stylesheet = self.stylesheet
         if not isinstance(stylesheet, ThemeStylesheet):
             return
-        widgets = default_css_sources()
+        widgets = default_css_sources(LATER_WIDGETS)
         names = [self.theme, *(name for name in self.theme_names if name != self.theme)]
         steps = (
             step

@@ -7,15 +7,15 @@ cache of its own (textual/css/stylesheet.py, Textual 8.2). The sources stay the 
 from theme to theme; only the variables put into them change. So the rules parsed
 are kept per set of variables: a theme seen before takes its rules from its cache,
 and :meth:`ThemeStylesheet.prewarm` parses ahead, one source per step for the app to
-run in idle time: the other themes' stylesheets, and the DEFAULT_CSS of every widget
-class not on screen yet (the palette's, a dialog's, a toast's), which Textual would
+run in idle time: the other themes' stylesheets, and the DEFAULT_CSS of the widget
+classes not on screen yet (the palette's, a dialog's, a toast's), which Textual would
 otherwise parse in the frame of the key that first opens one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from inspect import getfile
 
 from textual.cache import LRUCache
@@ -32,20 +32,14 @@ ParseCache = LRUCache[tuple[object, ...], list[RuleSet]]
 Source = tuple[CSSLocation, CssSource]
 
 
-def _subclasses(cls: type[DOMNode]) -> Iterator[type[DOMNode]]:
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
-
-
-def default_css_sources() -> list[Source]:
-    """The DEFAULT_CSS of every widget and screen class loaded, as each would add it.
+def default_css_sources(classes: Iterable[type[DOMNode]]) -> list[Source]:
+    """The DEFAULT_CSS of ``classes`` (and their bases), as each would add it mounted.
 
     As ``DOMNode._get_default_css`` makes them for an instance (textual/dom.py): a
     class's own CSS and its bases', each with its place in the class's bases.
     """
     sources: dict[tuple[CSSLocation, int, str], Source] = {}
-    for cls in _subclasses(DOMNode):
+    for cls in classes:
         for tie_breaker, base in enumerate(cls._css_bases(cls)):
             css: str = base.__dict__.get("DEFAULT_CSS", "")
             if not css:
