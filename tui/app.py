@@ -34,8 +34,8 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.output import CommandOutputScreen
-from tui.screens.pickers import Choice, OpenLog
 from tui.screens.palette import KeysProvider, Palette
+from tui.screens.pickers import Choice, OpenLog
 from tui.theme_css import ThemeStylesheet, default_css_sources
 
 if sys.version_info >= (3, 11):
