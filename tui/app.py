@@ -10,19 +10,33 @@ cleanup and closes every backend (which saves the session log) before exiting.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App
+from textual.command import CommandInput, CommandList, CommandPalette, SearchIcon
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.dom import DOMNode
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
+from textual.notifications import Notify
 from textual.theme import Theme
+from textual.widgets import Button, Input, LoadingIndicator, OptionList, RichLog, Static
+from textual.widgets._toast import Toast, ToastHolder
 
 from tui import keys
 from tui.backend_api import ConsoleBackend, RecordsEndStatus
+from tui.driver import ConsoleDriver
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
-from tui.screens.palette import KeysProvider
+from tui.screens.output import CommandOutputScreen
+from tui.screens.palette import KeysProvider, Palette
+from tui.screens.pickers import Choice, OpenLog
+from tui.theme_css import ThemeStylesheet, default_css_sources
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +47,23 @@ THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
 THEME_ORDER = ("miglab-dark", "miglab-light", "miglab-high-contrast")
 DEFAULT_THEME = "miglab-dark"
 MONOCHROME_THEME = "miglab-high-contrast"
+LATER_WIDGETS: tuple[type[DOMNode], ...] = (
+    *(Palette, CommandInput, CommandList, SearchIcon, LoadingIndicator, Button),
+    *(HelpScreen, VerticalScroll, Static),
+    *(CommandOutputScreen, RichLog, Vertical),
+    *(OpenLog, Choice, Input, OptionList),
+    *(ConfirmScreen, Horizontal),
+    *(Toast, ToastHolder),
+)
+"""What the console shows after its first frame (the palette, help, the dialogs, the
+toasts), down to the widgets in them: their DEFAULT_CSS is parsed ahead."""
+
+MAX_TOASTS = 5
+"""Notifications shown at once; a new one beyond them takes the oldest away."""
+PREWARM_STEP_S = 0.01
+"""After the first frame, stylesheets are parsed ahead one source per step this far
+apart (the dialogs' and the palette's, then the other themes'), so that the first
+key that shows one finds it parsed, and no key waits long behind a step."""
 
 _THEME_FIELDS = {
     "name": str,
@@ -52,6 +83,22 @@ _THEME_FIELDS = {
     "text_alpha": float,
     "variables": dict,
 }
+
+
+def tune_garbage_collector() -> None:
+    """Once start-up is over, keep what it made out of the garbage collector's passes.
+
+    A full pass looks at every object the process holds, and while traces stream one
+    comes every second or two: over the ~190,000 objects here they took 80 ms (median;
+    up to 180) on the bench's loaded machine, and a key pressed meanwhile waited. About
+    100,000 of them are start-up's (modules, classes, parsed stylesheets, the screen);
+    frozen, they are no longer looked at, and the passes took 19 ms (up to 75). Python's
+    thresholds stay: raising them made the young passes, and their pauses, longer.
+    Frozen objects are still freed when nothing refers to them; only a reference cycle
+    among them would stay (start-up makes few of those).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class ThemeFileError(Exception):
@@ -105,6 +152,8 @@ class MiglabApp(App[int]):
 
     def __init__(self, backend: ConsoleBackend, *, theme: str | None = None) -> None:
         super().__init__()
+        # Parsed rules kept per theme (Textual parses everything again on each change).
+        self.stylesheet = ThemeStylesheet(variables=self.stylesheet._variables)
         self.backend = backend
         self.theme_names: list[str] = []
         for loaded in load_themes():
@@ -115,10 +164,25 @@ class MiglabApp(App[int]):
             raise ThemeFileError(f"no theme {wanted!r}; themes: {', '.join(self.theme_names)}")
         self.theme = wanted
         self._quitting = False
+        self.css_prewarmed = False
+        """True once every stylesheet has been parsed ahead (see _prewarm_themes)."""
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's choice, but on a Linux terminal the driver that knows escape sooner."""
+        driver = super().get_driver_class()
+        return ConsoleDriver if driver is LinuxDriver else driver
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """miglab's variables for a theme that does not set them (Textual's own themes)."""
-        theme = self.current_theme
+        return self._variable_defaults(self.current_theme)
+
+    def css_variables_for(self, theme: Theme) -> dict[str, str]:
+        """What :meth:`get_css_variables` gives while ``theme`` is the current one."""
+        variables = {**theme.to_color_system().generate(), **theme.variables}
+        return {**self._variable_defaults(theme), **variables}
+
+    @staticmethod
+    def _variable_defaults(theme: Theme) -> dict[str, str]:
         fallback = theme.foreground or theme.primary
         return {
             "trace-ping": theme.primary,
@@ -135,6 +199,55 @@ class MiglabApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self.backend))
+        self.call_after_refresh(self._prewarm_themes)
+
+    def _prewarm_themes(self) -> None:
+        """Parse ahead, a source at a time: the widgets not shown yet (a dialog, the
+        palette, a toast), in this theme first, then everything in the other themes."""
+        stylesheet = self.stylesheet
+        if not isinstance(stylesheet, ThemeStylesheet):
+            return
+        widgets = default_css_sources(LATER_WIDGETS)
+        names = [self.theme, *(name for name in self.theme_names if name != self.theme)]
+        steps = (
+            step
+            for name in names
+            for step in stylesheet.prewarm(
+                self.css_variables_for(self.available_themes[name]), widgets
+            )
+        )
+
+        def next_step() -> None:
+            try:
+                next(steps)
+            except StopIteration:
+                self.css_prewarmed = True
+                if not self.is_headless:  # a test process runs many apps: not there
+                    tune_garbage_collector()
+                return
+            self.set_timer(PREWARM_STEP_S, next_step, name="theme prewarm")
+
+        next_step()
+
+    def on_notify(self, _event: Notify) -> None:
+        """Keep at most MAX_TOASTS up: the oldest go (before Textual adds the new one).
+
+        Textual keeps every notification until its timeout, and every screen that comes
+        up (a dialog, the palette, the main screen again) mounts a toast for each: a
+        key held down on a refused action stacked dozens, and opening a dialog then
+        took seconds. Uses ``App._unnotify`` (Textual 8.2): there is no public way to
+        take one notification away.
+        """
+        live = list(self._notifications)
+        for oldest in live[: max(0, len(live) - (MAX_TOASTS - 1))]:
+            self._unnotify(oldest, refresh=False)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            # The key's frame first: the plots wait (they redraw right after).
+            for screen in self.main_screens():
+                screen.hold_plots()
+        await super().on_event(event)
 
     def _handle_exception(self, error: Exception) -> None:
         # An unhandled error ends the app: the session logs say so. They are written
@@ -146,6 +259,11 @@ class MiglabApp(App[int]):
 
     def _backends(self) -> list[ConsoleBackend]:
         return [self.backend, *(screen.backend for screen in self.main_screens())]
+
+    def action_command_palette(self) -> None:
+        """Textual's command palette, showing its search line in its first frame."""
+        if self.use_command_palette and not isinstance(self.screen, CommandPalette):
+            self.push_screen(Palette(id="--command-palette"))
 
     def action_next_theme(self) -> None:
         names = self.theme_names or [self.theme]

@@ -17,6 +17,7 @@ from backend.drivers.base import HostCommand
 from backend.events import CommandFinished, CommandStarted
 from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
+from tests.tui.test_flows import kept_toasts
 from tui import keys
 from tui.replay import ReplayBackend
 from tui.screens.confirm import ConfirmScreen
@@ -218,12 +219,12 @@ async def test_footer_and_bindings_come_from_the_registry(replay: Replay) -> Non
 async def test_host_changing_keys_are_refused_in_a_replay(replay: Replay) -> None:
     async with running(replay()) as (app, pilot):
         screen = main_screen(app)
+        messages = kept_toasts(app)  # each one, though only the newest few stay up
         for key in ("p", "b", "m", "r", "x", "s"):
             await pilot.press(key)
             await pilot.pause()
             assert app.screen is screen  # no picker, no dialog opened
             assert screen.running is None
-        messages = [n.message for n in app._notifications]
         assert len(messages) == 6
         assert all("disabled: this is a replay" in m for m in messages)
 

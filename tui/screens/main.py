@@ -147,6 +147,11 @@ class MainScreen(ActionScreen):
         except Exception as error:  # the screen stays, showing hosts as they are
             self.notify(str(error), title="could not start", severity="error", timeout=15)
 
+    def hold_plots(self) -> None:
+        """A key was pressed: its frame goes out before the plots draw again."""
+        if self.is_mounted:
+            self.query_one(TraceGrid).hold()
+
     def _on_theme_changed(self, _theme: object) -> None:
         self.query_one(TraceGrid).recolor()
 
@@ -306,7 +311,7 @@ class MainScreen(ActionScreen):
 
     def action_toggle_polls(self) -> None:
         log = self.query_one(CommandLog)
-        log.set_show_polls(not log.show_polls, list(self.state.commands.values()))
+        log.set_show_polls(not log.show_polls)
 
     def on_command_log_show_output(self, message: CommandLog.ShowOutput) -> None:
         # One at a time: enter pressed again before the first one showed (keys come

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 
 from tui.keys import KEYS, Key
 
@@ -41,3 +41,17 @@ class KeysProvider(Provider):
                     text=key.label,
                     help=key.shown_key or None,
                 )
+
+
+class Palette(CommandPalette):
+    """Textual's command palette, with its search line in its first frame.
+
+    Textual's shows only the dimmed screen until it has gathered every command (its
+    container shows with the ``-ready`` class, set at the end of ``_gather_commands``
+    in textual/command.py, Textual 8.2): tens of ms in which ``ctrl+p`` seems to do
+    nothing. Here the search line shows at once and the commands follow.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.add_class("-ready")

@@ -1,7 +1,10 @@
 """The command log: every command the console ran, with host, exit status and duration.
 
 Routine read-only polls (the console's look at each host every few seconds) are left
-out unless asked for (``show_polls``); the session log keeps them all. It follows the
+out unless asked for (``show_polls``); the session log keeps them all. Two tables are
+kept up to date side by side, one without the polls and one with them, and
+``shift+l`` only swaps which one shows: filling a table again would measure and lay
+out every row (hundreds of ms with thousands of commands). It follows the
 newest command while the cursor is on the last row. Moving the
 cursor up (or scrolling up with the mouse) pauses following; new commands then
 only count, shown as "N new" in the border, until the cursor is back on the last
@@ -77,20 +80,35 @@ class CommandLog(Vertical):
         self.following = True
         self.waiting = 0
         self._t0 = 0.0
-        self._rows: set[int] = set()
+        self._plain = self._new_table("commands-only")
+        self._with_polls = self._new_table("with-polls")
+        self._with_polls.display = False
+        # The cmd_ids each table has a row for.
+        self._ids: dict[_Table, set[int]] = {self._plain: set(), self._with_polls: set()}
 
-    def compose(self) -> ComposeResult:
-        table: _Table = _Table(cursor_type="row", zebra_stripes=False)
+    @staticmethod
+    def _new_table(table_id: str) -> _Table:
+        table = _Table(cursor_type="row", zebra_stripes=False, id=table_id)
         table.add_column("time", key="time")
         table.add_column("host", key="host")
         table.add_column("status", key="status")
         table.add_column("took", key="took")
         table.add_column("command", key="command")
-        yield table
+        return table
+
+    def compose(self) -> ComposeResult:
+        yield self._plain
+        yield self._with_polls
 
     @property
     def table(self) -> DataTable[Text]:
-        return self.query_one(_Table)
+        """The table on show."""
+        return self._with_polls if self.show_polls else self._plain
+
+    @property
+    def _rows(self) -> set[int]:
+        """The cmd_ids of the rows on show."""
+        return self._ids[self._with_polls if self.show_polls else self._plain]
 
     @property
     def row_count(self) -> int:
@@ -101,50 +119,64 @@ class CommandLog(Vertical):
 
     def show(self, commands: list[CommandView]) -> None:
         """Add new commands and update finished ones (in the order they happened)."""
-        table = self.table
         added = 0
         for command in commands:
-            key = str(command.cmd_id)
-            if command.poll and not self.show_polls:
-                continue
-            if command.cmd_id in self._rows:
-                # The column was sized for "running": let it grow for "cancelled".
-                table.update_cell(key, "status", self._status(command), update_width=True)
-                table.update_cell(key, "took", self._took(command), update_width=True)
-                continue
-            self._rows.add(command.cmd_id)
-            table.add_row(
-                Text(fmt.offset(command.started - self._t0), style="dim"),
-                Text(clean(command.host)),
-                self._status(command),
-                self._took(command),
-                Text(fmt.ellipsize(command_text(command.argv), COMMAND_WIDTH)),
-                key=key,
-            )
-            added += 1
+            for table, ids in self._ids.items():
+                if command.poll and table is self._plain:
+                    continue
+                fresh = self._show_in(table, ids, command)
+                if fresh and table is self.table:
+                    added += 1
         if not added:
             return
         if self.following:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+            shown = self.table
+            shown.move_cursor(row=shown.row_count - 1, animate=False)
         else:
             self.waiting += added
             self._update_subtitle()
 
-    def set_show_polls(self, show: bool, commands: list[CommandView]) -> None:
-        """Show or hide the polls: the rows are made again from ``commands`` (in order)."""
+    def _show_in(self, table: _Table, ids: set[int], command: CommandView) -> bool:
+        """Add ``command``'s row to ``table``, or update it there; True if it is new."""
+        key = str(command.cmd_id)
+        if command.cmd_id in ids:
+            # The column was sized for "running": let it grow for "cancelled".
+            table.update_cell(key, "status", self._status(command), update_width=True)
+            table.update_cell(key, "took", self._took(command), update_width=True)
+            return False
+        ids.add(command.cmd_id)
+        table.add_row(
+            Text(fmt.offset(command.started - self._t0), style="dim"),
+            Text(clean(command.host)),
+            self._status(command),
+            self._took(command),
+            Text(fmt.ellipsize(command_text(command.argv), COMMAND_WIDTH)),
+            key=key,
+        )
+        return True
+
+    def set_show_polls(self, show: bool) -> None:
+        """Show or hide the polls: the other table shows, following the newest."""
+        if show == self.show_polls:
+            return
+        was = self.table
         self.show_polls = show
         self.border_title = "commands and polls" if show else "commands"
-        self.table.clear()
-        self._rows.clear()
-        self.show(commands)
-        self.follow()  # the rows are all new: follow the newest again
+        now = self.table
+        had_focus = was.has_focus
+        now.display = True
+        was.display = False
+        if had_focus:
+            now.focus()
+        self.follow()
 
     def forget(self, cmd_ids: list[int]) -> None:
         """Drop rows of commands the state no longer keeps."""
         for cmd_id in cmd_ids:
-            if cmd_id in self._rows:
-                self._rows.discard(cmd_id)
-                self.table.remove_row(str(cmd_id))
+            for table, ids in self._ids.items():
+                if cmd_id in ids:
+                    ids.discard(cmd_id)
+                    table.remove_row(str(cmd_id))
 
     @staticmethod
     def _status(command: CommandView) -> Text:
@@ -190,6 +222,8 @@ class CommandLog(Vertical):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
+        if event.data_table is not self.table:
+            return  # the hidden table's cursor is set again when it shows
         last = event.cursor_row == self.table.row_count - 1
         if last != self.following:
             self._set_following(last)

@@ -10,6 +10,9 @@ settles near 2 Hz. The console runs on the storage node, and CPU it takes is tak
 from the iSCSI target; putting the frame on the terminal costs about as much again
 as drawing it, which the share leaves room for.
 
+A key press holds the plots for :data:`KEY_QUIET_S`: the frame that key changes goes
+out without plot drawing before it or plot regions in it; the plots catch up after.
+
 A plot too small for axes (under :data:`~tui.widgets.plotext_render.MIN_HEIGHT`
 rows) shows its current value and a sparkline instead.
 """
@@ -38,6 +41,9 @@ from tui.widgets.traces import Trace
 MAX_FPS = 20.0
 CPU_SHARE = 0.05
 """Fraction of one core all plots together may spend drawing (plotext)."""
+
+KEY_QUIET_S = 0.15
+"""After a key press, no plot is drawn or shown for this long (see :meth:`TraceGrid.hold`)."""
 
 _SPARK = "▁▂▃▄▅▆▇█"
 # Width plotext takes for the y tick labels and the frame; the rest is canvas.
@@ -197,6 +203,7 @@ class TraceGrid(Container):
         self.next_frame = 0.0
         self._frame: list[TracePlot] = []  # plots still to draw in this frame
         self._frame_cost = 0.0
+        self._held_until = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -228,6 +235,14 @@ class TraceGrid(Container):
             plot.dirty = True
         self.next_frame = 0.0  # a new theme shows at once
 
+    def hold(self, seconds: float = KEY_QUIET_S) -> None:
+        """Draw and show no plot for ``seconds``: a key's own frame comes first."""
+        self._held_until = max(self._held_until, time.monotonic() + seconds)
+
+    @property
+    def held(self) -> bool:
+        return time.monotonic() < self._held_until
+
     def _colors_for(self, probe: str) -> PlotColors:
         return plot_colors(self.app.theme_variables, probe, self.monochrome)
 
@@ -237,7 +252,7 @@ class TraceGrid(Container):
         One plot at a time keeps the event loop free for keys (a plot takes a few ms,
         four take tens); showing them together keeps it one screen update.
         """
-        if not self.plots or not self.display:
+        if not self.plots or not self.display or self.held:
             return
         if not self._frame:
             if time.monotonic() < self.next_frame:

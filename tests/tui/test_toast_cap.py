@@ -1,0 +1,42 @@
+"""At most MAX_TOASTS notifications are up: a new one takes the oldest away.
+
+Every screen that comes up mounts a toast for each notification still up; a refused
+key held down had stacked dozens, and a dialog opened then took seconds to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.support.waiting import until
+from tests.tui.conftest import main_screen, running, settle
+from tui.app import MAX_TOASTS
+from tui.replay import ReplayBackend
+
+Replay = Callable[..., ReplayBackend]
+
+
+async def test_only_the_newest_notifications_stay_up(replay: Replay) -> None:
+    backend = replay()
+    async with running(backend) as (app, pilot):
+        await settle(pilot, backend)
+        for n in range(3 * MAX_TOASTS):
+            app.notify(f"note {n}", timeout=60)
+        last = f"note {3 * MAX_TOASTS - 1}"
+        await until(lambda: any(n.message == last for n in app._notifications))
+        messages = [n.message for n in app._notifications]
+        assert messages == [f"note {n}" for n in range(2 * MAX_TOASTS, 3 * MAX_TOASTS)]
+
+
+async def test_a_refused_key_held_down_leaves_a_few_toasts(replay: Replay) -> None:
+    backend = replay()
+    async with running(backend) as (app, pilot):
+        await settle(pilot, backend)
+        screen = main_screen(app)
+        for _ in range(4 * MAX_TOASTS):
+            await pilot.press("p")  # refused in a replay: a notification each
+        await pilot.pause()
+        assert screen.is_current
+        messages = [n.message for n in app._notifications]
+        assert len(messages) == MAX_TOASTS
+        assert all("prepare is disabled" in m for m in messages)

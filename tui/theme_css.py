@@ -1,0 +1,108 @@
+"""A stylesheet that keeps what it parsed for each theme.
+
+On every theme change Textual parses every stylesheet again, its own widgets'
+DEFAULT_CSS included: ``Stylesheet.set_variables`` empties the parse cache and
+``Stylesheet.reparse`` parses each source into a fresh stylesheet with an empty
+cache of its own (textual/css/stylesheet.py, Textual 8.2). The sources stay the same
+from theme to theme; only the variables put into them change. So the rules parsed
+are kept per set of variables: a theme seen before takes its rules from its cache,
+and :meth:`ThemeStylesheet.prewarm` parses ahead, one source per step for the app to
+run in idle time: the other themes' stylesheets, and the DEFAULT_CSS of the widget
+classes not on screen yet (the palette's, a dialog's, a toast's), which Textual would
+otherwise parse in the frame of the key that first opens one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from inspect import getfile
+
+from textual.cache import LRUCache
+from textual.css.model import RuleSet
+from textual.css.stylesheet import CssSource, Stylesheet
+from textual.css.types import CSSLocation
+from textual.dom import DOMNode
+
+CACHE_SIZE = 1024
+"""Parsed sources kept per theme: more than the console has (a few dozen), so that a
+parse of them all in order never evicts the ones it is about to need."""
+
+ParseCache = LRUCache[tuple[object, ...], list[RuleSet]]
+Source = tuple[CSSLocation, CssSource]
+
+
+def default_css_sources(classes: Iterable[type[DOMNode]]) -> list[Source]:
+    """The DEFAULT_CSS of ``classes`` (and their bases), as each would add it mounted.
+
+    As ``DOMNode._get_default_css`` makes them for an instance (textual/dom.py): a
+    class's own CSS and its bases', each with its place in the class's bases.
+    """
+    sources: dict[tuple[CSSLocation, int, str], Source] = {}
+    for cls in classes:
+        for tie_breaker, base in enumerate(cls._css_bases(cls)):
+            css: str = base.__dict__.get("DEFAULT_CSS", "")
+            if not css:
+                continue
+            try:
+                location: CSSLocation = (getfile(base), f"{base.__name__}.DEFAULT_CSS")
+            except (TypeError, OSError):
+                location = ("", f"{base.__name__}.DEFAULT_CSS")
+            scope = base._css_type_name if base.__dict__.get("SCOPED_CSS", True) else ""
+            source = CssSource(css, True, -tie_breaker, scope)
+            sources[(location, -tie_breaker, scope)] = (location, source)
+    return list(sources.values())
+
+
+class ThemeStylesheet(Stylesheet):
+    """A :class:`Stylesheet` with one parse cache per set of variables (per theme)."""
+
+    def __init__(self, *, variables: dict[str, str] | None = None) -> None:
+        super().__init__(variables=variables)
+        self._per_variables: dict[tuple[tuple[str, str], ...], ParseCache] = {}
+        self._parse_cache = self._cache_for(self._variables)
+
+    def _cache_for(self, variables: dict[str, str]) -> ParseCache:
+        key = tuple(sorted(variables.items()))
+        cache = self._per_variables.get(key)
+        if cache is None:
+            cache = self._per_variables[key] = LRUCache(CACHE_SIZE)
+        return cache
+
+    def set_variables(self, variables: dict[str, str]) -> None:
+        # The base class empties the cache it holds: give it a throwaway one.
+        self._parse_cache = LRUCache(1)
+        super().set_variables(variables)
+        self._parse_cache = self._cache_for(variables)
+
+    def reparse(self) -> None:
+        """Parse the sources with the current variables, from this theme's cache.
+
+        Textual parses into a fresh stylesheet so that a source with an error leaves
+        this one as it was; :meth:`parse` does too (it sets the rules only once every
+        source parsed), and it keeps the cache.
+        """
+        self.parse()
+
+    def cached_sources(self, variables: dict[str, str]) -> int:
+        """How many sources are parsed for ``variables`` (for tests and benchmarks)."""
+        return len(self._cache_for(variables))
+
+    def prewarm(
+        self, variables: dict[str, str], more: list[Source] | None = None
+    ) -> Iterator[None]:
+        """Parse every source, and ``more``, for ``variables`` into their cache, one
+        source per step (a source parsed already costs a look-up)."""
+        cache = self._cache_for(variables)
+        scratch = Stylesheet(variables=variables)
+        scratch._parse_cache = cache
+        for read_from, (css, is_default, tie_breaker, scope) in [
+            *self.source.items(),
+            *(more or []),
+        ]:
+            if (css, read_from, is_default, tie_breaker, scope) in cache:
+                continue
+            # An error in a source is reported when it is used, as Textual does.
+            with contextlib.suppress(Exception):
+                scratch._parse_rules(css, read_from, is_default, tie_breaker, scope)
+            yield
