@@ -23,9 +23,9 @@ took too long"), and the run still ended "ok". The runner now reads the guest's 
 at the end of the stage and fails such a run. The guest dies under QEMU 7.2's TCG
 emulation of SVM: a migration (test 3) or scenario run (:func:`run_cli`) that fails
 because its vCPU triple-faulted (a new `Triple fault` in Xen's log) is an expected
-failure; any other failure fails. On 2026-12-05, with the fix, 5 runs in a row exited 0
-(the last cold), three of them with one expected failure each (test 3 twice, test 5):
-the idle guest triple-faults as test 3's migration begins or suspends it.
+failure; any other failure fails. On 2026-12-05, with the fix, the 5 runs of these
+hosts exited 0 (the last cold), three of them with one expected failure each (test 3
+twice, test 5): the idle guest triple-faults as test 3's migration begins or suspends it.
 Single-threaded TCG (``-accel tcg,thread=single``: 4-4.6 min) lost the guest under
 sysbench in 2 of 2 runs with no reason in Xen's log, so the hosts keep a QEMU thread
 per vCPU.
