@@ -41,7 +41,11 @@ How things run and stop:
   guest migrates (that outage is what the experiment measures).
 * A probe or workload that ends before the first migration of its stage ends the run
   (there is nothing to compare with); after that it is noted and the run goes on
-  (e.g. a workload whose SSH channel into the guest broke during the migration).
+  (e.g. a workload whose SSH channel into the guest broke during the migration, or a
+  RAM dirtier the guest's OOM killer ended). The guest itself must survive: at the end
+  of a stage that migrated it, a guest that does not answer over SSH, or that rebooted
+  (its kernel's boot id changed), ends the run as failed; its probes' silence after
+  the migration would otherwise pass for a run that went well.
 
 The guest and the storage stay as the run leaves them (the guest keeps running on
 the host it migrated to): they are the lab's state, not the run's.
@@ -115,6 +119,14 @@ CLEANUP_COMMAND_S = 15.0
 # migration (a non-converging one runs for minutes) and a margin.
 MIGRATION_ALLOWANCE_S = 1800.0
 LIMIT_MARGIN_S = 120.0
+# The guest kernel's id of its boot: read when the run starts using the guest and again
+# when a stage that migrated it ends. A guest that died after its migration (Xen under
+# TCG: a vCPU triple fault, which Xen turns into a reboot that xl restarts) left its
+# probes silent and their stop unconfirmed, yet the run said "ok"; now it fails.
+GUEST_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+# How long the guest may take to answer that (a pooled shell's `cat`: about a second
+# even with 20 sysbench threads on a TCG guest's vCPUs).
+GUEST_CHECK_S = 60.0
 _ABORTING = (DriverError, CommandFailed, TransportError)
 
 
@@ -296,6 +308,7 @@ class ExperimentRunner:
         self._interrupted_migration = False
         self._migration_failed = False
         self._booted = False
+        self._boot_id: str | None = None
         self._started_at = self._clock()
 
     # -- what a lab cannot do ---------------------------------------------------------------
@@ -499,6 +512,7 @@ class ExperimentRunner:
         if self._in_guest():
             if self._guest is None:
                 self._guest = await self._open_guest()
+            self._boot_id = await self._read_boot_id(self._guest)
         elif self._booted:
             await self._wait_for_ping()
 
@@ -512,6 +526,36 @@ class ExperimentRunner:
                 if self._clock() >= deadline:
                     raise RunAborted(f"cannot reach the guest over SSH: {exc}") from None
             await self._sleep(GUEST_RETRY_S)
+
+    async def _read_boot_id(self, guest: HostRunner) -> str | None:
+        """The guest's boot id (None: it has none to tell, as a guest that is not Linux)."""
+        result = await guest.run(["cat", GUEST_BOOT_ID], timeout=GUEST_CHECK_S)
+        if result.failure is not None:
+            raise RunAborted(
+                f"the guest {self.lab.guest.name} did not answer `cat {GUEST_BOOT_ID}` over "
+                f"SSH ({result.failure})"
+            )
+        text = result.stdout.strip()
+        return text if result.ok and text and "\n" not in text else None
+
+    async def _check_guest_survived(self) -> None:
+        """After a stage's migrations: the guest still answers, and has not rebooted."""
+        if self._guest is None or not self._in_guest():
+            return
+        name = self.lab.guest.name
+        try:
+            now = await self._read_boot_id(self._guest)
+        except RunAborted as exc:
+            raise RunAborted(
+                f"{exc} after its migration: it may have crashed; its probes' last samples "
+                "are from before"
+            ) from None
+        if self._boot_id is not None and now != self._boot_id:
+            raise RunAborted(
+                f"the guest {name} rebooted after its migration (its boot id is "
+                f"{now or 'unreadable'}, not {self._boot_id}): what its probes measured "
+                "after the reboot is not the migrated guest's"
+            )
 
     async def _wait_for_ping(self) -> None:
         """A freshly booted guest measured only from outside: wait until it answers the
@@ -584,6 +628,8 @@ class ExperimentRunner:
             if self.scenario.migrations and timeline.after_s > 0:
                 self._phase("after")
                 await self._hold(timeline.after_s)
+            if self._migrated:
+                await self._check_guest_survived()
         finally:
             await _finish_despite_cancel(self._stop(launches))
 

@@ -11,14 +11,24 @@ needs, each migration proving several things, the tests in this order:
 host1 -> host2 under a 10 ms ping (test 3); back to host2 -> host1 as `miglab run
 migrate-ping --quick` (test 4); host1 -> host2 as `migrate-sysbench-cpu --quick` (test 5);
 then a migration back broken by killing the destination's sshd (test 6). Each test
-still sets up the placement it needs if run alone. It runs when ``MIGLAB_XEN_E2E=1``:
-with one dom0 vCPU (xen_host.py) the module took 4 min 52 s here on a warm sandbox, a
-migration about 45-60 s, and passed 3 of 4 runs (two of them cold CI runs); in the
-fourth the loaded guest's SSH opened no channel in time after its migration, so
-migrate-sysbench-cpu's after-phase had no samples. Not in CI until that is settled.
-Under load the guest's vCPU has triple-faulted in QEMU 7.2's emulated SVM (with two
-dom0 vCPUs, 3 of 3 loaded migrations; with one, none of 9 so far): a scenario
-run that fails that way is an expected failure (:func:`run_cli`), anything else fails.
+still sets up the placement it needs if run alone. It runs in CI (`make test`): with
+one dom0 vCPU (xen_host.py) the module takes 5-7 min here on a warm sandbox and 7 min 16 s
+with a cold cache, a migration about 45-60 s idle and up to 100 s under sysbench.
+
+The run where migrate-sysbench-cpu's "after" had no samples was a guest that died
+seconds after a migration xl and the driver had seen succeed (its SSH connection went
+silent; 60 s later the rebooted guest answered it with a reset), so sysbench said
+nothing more, the stop's kill found no guest to open a channel on ("opening a channel
+took too long"), and the run still ended "ok". The runner now reads the guest's boot id
+at the end of the stage and fails such a run. The guest dies under QEMU 7.2's TCG
+emulation of SVM: a migration (test 3) or scenario run (:func:`run_cli`) that fails
+because its vCPU triple-faulted (a new `Triple fault` in Xen's log) is an expected
+failure; any other failure fails. On 2026-12-05, with the fix, the 5 runs of these
+hosts exited 0 (the last cold), three of them with one expected failure each (test 3
+twice, test 5): the idle guest triple-faults as test 3's migration begins or suspends it.
+Single-threaded TCG (``-accel tcg,thread=single``: 4-4.6 min) lost the guest under
+sysbench in 2 of 2 runs with no reason in Xen's log, so the hosts keep a QEMU thread
+per vCPU.
 ``MIGLAB_REQUIRE_SYSTEM=1`` makes a missing prerequisite fail.
 """
 
@@ -60,16 +70,7 @@ from tests.e2e.test_lab_on_sandbox import (
     wait_until_answers,
 )
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.timeout(1800),
-    pytest.mark.skipif(
-        os.environ.get("MIGLAB_XEN_E2E") != "1",
-        reason="opt-in (MIGLAB_XEN_E2E=1): 5 min here with one dom0 vCPU, but in 1 of 4 "
-        "runs the loaded guest's dropbear opened no channel in time after its migration "
-        "(TCG), so migrate-sysbench-cpu's after-phase had no samples (see README)",
-    ),
-]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1800)]
 
 HV_HOSTS = ("host1", "host2")
 
@@ -157,17 +158,23 @@ async def test_prepare_logs_both_dom0s_in_and_twice_changes_nothing(console: Con
     assert done.changed or any(e.changed for e in logins)
 
 
-async def test_boot_ping_ssh_and_migrate_to_host2_under_a_10ms_ping(console: Console) -> None:
+async def test_boot_ping_ssh_and_migrate_to_host2_under_a_10ms_ping(
+    xen_lab: SandboxUnderTest, console: Console
+) -> None:
     await console.controller.prepare()
     await guest_on(console, "host1")
     guest = await open_guest(console)
     assert (await guest.run(["uname", "-r"])).check().stdout.strip().endswith("-amd64")
     assert (await guest.run(["grep", "-q", " /mnt/disk ", "/proc/mounts"])).ok
 
+    faults = await asyncio.to_thread(triple_faults, xen_lab)
     ping = StoragePing(console, interval_s=0.01)
     try:
         await until(lambda: len(ping.replies()) >= 50, "replies before the migration")
         outcome = await console.controller.migrate("host2")
+        if not outcome.ok and await asyncio.to_thread(triple_faults, xen_lab) > faults:
+            # The idle guest's vCPU has triple-faulted as xl suspended it (QEMU's SVM).
+            pytest.xfail(f"the guest's vCPU triple-faulted under QEMU's emulated SVM: {outcome}")
         after = len(ping.replies())
         await until(lambda: len(ping.replies()) >= after + 100, "replies after the migration")
     finally:
@@ -245,7 +252,8 @@ def guest_consoles(sandbox: SandboxUnderTest) -> str:
             # console says when a domain triple-faulted (XEN-SUSPEND.md, issue 11).
             "tail -n 60 /var/log/xen/console/guest-miglab-guest.log; "
             "tail -n 40 /var/log/xen/xl-miglab-guest*.log; "
-            "xl dmesg | grep -A 14 -E 'Triple fault|crashed'; xl list",
+            "xl dmesg | grep -A 14 -E 'Triple fault|crashed'; echo '--- xl dmesg:'; "
+            "xl dmesg | tail -n 25; xl list",
         ]  # fmt: skip
         try:
             got = subprocess.run(argv, capture_output=True, text=True, timeout=60)
