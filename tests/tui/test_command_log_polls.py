@@ -8,21 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from textual.widgets import DataTable
-
 from backend.events import CommandFinished, CommandStarted, Event
 from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
 from tui.replay import ReplayBackend
 from tui.screens.main import EventsArrived, MainScreen
 from tui.widgets.command_log import CommandLog
+from tui.widgets.command_table import CommandTable
 
 Replay = Callable[..., ReplayBackend]
 
 
-def row_ids(table: DataTable[object]) -> list[int]:
+def row_ids(table: CommandTable) -> list[int]:
     """The cmd_ids of the table's rows, top to bottom."""
-    return [int(str(row.key.value)) for row in table.ordered_rows]
+    return [int(key) for key in table.row_keys()]
 
 
 def looks(t: float, first_id: int) -> list[Event]:

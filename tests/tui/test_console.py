@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from textual.binding import Binding
 from textual.widgets import Button
-from textual.widgets.data_table import ColumnKey
 
 from backend.drivers.base import HostCommand
 from backend.events import CommandFinished, CommandStarted
@@ -391,8 +390,7 @@ async def test_a_status_that_grows_when_the_command_ends_is_shown_whole(replay: 
         ]  # fmt: skip
         screen.post_message(EventsArrived(list(ends)))
         await until(lambda: "connection lost" in str(log.table.get_cell("901", "status")))
-        status = log.table.columns[ColumnKey("status")]
-        assert status.content_width >= len("connection lost")
+        assert log.table.column_width("status") >= len("connection lost")
         assert str(log.table.get_cell("900", "status")) == "cancelled"
 
 

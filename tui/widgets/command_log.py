@@ -14,43 +14,25 @@ row (``end``). ``enter`` on a row opens the command's full output.
 from __future__ import annotations
 
 import shlex
-from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.events import MouseScrollUp
 from textual.message import Message
-from textual.widgets import DataTable
 
 from tui.widgets import fmt
+from tui.widgets.command_table import CommandTable
 from tui.widgets.lab_state import CommandView
 from tui.widgets.safe_text import clean
 
 # A row shows this much of a command; the output dialog shows all of it.
 COMMAND_WIDTH = 160
+COLUMNS = ("time", "host", "status", "took", "command")
 
 
 def command_text(argv: list[str]) -> str:
     """The command line as a shell would take it, control characters made visible."""
     return clean(shlex.join(argv))
-
-
-class _Table(DataTable[Text]):
-    BINDINGS: ClassVar = [Binding("end", "follow", "follow", show=False)]
-
-    class Paused(Message):
-        """The user scrolled up: stop following."""
-
-    class Follow(Message):
-        """The user asked to follow the newest command again."""
-
-    def _on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
-        self.post_message(self.Paused())
-
-    def action_follow(self) -> None:
-        self.post_message(self.Follow())
 
 
 class CommandLog(Vertical):
@@ -60,7 +42,7 @@ class CommandLog(Vertical):
     CommandLog {
         height: 8;
     }
-    CommandLog > DataTable {
+    CommandLog > CommandTable {
         height: 1fr;
         overflow-x: hidden;  /* a long command is cut; enter shows all of it */
     }
@@ -84,24 +66,18 @@ class CommandLog(Vertical):
         self._with_polls = self._new_table("with-polls")
         self._with_polls.display = False
         # The cmd_ids each table has a row for.
-        self._ids: dict[_Table, set[int]] = {self._plain: set(), self._with_polls: set()}
+        self._ids: dict[CommandTable, set[int]] = {self._plain: set(), self._with_polls: set()}
 
     @staticmethod
-    def _new_table(table_id: str) -> _Table:
-        table = _Table(cursor_type="row", zebra_stripes=False, id=table_id)
-        table.add_column("time", key="time")
-        table.add_column("host", key="host")
-        table.add_column("status", key="status")
-        table.add_column("took", key="took")
-        table.add_column("command", key="command")
-        return table
+    def _new_table(table_id: str) -> CommandTable:
+        return CommandTable(COLUMNS, id=table_id)
 
     def compose(self) -> ComposeResult:
         yield self._plain
         yield self._with_polls
 
     @property
-    def table(self) -> DataTable[Text]:
+    def table(self) -> CommandTable:
         """The table on show."""
         return self._with_polls if self.show_polls else self._plain
 
@@ -136,22 +112,24 @@ class CommandLog(Vertical):
             self.waiting += added
             self._update_subtitle()
 
-    def _show_in(self, table: _Table, ids: set[int], command: CommandView) -> bool:
+    def _show_in(self, table: CommandTable, ids: set[int], command: CommandView) -> bool:
         """Add ``command``'s row to ``table``, or update it there; True if it is new."""
         key = str(command.cmd_id)
         if command.cmd_id in ids:
-            # The column was sized for "running": let it grow for "cancelled".
-            table.update_cell(key, "status", self._status(command), update_width=True)
-            table.update_cell(key, "took", self._took(command), update_width=True)
+            # The column was sized for "running": it grows for "cancelled".
+            table.update_cell(key, "status", self._status(command))
+            table.update_cell(key, "took", self._took(command))
             return False
         ids.add(command.cmd_id)
         table.add_row(
-            Text(fmt.offset(command.started - self._t0), style="dim"),
-            Text(clean(command.host)),
-            self._status(command),
-            self._took(command),
-            Text(fmt.ellipsize(command_text(command.argv), COMMAND_WIDTH)),
-            key=key,
+            key,
+            [
+                Text(fmt.offset(command.started - self._t0), style="dim"),
+                Text(clean(command.host)),
+                self._status(command),
+                self._took(command),
+                Text(fmt.ellipsize(command_text(command.argv), COMMAND_WIDTH)),
+            ],
         )
         return True
 
@@ -172,11 +150,10 @@ class CommandLog(Vertical):
 
     def forget(self, cmd_ids: list[int]) -> None:
         """Drop rows of commands the state no longer keeps."""
-        for cmd_id in cmd_ids:
-            for table, ids in self._ids.items():
-                if cmd_id in ids:
-                    ids.discard(cmd_id)
-                    table.remove_row(str(cmd_id))
+        for table, ids in self._ids.items():
+            gone = [cmd_id for cmd_id in cmd_ids if cmd_id in ids]
+            ids.difference_update(gone)
+            table.remove_rows(str(cmd_id) for cmd_id in gone)
 
     @staticmethod
     def _status(command: CommandView) -> Text:
@@ -212,23 +189,18 @@ class CommandLog(Vertical):
         if table.row_count:
             table.move_cursor(row=table.row_count - 1, animate=False)
 
-    def on__table_paused(self, event: _Table.Paused) -> None:
+    def on_command_table_scrolled_up(self, event: CommandTable.ScrolledUp) -> None:
         event.stop()
         self._set_following(False)
 
-    def on__table_follow(self, event: _Table.Follow) -> None:
+    def on_command_table_highlighted(self, event: CommandTable.Highlighted) -> None:
         event.stop()
-        self.follow()
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        if event.data_table is not self.table:
+        if event.table is not self.table:
             return  # the hidden table's cursor is set again when it shows
-        last = event.cursor_row == self.table.row_count - 1
+        last = event.row == self.table.row_count - 1
         if last != self.following:
             self._set_following(last)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_command_table_selected(self, event: CommandTable.Selected) -> None:
         event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.ShowOutput(int(event.row_key.value)))
+        self.post_message(self.ShowOutput(int(event.key)))
