@@ -29,7 +29,7 @@ from textual.widgets._toast import Toast, ToastHolder
 
 from tui import keys
 from tui.backend_api import ConsoleBackend, RecordsEndStatus
-from tui.driver import ConsoleDriver
+from tui.driver import ConsoleDriver, TerminalGone
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -294,9 +294,18 @@ class MiglabApp(App[int]):
             )
             if not await self.push_screen_wait(ConfirmScreen("Quit miglab?", question, commands)):
                 return
-        self._quitting = True
         if busy:
             self.notify("stopping, then saving the session log…", timeout=30)
+        await self._close_and_exit()
+
+    def on_terminal_gone(self, _message: TerminalGone) -> None:
+        """The terminal hung up: close as a confirmed ``q`` does (what runs is stopped,
+        its cleanup runs, the session log is saved); there is nobody left to ask."""
+        if not self._quitting:
+            self.run_worker(self._close_and_exit(), group="quit", exclusive=True)
+
+    async def _close_and_exit(self) -> None:
+        self._quitting = True
         for screen in reversed(self.main_screens()):
             await screen.close_backend()
         self.exit(0)

@@ -12,12 +12,22 @@ parser's pending decision, and decides a lone ESC after :data:`ESCAPE_S` unless 
 user set ``ESCDELAY``. A key's sequence comes in one write from the terminal, so it
 arrives whole well within that (even over SSH). A terminal that speaks the kitty
 keyboard protocol, which Textual asks for, sends escape as CSI 27 u: no wait at all.
+
+When its input ends (the terminal hung up: an SSH connection dropped, a tmux window
+killed under ``make demo``), Textual's thread went on selecting a descriptor that is
+always readable and reading nothing, at half a core, for ever. This one stops
+reading and tells the app (:class:`TerminalGone`), which closes as ``q`` would. A
+hang-up signal (SIGHUP, sent when an SSH session ends) does the same: it used to kill
+the console where it stood, its session log left without its end.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import selectors
+import signal
 from codecs import getincrementaldecoder
 from collections.abc import Callable
 
@@ -26,6 +36,7 @@ from textual._parser import ParseError
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
+from textual.message import Message
 
 ESCAPE_S = 0.02
 """How long after a lone ESC (with nothing after it) it is taken as the escape key."""
@@ -58,8 +69,36 @@ def input_wait(parser: XTermParser) -> float:
     return min(POLL_S, max(0.0, deadline - get_time()))
 
 
+class TerminalGone(Message):
+    """The console's input ended: nobody can see it or answer it any more."""
+
+
 class ConsoleDriver(LinuxDriver):
     """:class:`LinuxDriver` whose input thread knows a lone escape in :func:`escape_delay`."""
+
+    terminal_gone = False
+    """Set once the input ended: nothing is written any more (a write to a terminal that
+    hung up fails, and Textual's writer thread, dead of it, would leave frames queued
+    until the app blocked)."""
+
+    def write(self, data: str) -> None:
+        if not self.terminal_gone:
+            super().write(data)
+
+    def start_application_mode(self) -> None:
+        super().start_application_mode()  # type: ignore[no-untyped-call]
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hung_up)
+
+    def stop_application_mode(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop running: nothing to remove
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        super().stop_application_mode()
+
+    def _hung_up(self) -> None:
+        """The input has ended, or SIGHUP came: write no more, and tell the app once."""
+        if not self.terminal_gone:
+            self.terminal_gone = True
+            self._app.post_message(TerminalGone())  # thread-safe in Textual
 
     def run_input_thread(self) -> None:
         """Wait for input and dispatch events (Textual's loop, with the waits above)."""
@@ -71,7 +110,10 @@ class ConsoleDriver(LinuxDriver):
         try:
             while not self.exit_event.is_set():
                 ready = selector.select(input_wait(parser))
-                self._take_input(parser, decode, ready, delay)
+                if not self._take_input(parser, decode, ready, delay):
+                    self._hung_up()
+                    self.exit_event.wait()
+                    return
             selector.unregister(self.fileno)
             self._take_input(parser, decode, selector.select(POLL_S), delay, final=True)
         finally:
@@ -89,16 +131,21 @@ class ConsoleDriver(LinuxDriver):
         ready: list[tuple[selectors.SelectorKey, int]],
         delay: float,
         final: bool = False,
-    ) -> None:
+    ) -> bool:
+        """Read what is ready and send its keys; False once the input has ended."""
         for index, (_key, mask) in enumerate(ready):
             if not mask & selectors.EVENT_READ:
                 continue
             last = index == len(ready) - 1
-            data = decode(os.read(self.fileno, 1024 * 4), final=final and last)
-            if not data:
-                break  # stdin is a pipe at its end
-            for event in parser.feed(data):
+            try:
+                raw = os.read(self.fileno, 1024 * 4)
+            except OSError:  # EIO: the terminal hung up
+                raw = b""
+            if not raw:
+                return False
+            for event in parser.feed(decode(raw, final=final and last)):
                 self.process_message(event)
             shorten_escape_wait(parser, delay)
         for event in parser.tick():
             self.process_message(event)
+        return True

@@ -149,7 +149,8 @@ async def _demo(
         print(f"miglab: {backend.start_error}", file=sys.stderr)
         return EXIT_FAILED
     if log is not None:
-        print(f"session log: {log} (`miglab report {log}`)")
+        with contextlib.suppress(OSError):  # the terminal hung up: the log is saved anyway
+            print(f"session log: {log} (`miglab report {log}`)", flush=True)
     return code
 
 
