@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual.widgets._toast import Toast, ToastHolder
+
 from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
-from tui.app import MAX_TOASTS
+from tui.app import MAX_TOASTS, MiglabApp
 from tui.replay import ReplayBackend
 
 Replay = Callable[..., ReplayBackend]
@@ -40,3 +42,22 @@ async def test_a_refused_key_held_down_leaves_a_few_toasts(replay: Replay) -> No
         messages = [n.message for n in app._notifications]
         assert len(messages) == MAX_TOASTS
         assert all("prepare is disabled" in m for m in messages)
+
+
+async def test_notifications_taken_away_early_leave_no_empty_holders(replay: Replay) -> None:
+    # Textual removes such a toast but not the holder around it: they piled up in the
+    # DOM, a few objects each, for as long as the console ran.
+    backend = replay()
+    app = MiglabApp(backend)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:  # toasts shown
+        await settle(pilot, backend)
+        screen = main_screen(app)
+        for n in range(6 * MAX_TOASTS):
+            await pilot.press("p")  # refused in a replay: a notification each
+            if n % MAX_TOASTS == 0:
+                await pilot.press("question_mark", "escape")  # another screen's toasts
+        await pilot.pause()
+        await until(lambda: screen.is_current and len(screen.query(Toast)) == MAX_TOASTS)
+        holders = screen.query(ToastHolder)
+        assert len(holders) == MAX_TOASTS
+        assert all(len(holder.query(Toast)) == 1 for holder in holders)
