@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, work
+from textual._styles_cache import StylesCache
 from textual.app import App
 from textual.command import CommandInput, CommandList, CommandPalette, SearchIcon
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -59,6 +60,9 @@ LATER_WIDGETS: tuple[type[DOMNode], ...] = (
 toasts), down to the widgets in them: their DEFAULT_CSS is parsed ahead."""
 
 MAX_TOASTS = 5
+RELEASE_S = 5.0
+"""How often the styles Textual keeps for widgets that are gone are let go (see
+:meth:`MiglabApp.release_removed_widgets`)."""
 """Notifications shown at once; a new one beyond them takes the oldest away."""
 PREWARM_STEP_S = 0.01
 """After the first frame, stylesheets are parsed ahead one source per step this far
@@ -199,6 +203,7 @@ class MiglabApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self.backend))
+        self.set_interval(RELEASE_S, self.release_removed_widgets, name="release widgets")
         self.call_after_refresh(self._prewarm_themes)
 
     def _prewarm_themes(self) -> None:
@@ -242,6 +247,20 @@ class MiglabApp(App[int]):
         for oldest in live[: max(0, len(live) - (MAX_TOASTS - 1))]:
             self._unnotify(oldest, refresh=False)
         self._remove_stale_toast_holders()
+
+    @staticmethod
+    def release_removed_widgets() -> None:
+        """Let go of the drawn lines of widgets that are gone (toasts, closed dialogs).
+
+        Textual caches ``StylesCache.get_inner_outer`` with ``lru_cache(1024)`` on the
+        method (textual/_styles_cache.py, Textual 8.2), so the cache holds each widget's
+        StylesCache, and with it the widget's last drawn lines, until 1024 newer entries
+        push it out. A toast every few seconds kept thousands of dead strips: 1,000 more
+        objects a second with a refused key held down, and full garbage collections
+        grew from 10 to 100 ms in a minute. The cached values are two styles, quickly
+        made again.
+        """
+        StylesCache.get_inner_outer.cache_clear()
 
     def _remove_stale_toast_holders(self) -> None:
         """Take away the holders of toasts whose notification is gone.

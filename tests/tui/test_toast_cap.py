@@ -6,12 +6,17 @@ key held down had stacked dozens, and a dialog opened then took seconds to show.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
+import pytest
+from textual._styles_cache import StylesCache
+from textual.widget import Widget
 from textual.widgets._toast import Toast, ToastHolder
 
 from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
+from tui import app as app_module
 from tui.app import MAX_TOASTS, MiglabApp
 from tui.replay import ReplayBackend
 
@@ -61,3 +66,29 @@ async def test_notifications_taken_away_early_leave_no_empty_holders(replay: Rep
         holders = screen.query(ToastHolder)
         assert len(holders) == MAX_TOASTS
         assert all(len(holder.query(Toast)) == 1 for holder in holders)
+
+
+def orphaned_styles_caches() -> int:
+    """StylesCache objects alive beyond the widgets alive (each widget owns one)."""
+    gc.collect()
+    objects = gc.get_objects()
+    caches = sum(1 for o in objects if isinstance(o, StylesCache))
+    widgets = sum(1 for o in objects if isinstance(o, Widget))
+    return caches - widgets
+
+
+async def test_toasts_that_are_gone_leave_no_drawn_lines_behind(
+    replay: Replay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Textual's lru_cache on StylesCache.get_inner_outer kept every drawn widget's
+    # StylesCache (its lines) after the widget was gone, 1024 of them.
+    monkeypatch.setattr(app_module, "RELEASE_S", 0.05)
+    backend = replay()
+    app = MiglabApp(backend)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot, backend)
+        for n in range(8 * MAX_TOASTS):
+            app.notify(f"note {n}", timeout=0.05)
+            await pilot.pause()
+        await until(lambda: not app._notifications and not app.screen.query(Toast))
+        await until(lambda: orphaned_styles_caches() <= 0)
