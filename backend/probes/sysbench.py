@@ -29,7 +29,12 @@ The end-of-run sample has ``summary: 1.0`` and keys no interval sample uses:
 
 sysbench prints seconds since its threads started; the parser anchors that on
 its clock at "Threads started!" (or at the first interval line), so a burst of
-late-arriving lines keeps the spacing sysbench measured.
+late-arriving lines keeps the spacing sysbench measured. But the guest's clock stands
+still while the guest is suspended (a migration's last copy: 10 s and more for Xen
+here), and every line after it was stamped that much too early, so the phases took
+"after" samples into "during". When :data:`REANCHOR_LINES` lines in a row arrive more
+than :data:`LATE_S` after their stamp, the anchor moves by the least of those delays;
+a burst does not, as its last line arrives in time.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import deque
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -187,6 +193,12 @@ def sysbench_memory_command(
     ]
 
 
+LATE_S = 2.0
+"""A line this much later than sysbench's own clock says is late (a burst is not)."""
+REANCHOR_LINES = 3
+"""Late lines in a row that move the anchor: the guest lost time, its clock stood still."""
+
+
 class SysbenchParser:
     """Incremental parser of ``sysbench cpu|memory ... run`` output (either test)."""
 
@@ -196,6 +208,7 @@ class SysbenchParser:
         self.test: Literal["cpu", "memory"] | None = None
         self.threads: int | None = None
         self._t0: float | None = None
+        self._late: deque[float] = deque(maxlen=REANCHOR_LINES)
         self._summary: dict[str, float | None] = {}
         self._done = False
         self.skipped = 0  # lines not understood
@@ -253,8 +266,13 @@ class SysbenchParser:
             values = {"elapsed_s": elapsed, "mib_per_s": _num(m[2])}
         else:
             return None
+        now = self._clock()
         if self._t0 is None:
-            self._t0 = self._clock() - elapsed
+            self._t0 = now - elapsed
+        self._late.append(now - (self._t0 + elapsed))
+        if len(self._late) == REANCHOR_LINES and min(self._late) > LATE_S:
+            self._t0 += min(self._late)
+            self._late.clear()
         return [self._make(self._t0 + elapsed, values)]
 
     def _summary_line(self, text: str) -> list[Sample] | None:

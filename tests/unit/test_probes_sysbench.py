@@ -239,3 +239,30 @@ async def test_real_sysbench_memory() -> None:
     assert status == 0
     assert parser.test == "memory"
     assert (samples[-1].values["transferred_mib_per_s"] or 0) > 0
+
+
+def test_a_guest_that_lost_time_is_stamped_by_arrival_again() -> None:
+    # The guest was suspended for 9 s at 5 s (a migration): its sysbench went on
+    # counting from where its clock stood, 9 s behind the storage node's.
+    now = [100.0]
+    parser = SysbenchParser("guest", clock=lambda: now[0])
+    times = []
+    for second in range(1, 11):
+        now[0] = 100.0 + second + (9.0 if second > 5 else 0.0)
+        [sample] = parser.feed(f"[ {second}s ] thds: 1 eps: 500.00 lat (ms,95%): 2.00")
+        times.append(sample.t)
+    assert times[:5] == [101.0, 102.0, 103.0, 104.0, 105.0]
+    assert times[5:7] == [106.0, 107.0]  # late twice: could still be a burst
+    assert times[7:] == [117.0, 118.0, 119.0]  # three times: the clock stood still
+
+
+def test_a_burst_of_late_lines_keeps_sysbench_spacing() -> None:
+    now = [100.0]
+    parser = SysbenchParser("guest", clock=lambda: now[0])
+    times = []
+    for second in range(1, 9):
+        # seconds 3-6 sat in a buffer and came together with second 6
+        now[0] = 100.0 + (6 if 3 <= second <= 6 else second)
+        [sample] = parser.feed(f"[ {second}s ] thds: 1 eps: 500.00 lat (ms,95%): 2.00")
+        times.append(sample.t)
+    assert times == [100.0 + s for s in range(1, 9)]
