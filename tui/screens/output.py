@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import RichLog, Static
 
+from tui.screens.styled_once import StyledOnce
 from tui.widgets import fmt
 from tui.widgets.command_log import command_text
 from tui.widgets.lab_state import CommandView
@@ -45,7 +46,7 @@ def output_lines(command: CommandView) -> list[tuple[str, str]]:
     return lines
 
 
-class CommandOutputScreen(ModalScreen[None]):
+class CommandOutputScreen(ModalScreen[None], StyledOnce):
     """Host, command, status and every output line (stderr marked)."""
 
     DEFAULT_CSS = """

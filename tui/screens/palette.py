@@ -7,6 +7,7 @@ from functools import partial
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 
 from tui.keys import KEYS, Key
+from tui.screens.styled_once import StyledOnce
 
 
 class KeysProvider(Provider):
@@ -43,7 +44,7 @@ class KeysProvider(Provider):
                 )
 
 
-class Palette(CommandPalette):
+class Palette(CommandPalette, StyledOnce):
     """Textual's command palette, with its search line in its first frame, on an opaque
     background.
 
