@@ -11,13 +11,15 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from textual import events
 from textual.command import CommandPalette, DiscoveryHit, Hits
 from textual.dom import DOMNode
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 
 from tests.support.waiting import until
 from tests.tui.conftest import main_screen, running, settle
 from tui.replay import ReplayBackend
+from tui.screens.help import HelpScreen
 from tui.screens.output import CommandOutputScreen
 from tui.screens.palette import KeysProvider
 from tui.screens.pickers import OpenLog
@@ -66,3 +68,29 @@ async def test_opening_a_dialog_styles_each_of_its_widgets_once(
         app.stylesheet.apply = real_apply  # type: ignore[method-assign]
         await pilot.press("escape")
         await until(lambda: not isinstance(app.screen, ModalScreen))
+
+
+async def test_showing_a_dialog_again_restyles_it_once(
+    replay: Replay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Help is kept installed: its later showings restyle it (the theme may have changed),
+    # once each, and Textual's resume handler runs once per showing.
+    resumed: list[bool] = []
+    real_resume = Screen._on_screen_resume
+
+    def resume(self: Screen[object], event: events.ScreenResume) -> None:
+        if isinstance(self, HelpScreen):
+            resumed.append(event.refresh_styles)
+        real_resume(self, event)
+
+    monkeypatch.setattr(Screen, "_on_screen_resume", resume)
+    backend = replay()
+    async with running(backend, size=(160, 48)) as (app, pilot):
+        await settle(pilot, backend)
+        for _ in range(2):
+            await pilot.press("question_mark")
+            await until(lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted)
+            await pilot.pause()
+            await pilot.press("escape")
+            await until(lambda: not isinstance(app.screen, ModalScreen))
+        assert resumed == [False, True]

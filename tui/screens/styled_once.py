@@ -17,8 +17,10 @@ class StyledOnce(Screen):  # type: ignore[type-arg]
     palette or a dialog. A later showing (help is kept installed) restyles as before:
     the theme may have changed meanwhile.
 
-    Overrides ``Screen._on_screen_resume`` (textual/screen.py, Textual 8.2.8): the
-    handler that does the restyle; there is no public way to ask for it not to.
+    Textual calls the ``_on_screen_resume`` of each class in the screen's MRO, this one
+    before ``Screen._on_screen_resume`` (textual/screen.py line 1465, Textual 8.2.8),
+    which does the restyle: this one only tells it not to, the first time (no super
+    call: that would run Textual's twice). There is no public way to ask for it.
     """
 
     _shown_once = False
@@ -27,4 +29,3 @@ class StyledOnce(Screen):  # type: ignore[type-arg]
         if not self._shown_once and self.is_mounted:
             event.refresh_styles = False
         self._shown_once = True
-        super()._on_screen_resume(event)
