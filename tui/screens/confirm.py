@@ -18,6 +18,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.screens.styled_once import StyledOnce
 from tui.widgets.safe_text import markup, plain
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def commands_content(commands: Sequence[HostCommand]) -> Content:
     return Content("\n").join(lines)
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(ModalScreen[bool], StyledOnce):
     """Ask before a destructive action; dismisses with True only on an explicit yes."""
 
     DEFAULT_CSS = """

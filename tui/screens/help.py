@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.keys import GROUPS, by_group
+from tui.screens.styled_once import StyledOnce
 from tui.widgets.safe_text import markup
 
 
@@ -35,7 +36,7 @@ def help_content(readonly_reason: str | None) -> Content:
     return Content("\n").join(lines)
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ModalScreen[None], StyledOnce):
     """All keys, grouped."""
 
     DEFAULT_CSS = """

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import RichLog, Static
 
+from tui.screens.styled_once import StyledOnce
 from tui.widgets import fmt
 from tui.widgets.command_log import command_text
 from tui.widgets.lab_state import CommandView
@@ -45,7 +46,12 @@ def output_lines(command: CommandView) -> list[tuple[str, str]]:
     return lines
 
 
-class CommandOutputScreen(ModalScreen[None]):
+SHORT_OUTPUT = 16
+"""Up to this many lines, the dialog is as tall as what it shows: its first frame draws
+those lines, not a 90 % high box with a scrollbar (most commands print a few lines)."""
+
+
+class CommandOutputScreen(ModalScreen[None], StyledOnce):
     """Host, command, status and every output line (stderr marked)."""
 
     DEFAULT_CSS = """
@@ -61,15 +67,25 @@ class CommandOutputScreen(ModalScreen[None]):
         height: auto;
         margin-bottom: 1;
     }
+    CommandOutputScreen.-short > Vertical {
+        height: auto;
+    }
     CommandOutputScreen RichLog {
         height: 1fr;
+        overflow-y: auto;
+    }
+    CommandOutputScreen.-short RichLog {
+        height: auto;
     }
     """
 
     BINDINGS: ClassVar = [Binding("escape,q,enter", "close", "close", show=False)]
 
     def __init__(self, command: CommandView) -> None:
-        super().__init__()
+        self.lines = output_lines(command)
+        self.dropped = command.lines_seen - len(command.output)
+        shown = max(len(self.lines), 1) + (self.dropped > 0)
+        super().__init__(classes="-short" if shown <= SHORT_OUTPUT else None)
         self.command = command
 
     def compose(self) -> ComposeResult:
@@ -86,7 +102,7 @@ class CommandOutputScreen(ModalScreen[None]):
         if not found:
             return
         log = found[0]
-        lines = output_lines(self.command)
+        lines = self.lines
         if not lines:
             log.write(Text("(no output)", style="italic"))
         for stream, line in lines:
@@ -96,9 +112,10 @@ class CommandOutputScreen(ModalScreen[None]):
                 log.write(Text.assemble(("! ", "bold"), (clean(line, lines=True), "italic")))
             else:
                 log.write(Text("  " + clean(line, lines=True)))
-        dropped = self.command.lines_seen - len(self.command.output)
-        if dropped > 0:
-            log.write(Text(f"({dropped} earlier lines are in the session log)", style="italic"))
+        if self.dropped > 0:
+            log.write(
+                Text(f"({self.dropped} earlier lines are in the session log)", style="italic")
+            )
         log.focus()
 
     def action_close(self) -> None:

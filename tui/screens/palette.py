@@ -7,6 +7,7 @@ from functools import partial
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 
 from tui.keys import KEYS, Key
+from tui.screens.styled_once import StyledOnce
 
 
 class KeysProvider(Provider):
@@ -43,15 +44,28 @@ class KeysProvider(Provider):
                 )
 
 
-class Palette(CommandPalette):
-    """Textual's command palette, with its search line in its first frame.
+class Palette(CommandPalette, StyledOnce):
+    """Textual's command palette, with its search line in its first frame, on an opaque
+    background.
 
     Textual's shows only the dimmed screen until it has gathered every command (its
     container shows with the ``-ready`` class, set at the end of ``_gather_commands``
     in textual/command.py, Textual 8.2): tens of ms in which ``ctrl+p`` seems to do
     nothing. Here the search line shows at once and the commands follow.
+
+    Textual's is translucent (``$background 60%``): its every frame, the first one
+    included, renders the main screen again and blends each of its cells, and while
+    traces stream each plot frame under it repaints the palette too. About half of the
+    palette's first frame went there. Opaque, as the console's dialogs are
+    (themes/console.tcss), it covers the console the way they do.
+    """
+
+    DEFAULT_CSS = """
+    Palette {
+        background: $background;
+    }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.add_class("-ready")
+        # A class given here costs no restyle; add_class before mounting restyles it.
+        super().__init__(id=id, classes="-ready")

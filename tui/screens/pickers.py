@@ -14,6 +14,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.backend_api import ScenarioInfo
+from tui.screens.styled_once import StyledOnce
 from tui.widgets.safe_text import markup, plain
 
 _CSS = """
@@ -37,7 +38,7 @@ _CSS = """
 """
 
 
-class Choice(ModalScreen[str | None]):
+class Choice(ModalScreen[str | None], StyledOnce):
     """Pick one option; enter chooses, escape dismisses with None."""
 
     DEFAULT_CSS = _CSS.format(name="Choice")
@@ -91,7 +92,7 @@ def scenario_choice(scenarios: Sequence[ScenarioInfo]) -> Choice:
     return Choice("Run a scenario", options)
 
 
-class OpenLog(ModalScreen[str | None]):
+class OpenLog(ModalScreen[str | None], StyledOnce):
     """Ask for a session log to replay."""
 
     DEFAULT_CSS = _CSS.format(name="OpenLog")
