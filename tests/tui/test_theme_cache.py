@@ -3,12 +3,15 @@ not parsed again, and every widget looks as in a console started in that theme."
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import textual.css.stylesheet as textual_stylesheet
 from textual.command import CommandPalette
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets._toast import Toast
 
 from tests.support.waiting import until
@@ -152,3 +155,36 @@ async def test_dialogs_opened_after_the_prewarm_parse_no_css(
         await until(lambda: bool(screen.query(Toast)))
         await pilot.pause()
         assert parsed == []
+
+
+async def test_a_new_theme_refreshes_each_widget_once(
+    replay: Replay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each style property set refreshed its widget (and, for an inherited one, every
+    # widget under it): about 440 refreshes for the main screen's 16 widgets.
+    real = Widget.refresh
+    per_widget: list[Counter[int]] = []
+
+    def counting(widget: Widget, *regions: Any, **flags: Any) -> Widget:
+        per_widget[-1][id(widget)] += 1
+        return real(widget, *regions, **flags)
+
+    update_nodes = ThemeStylesheet.update_nodes
+
+    def counted(self: ThemeStylesheet, nodes: Any, animate: bool = False) -> None:
+        per_widget.append(Counter())
+        monkeypatch.setattr(Widget, "refresh", counting)
+        try:
+            update_nodes(self, nodes, animate)
+        finally:
+            monkeypatch.setattr(Widget, "refresh", real)
+
+    backend = replay()
+    async with running(backend) as (_app, pilot):
+        await settle(pilot, backend)
+        monkeypatch.setattr(ThemeStylesheet, "update_nodes", counted)
+        await pilot.press("t")
+        await until(lambda: len(per_widget) > 0 and sum(per_widget[0].values()) > 0)
+        restyle = per_widget[0]
+        assert len(restyle) >= 10  # the main screen's widgets were refreshed...
+        assert max(restyle.values()) == 1  # ...each of them once
