@@ -575,6 +575,26 @@ _CAUSE_PREFIXES = (
 )
 
 
+_WHOLE_MESSAGES = (*_STEPS, *_FAILURES, "Migration successful.")
+
+
+def _message_at_end(text: str) -> str:
+    """One of xl's whole messages at the end of ``text``, else ``text``.
+
+    The sender's xl and the receiver's (its stderr carried back by ssh) write to one
+    stream, and a write of one can land inside a line of the other. Seen in a CI run
+    here (Xen 4.17): ``libxl: migration target: Ready to receive domain.``, the rest of
+    that ``libxl: debug: ...`` line coming on the next. The message is whole, so it is
+    taken; a line that only contains one somewhere else is not.
+    """
+    if text in _WHOLE_MESSAGES:
+        return text
+    for message in _WHOLE_MESSAGES:
+        if text.endswith(message) and text[: -len(message)].endswith(" "):
+            return message
+    return text
+
+
 class XlMigrateParser:
     """Incremental reader of ``xl [-v] migrate DOMAIN HOST`` stderr (sender side).
 
@@ -690,7 +710,7 @@ class XlMigrateParser:
         return ParseError(reason, text, self._lineno)
 
     def _one(self, text: str) -> MigrateUpdate | None:
-        stripped = text.strip()
+        stripped = _message_at_end(text.strip())
         if stripped in _STEPS:
             event, side, phase = _STEPS[stripped]
             return self._update(event, stripped, phase=phase, side=side)

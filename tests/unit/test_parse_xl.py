@@ -194,6 +194,26 @@ def test_v2_header_and_no_per_iteration_lines() -> None:
     assert parser.result is not None and parser.result.event == "success"
 
 
+def test_a_message_written_into_a_line_of_the_other_side_is_read() -> None:
+    # From a CI run here (Xen 4.17, `xl -vvv migrate`, 2026-12-06): the receiver's
+    # message, carried back by ssh, landed after the first word of a sender's debug
+    # line, whose rest came on the next line.
+    lines = [
+        "libxl: debug: libxl_domain.c:512:libxl_domain_suspend: Domain 1:ao 0x55fbfbfbfbb0:"
+        " create: how=(nil) callback=(nil) poller=0x55fbfbfbd2f0",
+        "libxl: migration target: Ready to receive domain.",
+        "debug: libxl.c:771:libxl__fd_flags_modify_save: fnctl F_GETFL flags for fd 15 are 0x1",
+        "libxl: migration sender: Target reports successful startup.",
+        "Migration successful.",
+    ]
+    parser = XlMigrateParser()
+    events = [u.event for line in lines for u in parser.feed(line)]
+    assert events[:1] == ["receiver-ready"]
+    assert "target-reports-success" in events and events[-1] == "success"
+    # A message inside a line, not at its end, is not one.
+    assert XlMigrateParser().feed("note: migration target: Ready to receive domain. (x)") == []
+
+
 def test_v1_legacy_iterations_and_pages() -> None:
     updates = parse_xl_migrate(read("xl-migrate-v1-4.4-verbose.txt"), exit_status=0)
     stats = [u for u in updates if u.event == "iteration-stats"]
