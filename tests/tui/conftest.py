@@ -88,3 +88,13 @@ async def settle(pilot: Pilot[int], replay: ReplayBackend | None = None) -> None
         await replay.wait_finished()
     await drained(pilot.app)  # type: ignore[arg-type]
     await pilot.pause()
+
+
+@asynccontextmanager
+async def console_at_its_end(
+    replay: ReplayBackend,
+) -> AsyncIterator[tuple[MiglabApp, Pilot[int], MainScreen]]:
+    """The console on ``replay``, headless, with every event of the replay drawn."""
+    async with running(replay) as (app, pilot):
+        await settle(pilot, replay)
+        yield app, pilot, main_screen(app)

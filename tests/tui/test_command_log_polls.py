@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from backend.events import CommandFinished, CommandStarted, Event
 from tests.support.waiting import until
-from tests.tui.conftest import main_screen, running, settle
+from tests.tui.conftest import console_at_its_end, main_screen, running, settle
 from tui.replay import ReplayBackend
 from tui.screens.main import EventsArrived, MainScreen
 from tui.widgets.command_log import CommandLog
@@ -45,9 +45,7 @@ async def arrive(screen: MainScreen, events: list[Event], log: CommandLog, rows:
 
 async def test_the_log_shows_the_right_rows_in_order_after_each_toggle(replay: Replay) -> None:
     backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        screen = main_screen(app)
+    async with console_at_its_end(backend) as (_app, pilot, screen):
         log = screen.query_one(CommandLog)
         state = screen.state
         t = backend.session.events[-1].t
@@ -88,9 +86,7 @@ async def test_the_log_shows_the_right_rows_in_order_after_each_toggle(replay: R
 
 async def test_toggling_the_polls_does_not_make_the_rows_again(replay: Replay) -> None:
     backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        screen = main_screen(app)
+    async with console_at_its_end(backend) as (_app, pilot, screen):
         log = screen.query_one(CommandLog)
         t = backend.session.events[-1].t
         await arrive(screen, looks(t, 900), log, log.table.row_count + 1)

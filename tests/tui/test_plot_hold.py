@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from backend.events import Event, Sample
 from tests.support.waiting import until
-from tests.tui.conftest import main_screen, running, settle
+from tests.tui.conftest import console_at_its_end, main_screen, running, settle
 from tests.tui.test_fast_keys import send_keys_fast
 from tui.replay import ReplayBackend
 from tui.screens.main import EventsArrived
@@ -43,9 +43,7 @@ async def test_a_key_press_holds_the_plots(replay: Replay) -> None:
 
 async def test_held_plots_draw_nothing_then_show_the_latest_sample(replay: Replay) -> None:
     backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        screen = main_screen(app)
+    async with console_at_its_end(backend) as (_app, _pilot, screen):
         grid = screen.query_one(TraceGrid)
         plot = ping_plot(grid)
         host = plot.trace.host
@@ -65,9 +63,7 @@ async def test_held_plots_draw_nothing_then_show_the_latest_sample(replay: Repla
 
 async def test_after_a_burst_of_keys_the_plots_show_the_last_sample(replay: Replay) -> None:
     backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        screen = main_screen(app)
+    async with console_at_its_end(backend) as (app, pilot, screen):
         grid = screen.query_one(TraceGrid)
         plot = ping_plot(grid)
         t = backend.session.events[-1].t

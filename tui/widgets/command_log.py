@@ -65,8 +65,6 @@ class CommandLog(Vertical):
         self._plain = self._new_table("commands-only")
         self._with_polls = self._new_table("with-polls")
         self._with_polls.display = False
-        # The cmd_ids each table has a row for.
-        self._ids: dict[CommandTable, set[int]] = {self._plain: set(), self._with_polls: set()}
 
     @staticmethod
     def _new_table(table_id: str) -> CommandTable:
@@ -84,7 +82,7 @@ class CommandLog(Vertical):
     @property
     def _rows(self) -> set[int]:
         """The cmd_ids of the rows on show."""
-        return self._ids[self._with_polls if self.show_polls else self._plain]
+        return {int(key) for key in self.table.row_keys()}
 
     @property
     def row_count(self) -> int:
@@ -97,10 +95,10 @@ class CommandLog(Vertical):
         """Add new commands and update finished ones (in the order they happened)."""
         added = 0
         for command in commands:
-            for table, ids in self._ids.items():
+            for table in (self._plain, self._with_polls):
                 if command.poll and table is self._plain:
                     continue
-                fresh = self._show_in(table, ids, command)
+                fresh = self._show_in(table, command)
                 if fresh and table is self.table:
                     added += 1
         if not added:
@@ -112,15 +110,14 @@ class CommandLog(Vertical):
             self.waiting += added
             self._update_subtitle()
 
-    def _show_in(self, table: CommandTable, ids: set[int], command: CommandView) -> bool:
+    def _show_in(self, table: CommandTable, command: CommandView) -> bool:
         """Add ``command``'s row to ``table``, or update it there; True if it is new."""
         key = str(command.cmd_id)
-        if command.cmd_id in ids:
+        if table.has_row(key):
             # The column was sized for "running": it grows for "cancelled".
             table.update_cell(key, "status", self._status(command))
             table.update_cell(key, "took", self._took(command))
             return False
-        ids.add(command.cmd_id)
         table.add_row(
             key,
             [
@@ -150,10 +147,8 @@ class CommandLog(Vertical):
 
     def forget(self, cmd_ids: list[int]) -> None:
         """Drop rows of commands the state no longer keeps."""
-        for table, ids in self._ids.items():
-            gone = [cmd_id for cmd_id in cmd_ids if cmd_id in ids]
-            ids.difference_update(gone)
-            table.remove_rows(str(cmd_id) for cmd_id in gone)
+        for table in (self._plain, self._with_polls):
+            table.remove_rows(str(cmd_id) for cmd_id in cmd_ids)
 
     @staticmethod
     def _status(command: CommandView) -> Text:

@@ -122,6 +122,9 @@ class CommandTable(ScrollView, can_focus=True):
         """The rows' keys, top to bottom."""
         return [row.key for row in self._rows]
 
+    def has_row(self, key: str) -> bool:
+        return key in self._index
+
     def get_row(self, key: str) -> list[Text]:
         return list(self._rows[self._index[key]].cells)
 
