@@ -21,6 +21,8 @@ from tui.commands import SUBCOMMANDS, console, module_name
 from tui.commands.common import EXIT_BAD_INPUT, BadInput
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a program killed by SIGPIPE
+GLOBAL_OPTIONS = ("lab", "readonly", "theme")
+GLOBAL_PREFIX = "global_"
 
 
 def _top_parser(*, add_help: bool) -> argparse.ArgumentParser:
@@ -30,8 +32,27 @@ def _top_parser(*, add_help: bool) -> argparse.ArgumentParser:
         add_help=add_help,
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
-    console.add_arguments(parser)  # a bare `miglab [--lab F]` opens the console
+    # A bare `miglab [--lab F]` opens the console; before a command they apply to it.
+    console.add_arguments(parser, dest_prefix=GLOBAL_PREFIX)
     return parser
+
+
+def _apply_global_options(args: argparse.Namespace) -> None:
+    """Options given before the command (``miglab --lab F check``) apply to it as if
+    given after it; the command's own wins when both are given. argparse alone lets the
+    command's defaults overwrite them, and ./lab.toml was checked instead of F."""
+    for name in GLOBAL_OPTIONS:
+        value = getattr(args, GLOBAL_PREFIX + name)
+        if args.command is None:  # the console
+            setattr(args, name, value)
+        elif value not in (None, False):
+            if not hasattr(args, name):
+                raise BadInput(
+                    f"--{name} does not apply to `miglab {args.command}` "
+                    f"(see `miglab {args.command} --help`)"
+                )
+            if getattr(args, name) in (None, False):
+                setattr(args, name, value)
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -68,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         words = sys.argv[1:] if argv is None else list(argv)
         args = _parser(words).parse_args(words)  # --help prints here: inside the pipe guard
+        _apply_global_options(args)
         handler = args.handler if args.command is not None else console.run
         code = handler(args)
     except BadInput as exc:

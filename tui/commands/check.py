@@ -22,7 +22,7 @@ def register(commands: Any) -> None:
         "report per host: reachable, round-trip time, kernel, and which lab tools it has. "
         "Exit 1 if a host is unreachable, 2 if lab.toml is invalid.",
     )
-    check.add_argument("--lab", default=DEFAULT_LAB, help="the lab file (default: %(default)s)")
+    check.add_argument("--lab", help=f"the lab file (default: {DEFAULT_LAB})")
     check.add_argument("--connect", action="store_true", help="connect to every host")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.add_argument(
@@ -35,15 +35,16 @@ def run(args: argparse.Namespace) -> int:
     if args.schema:
         print(json.dumps(lab_json_schema(), indent=2))
         return EXIT_OK
-    lab = load(args.lab)
+    path = args.lab or DEFAULT_LAB
+    lab = load(path)
     if not args.connect:
         if args.json:
-            print(json.dumps({"lab": lab.lab.name, "valid": True, "file": args.lab}))
+            print(json.dumps({"lab": lab.lab.name, "valid": True, "file": path}))
         else:
             first, second = lab.hypervisor.hosts
             print(  # the lab's names are data: shown, never run as terminal escapes
                 printable(
-                    f"{args.lab}: valid. Lab {lab.lab.name!r}: {len(lab.hosts)} hosts, "
+                    f"{path}: valid. Lab {lab.lab.name!r}: {len(lab.hosts)} hosts, "
                     f"{lab.storage.driver} target on {lab.storage.host}, "
                     f"{lab.hypervisor.driver} on {first} and {second}, "
                     f"guest {lab.guest.name} ({lab.guest.vcpus} vCPU, {lab.guest.memory_mb} MB), "

@@ -21,16 +21,22 @@ if TYPE_CHECKING:
     from tui.deferred_backend import DeferredBackend
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The console's options, for the subcommand and for bare ``miglab``."""
-    parser.add_argument("--lab", default=DEFAULT_LAB, help="the lab file (default: %(default)s)")
+def add_arguments(parser: argparse.ArgumentParser, *, dest_prefix: str = "") -> None:
+    """The console's options, for the subcommand and (``dest_prefix="global_"``) for the
+    top parser, where they also apply to the command after them (tui/cli.py)."""
+    parser.add_argument(
+        "--lab", dest=f"{dest_prefix}lab", help=f"the lab file (default: {DEFAULT_LAB})"
+    )
     parser.add_argument(
         "--readonly",
+        dest=f"{dest_prefix}readonly",
         action="store_true",
         help="watch only: every action that changes a host is disabled",
     )
     parser.add_argument(
-        "--theme", default=None, help="miglab-dark, miglab-light or miglab-high-contrast"
+        "--theme",
+        dest=f"{dest_prefix}theme",
+        help="miglab-dark, miglab-light or miglab-high-contrast",
     )
 
 
@@ -48,7 +54,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from tui.app import ThemeFileError, run_console
 
-    backend = console_backend(load(args.lab), readonly=bool(args.readonly))
+    backend = console_backend(load(args.lab or DEFAULT_LAB), readonly=bool(args.readonly))
     try:
         return run_console(backend, theme=args.theme)
     except ThemeFileError as error:
