@@ -10,7 +10,6 @@ cleanup and closes every backend (which saves the session log) before exiting.
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,9 +27,10 @@ from textual.theme import Theme
 from textual.widgets import Button, Input, LoadingIndicator, OptionList, RichLog, Static
 from textual.widgets._toast import Toast, ToastHolder, ToastRack
 
-from tui import keys
+from tui import keys, textual_fixes
 from tui.backend_api import ConsoleBackend, RecordsEndStatus
 from tui.driver import ConsoleDriver, TerminalGone
+from tui.garbage import TICK_S, FullPasses
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -89,22 +89,6 @@ _THEME_FIELDS = {
 }
 
 
-def tune_garbage_collector() -> None:
-    """Once start-up is over, keep what it made out of the garbage collector's passes.
-
-    A full pass looks at every object the process holds, and while traces stream one
-    comes every second or two: over the ~190,000 objects here they took 80 ms (median;
-    up to 180) on the bench's loaded machine, and a key pressed meanwhile waited. About
-    100,000 of them are start-up's (modules, classes, parsed stylesheets, the screen);
-    frozen, they are no longer looked at, and the passes took 19 ms (up to 75). Python's
-    thresholds stay: raising them made the young passes, and their pauses, longer.
-    Frozen objects are still freed when nothing refers to them; only a reference cycle
-    among them would stay (start-up makes few of those).
-    """
-    gc.collect()
-    gc.freeze()
-
-
 class ThemeFileError(Exception):
     """A theme file that cannot be used; the message names the file and the key."""
 
@@ -156,6 +140,7 @@ class MiglabApp(App[int]):
 
     def __init__(self, backend: ConsoleBackend, *, theme: str | None = None) -> None:
         super().__init__()
+        textual_fixes.install()
         # Parsed rules kept per theme (Textual parses everything again on each change).
         self.stylesheet = ThemeStylesheet(variables=self.stylesheet._variables)
         self.backend = backend
@@ -170,6 +155,8 @@ class MiglabApp(App[int]):
         self._quitting = False
         self.css_prewarmed = False
         """True once every stylesheet has been parsed ahead (see _prewarm_themes)."""
+        self.full_passes = FullPasses()
+        """The garbage collector's full passes, between keys (tui/garbage.py)."""
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's choice, but on a Linux terminal the driver that knows escape sooner."""
@@ -228,7 +215,8 @@ class MiglabApp(App[int]):
             except StopIteration:
                 self.css_prewarmed = True
                 if not self.is_headless:  # a test process runs many apps: not there
-                    tune_garbage_collector()
+                    self.full_passes.take_over()
+                    self.set_interval(TICK_S, self.full_passes.tick, name="full gc passes")
                 return
             self.set_timer(PREWARM_STEP_S, next_step, name="theme prewarm")
 
@@ -277,7 +265,12 @@ class MiglabApp(App[int]):
                 if holder.id not in live:
                     holder.remove()
 
+    def on_unmount(self) -> None:
+        self.full_passes.give_back()
+
     async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.full_passes.input_seen()  # no full gc pass while keys come
         if isinstance(event, events.Key):
             # The key's frame first: the plots wait (they redraw right after).
             for screen in self.main_screens():
