@@ -24,13 +24,18 @@ from textual.css.stylesheet import CssSource, Stylesheet
 from textual.css.types import CSSLocation
 from textual.dom import DOMNode
 from textual.geometry import Region
+from textual.style import Style
 from textual.widget import Widget
 
 CACHE_SIZE = 1024
 """Parsed sources kept per theme: more than the console has (a few dozen), so that a
 parse of them all in order never evicts the ones it is about to need."""
 
+STYLE_CACHE_SIZE = 4096
+"""Parsed text styles kept per theme: Textual's own cache size."""
+
 ParseCache = LRUCache[tuple[object, ...], list[RuleSet]]
+StyleCache = LRUCache[str, Style]
 Source = tuple[CSSLocation, CssSource]
 
 
@@ -62,7 +67,9 @@ class ThemeStylesheet(Stylesheet):
     def __init__(self, *, variables: dict[str, str] | None = None) -> None:
         super().__init__(variables=variables)
         self._per_variables: dict[tuple[tuple[str, str], ...], ParseCache] = {}
+        self._styles_per_variables: dict[tuple[tuple[str, str], ...], StyleCache] = {}
         self._parse_cache = self._cache_for(self._variables)
+        self._style_parse_cache = self._style_cache_for(self._variables)
         self._gathering: dict[Widget, tuple[bool, bool]] | None = None
 
     def _cache_for(self, variables: dict[str, str]) -> ParseCache:
@@ -72,11 +79,21 @@ class ThemeStylesheet(Stylesheet):
             cache = self._per_variables[key] = LRUCache(CACHE_SIZE)
         return cache
 
+    def _style_cache_for(self, variables: dict[str, str]) -> StyleCache:
+        """The parsed text styles (``[$accent]`` in a widget's markup) for ``variables``."""
+        key = tuple(sorted(variables.items()))
+        cache = self._styles_per_variables.get(key)
+        if cache is None:
+            cache = self._styles_per_variables[key] = LRUCache(STYLE_CACHE_SIZE)
+        return cache
+
     def set_variables(self, variables: dict[str, str]) -> None:
-        # The base class empties the cache it holds: give it a throwaway one.
+        # The base class empties the caches it holds: give it throwaway ones.
         self._parse_cache = LRUCache(1)
+        self._style_parse_cache = LRUCache(1)
         super().set_variables(variables)
         self._parse_cache = self._cache_for(variables)
+        self._style_parse_cache = self._style_cache_for(variables)
 
     def reparse(self) -> None:
         """Parse the sources with the current variables, from this theme's cache.

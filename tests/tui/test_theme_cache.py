@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import textual.css.stylesheet as textual_stylesheet
+from textual.color import Color
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widget import Widget
@@ -188,3 +189,33 @@ async def test_a_new_theme_refreshes_each_widget_once(
         restyle = per_widget[0]
         assert len(restyle) >= 10  # the main screen's widgets were refreshed...
         assert max(restyle.values()) == 1  # ...each of them once
+
+
+async def test_text_styles_are_parsed_once_per_theme_and_in_its_colours(
+    replay: Replay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "[$text-muted]..." in a pane's markup: parsed against the theme's variables.
+    backend = replay()
+    async with running(backend, theme=THEME_ORDER[0]) as (app, pilot):
+        await settle(pilot, backend)
+        parsed: list[tuple[str, object]] = []  # (theme, style text)
+        real_parse_style = textual_stylesheet.parse_style
+
+        def counting_parse_style(*args: Any, **kwargs: Any) -> Any:
+            parsed.append((app.theme, args[0]))
+            return real_parse_style(*args, **kwargs)
+
+        monkeypatch.setattr(textual_stylesheet, "parse_style", counting_parse_style)
+        await cycle_themes(app, pilot)  # every theme drawn: its text styles parsed
+        first_round = len(parsed)
+        await cycle_themes(app, pilot)
+        again = set(parsed[:first_round]) & set(parsed[first_round:])
+        assert first_round > 3 * len(THEME_ORDER)
+        assert again == set()  # (Textual parsed 72 of them again here)
+        for name in [*THEME_ORDER, *THEME_ORDER]:
+            app.theme = name
+            await pilot.pause()
+            style = stylesheet(app).parse_style("bold $accent")
+            assert style.bold
+            assert style.foreground == Color.parse(app.theme_variables["accent"]), name
+        assert parsed.count((THEME_ORDER[0], "bold $accent")) == 1

@@ -59,6 +59,8 @@ class EventsArrived(Message):
 class MainScreen(ActionScreen):
     """One lab (live, simulated or replayed) on one screen."""
 
+    BLANK = True  # its widgets cover it: its background is one line, not 48 drawn alike
+
     BINDINGS: ClassVar = keys.bindings()
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 (Textual's type)
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012

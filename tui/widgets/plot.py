@@ -183,6 +183,8 @@ class TracePlot(Widget):
 class TraceGrid(Container):
     """The plots, one per trace, in a grid; redraws the dirty ones within a CPU budget."""
 
+    BLANK = True  # only its background shows (the gutter): one line, not one per row
+
     DEFAULT_CSS = """
     TraceGrid {
         layout: grid;
