@@ -356,7 +356,9 @@ def ratio(ours: list[float], anchor: list[float]) -> str:
 
 
 def background_sgr(rgb: tuple[int, int, int]) -> bytes:
-    return "\x1b[48;2;{};{};{}m".format(*rgb).encode()
+    """A truecolor background in an SGR sequence, alone or beside a foreground colour
+    (``ESC[38;2;...;48;2;R;G;Bm``: cells drawn with the text colour set too)."""
+    return "48;2;{};{};{}m".format(*rgb).encode()
 
 
 def main() -> None:
