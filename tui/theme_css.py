@@ -5,11 +5,13 @@ DEFAULT_CSS included: ``Stylesheet.set_variables`` empties the parse cache and
 ``Stylesheet.reparse`` parses each source into a fresh stylesheet with an empty
 cache of its own (textual/css/stylesheet.py, Textual 8.2). The sources stay the same
 from theme to theme; only the variables put into them change. So the rules parsed
-are kept per set of variables: a theme seen before takes its rules from its cache,
-and :meth:`ThemeStylesheet.prewarm` parses ahead, one source per step for the app to
-run in idle time: the other themes' stylesheets, and the DEFAULT_CSS of the widget
-classes not on screen yet (the palette's, a dialog's, a toast's), which Textual would
-otherwise parse in the frame of the key that first opens one.
+are kept per set of variables, and so are the text styles of widgets' markup
+(``[$text-muted]``, which Textual parses again too: 72 of them on each ``t``). A theme
+seen before takes them from its caches, and :meth:`ThemeStylesheet.prewarm` parses
+ahead, one source per step for the app to run in idle time: the other themes'
+stylesheets, and the DEFAULT_CSS of the widget classes not on screen yet (the
+palette's, a dialog's, a toast's), which Textual would otherwise parse in the frame of
+the key that first opens one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from inspect import getfile
+from typing import NamedTuple
 
 from textual.cache import LRUCache
 from textual.css.model import RuleSet
@@ -36,6 +39,17 @@ STYLE_CACHE_SIZE = 4096
 
 ParseCache = LRUCache[tuple[object, ...], list[RuleSet]]
 StyleCache = LRUCache[str, Style]
+
+
+class ThemeCaches(NamedTuple):
+    """What is parsed for one set of variables (one theme)."""
+
+    rules: ParseCache
+    """Each stylesheet source's rules."""
+    styles: StyleCache
+    """The text styles of widgets' markup (``[$accent]``)."""
+
+
 Source = tuple[CSSLocation, CssSource]
 
 
@@ -62,38 +76,27 @@ def default_css_sources(classes: Iterable[type[DOMNode]]) -> list[Source]:
 
 
 class ThemeStylesheet(Stylesheet):
-    """A :class:`Stylesheet` with one parse cache per set of variables (per theme)."""
+    """A :class:`Stylesheet` with its parse caches kept per set of variables (per theme)."""
 
     def __init__(self, *, variables: dict[str, str] | None = None) -> None:
         super().__init__(variables=variables)
-        self._per_variables: dict[tuple[tuple[str, str], ...], ParseCache] = {}
-        self._styles_per_variables: dict[tuple[tuple[str, str], ...], StyleCache] = {}
-        self._parse_cache = self._cache_for(self._variables)
-        self._style_parse_cache = self._style_cache_for(self._variables)
+        self._per_variables: dict[tuple[tuple[str, str], ...], ThemeCaches] = {}
+        self._parse_cache, self._style_parse_cache = self._caches_for(self._variables)
         self._gathering: dict[Widget, tuple[bool, bool]] | None = None
 
-    def _cache_for(self, variables: dict[str, str]) -> ParseCache:
+    def _caches_for(self, variables: dict[str, str]) -> ThemeCaches:
         key = tuple(sorted(variables.items()))
-        cache = self._per_variables.get(key)
-        if cache is None:
-            cache = self._per_variables[key] = LRUCache(CACHE_SIZE)
-        return cache
-
-    def _style_cache_for(self, variables: dict[str, str]) -> StyleCache:
-        """The parsed text styles (``[$accent]`` in a widget's markup) for ``variables``."""
-        key = tuple(sorted(variables.items()))
-        cache = self._styles_per_variables.get(key)
-        if cache is None:
-            cache = self._styles_per_variables[key] = LRUCache(STYLE_CACHE_SIZE)
-        return cache
+        caches = self._per_variables.get(key)
+        if caches is None:
+            caches = ThemeCaches(LRUCache(CACHE_SIZE), LRUCache(STYLE_CACHE_SIZE))
+            self._per_variables[key] = caches
+        return caches
 
     def set_variables(self, variables: dict[str, str]) -> None:
         # The base class empties the caches it holds: give it throwaway ones.
-        self._parse_cache = LRUCache(1)
-        self._style_parse_cache = LRUCache(1)
+        self._parse_cache, self._style_parse_cache = LRUCache(1), LRUCache(1)
         super().set_variables(variables)
-        self._parse_cache = self._cache_for(variables)
-        self._style_parse_cache = self._style_cache_for(variables)
+        self._parse_cache, self._style_parse_cache = self._caches_for(variables)
 
     def reparse(self) -> None:
         """Parse the sources with the current variables, from this theme's cache.
@@ -145,14 +148,14 @@ class ThemeStylesheet(Stylesheet):
 
     def cached_sources(self, variables: dict[str, str]) -> int:
         """How many sources are parsed for ``variables`` (for tests and benchmarks)."""
-        return len(self._cache_for(variables))
+        return len(self._caches_for(variables).rules)
 
     def prewarm(
         self, variables: dict[str, str], more: list[Source] | None = None
     ) -> Iterator[None]:
         """Parse every source, and ``more``, for ``variables`` into their cache, one
         source per step (a source parsed already costs a look-up)."""
-        cache = self._cache_for(variables)
+        cache = self._caches_for(variables).rules
         scratch = Stylesheet(variables=variables)
         scratch._parse_cache = cache
         for read_from, (css, is_default, tie_breaker, scope) in [

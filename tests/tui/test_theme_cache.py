@@ -78,17 +78,24 @@ async def test_each_theme_looks_as_if_the_console_started_in_it(replay: Replay) 
             assert looks(app) == fresh[name], name
 
 
+def count_calls(
+    monkeypatch: pytest.MonkeyPatch, name: str, note: Callable[[tuple[Any, ...]], object]
+) -> list[object]:
+    """The calls of textual.css.stylesheet's ``name`` from now on, each as ``note(args)``."""
+    calls: list[object] = []
+    real = getattr(textual_stylesheet, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(note(args))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(textual_stylesheet, name, counting)
+    return calls
+
+
 def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Where Textual's CSS parser is called from from now on (one entry per source)."""
-    parsed: list[object] = []
-    real_parse = textual_stylesheet.parse
-
-    def counting_parse(*args: object, **kwargs: object) -> object:
-        parsed.append(args[2])  # (scope, css, read_from, ...)
-        return real_parse(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(textual_stylesheet, "parse", counting_parse)
-    return parsed
+    return count_calls(monkeypatch, "parse", lambda args: args[2])  # (scope, css, read_from..)
 
 
 async def cycle_themes(app: MiglabApp, pilot: Pilot[int]) -> None:
@@ -198,14 +205,7 @@ async def test_text_styles_are_parsed_once_per_theme_and_in_its_colours(
     backend = replay()
     async with running(backend, theme=THEME_ORDER[0]) as (app, pilot):
         await settle(pilot, backend)
-        parsed: list[tuple[str, object]] = []  # (theme, style text)
-        real_parse_style = textual_stylesheet.parse_style
-
-        def counting_parse_style(*args: Any, **kwargs: Any) -> Any:
-            parsed.append((app.theme, args[0]))
-            return real_parse_style(*args, **kwargs)
-
-        monkeypatch.setattr(textual_stylesheet, "parse_style", counting_parse_style)
+        parsed = count_calls(monkeypatch, "parse_style", lambda args: (app.theme, args[0]))
         await cycle_themes(app, pilot)  # every theme drawn: its text styles parsed
         first_round = len(parsed)
         await cycle_themes(app, pilot)
