@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import gc
 import json
 import math
 import os
@@ -190,8 +191,19 @@ def child_synthetic(stats_path: str) -> int:
             f"{p}@{h}": {"renders": plot.renders, "last_cost_ms": plot.cost_s * 1000}
             for (p, h), plot in grid.plots.items()
         }
+        full_passes = {
+            "all": gc.get_stats()[2]["collections"],  # start-up's and the interpreter's too
+            "console": app.full_passes.passes,  # made between keys (tui/garbage.py)
+        }
         Path(stats_path).write_text(
-            json.dumps({"samples": backend.samples, "make_s": backend.make_s, "plots": plots})
+            json.dumps(
+                {
+                    "samples": backend.samples,
+                    "make_s": backend.make_s,
+                    "plots": plots,
+                    "full_gc_passes": full_passes,
+                }
+            )
         )
 
     original_quit = app.action_quit
@@ -488,6 +500,11 @@ def main() -> None:
                 f"\n   in the child: {data['samples']} samples made at {per_sample_us:.1f} us each "
                 f"(the synthetic source's own share: "
                 f"{source_share:.2f} % of a core)"
+            )
+            passes = data["full_gc_passes"]
+            print(
+                f"   full garbage-collector passes: {passes['all']} in all, "
+                f"{passes['console']} of them made by the console between keys"
             )
             for name, plot in data["plots"].items():
                 print(
