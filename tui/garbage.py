@@ -11,8 +11,8 @@ start-up's objects are frozen (never looked at again), the interpreter keeps its
 passes (under 3 ms each here), and the full ones run from a timer when no key or mouse
 event has come for :data:`IDLE_S`, at most every :data:`MIN_GAP_S`. A stream of keys
 holds one back :data:`MAX_GAP_S` at most; then it runs at the first tick with no input
-in the last :data:`BUSY_IDLE_S`. Python 3.14's incremental collector ignores the third
-threshold; the timer's passes then only add to its own.
+in the last :data:`BUSY_IDLE_S`. An incremental collector (planned for CPython 3.14)
+ignores the third threshold: there the timer's passes only add to its own.
 """
 
 from __future__ import annotations
