@@ -92,9 +92,10 @@ async def settle(pilot: Pilot[int], replay: ReplayBackend | None = None) -> None
 
 @asynccontextmanager
 async def console_at_its_end(
-    replay: ReplayBackend,
+    replay: ReplayBackend, *, size: tuple[int, int] = (120, 40), theme: str | None = None
 ) -> AsyncIterator[tuple[MiglabApp, Pilot[int], MainScreen]]:
-    """The console on ``replay``, headless, with every event of the replay drawn."""
-    async with running(replay) as (app, pilot):
+    """The console on ``replay`` (headless, at ``size``, in ``theme``), with every event
+    of the replay drawn."""
+    async with running(replay, size=size, theme=theme) as (app, pilot):
         await settle(pilot, replay)
         yield app, pilot, main_screen(app)

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.strip import Strip
 
 from tests.support.waiting import until
-from tests.tui.conftest import main_screen, running, settle
+from tests.tui.conftest import console_at_its_end
 from tui.replay import ReplayBackend
 from tui.widgets.command_log import CommandLog
 from tui.widgets.command_table import CommandTable
@@ -38,10 +38,8 @@ def count_frames(table: CommandTable) -> list[int]:
 
 
 async def test_showing_the_log_again_draws_no_row_again(replay: Replay) -> None:
-    backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        log = main_screen(app).query_one(CommandLog)
+    async with console_at_its_end(replay()) as (_app, pilot, screen):
+        log = screen.query_one(CommandLog)
         table = log.table
         assert table.row_count > 5
         await pilot.press("l")
@@ -56,10 +54,8 @@ async def test_showing_the_log_again_draws_no_row_again(replay: Replay) -> None:
 
 
 async def test_a_new_theme_draws_each_row_on_screen_once(replay: Replay) -> None:
-    backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        table = main_screen(app).query_one(CommandLog).table
+    async with console_at_its_end(replay()) as (_app, pilot, screen):
+        table = screen.query_one(CommandLog).table
         before = table.rows_drawn
         lines = count_frames(table)
         await pilot.press("t")

@@ -12,7 +12,7 @@ import pytest
 from textual import events
 
 from tests.support.waiting import until
-from tests.tui.conftest import running, settle
+from tests.tui.conftest import console_at_its_end
 from tui import garbage
 from tui.app import MiglabApp
 from tui.garbage import FullPasses
@@ -123,9 +123,7 @@ async def test_the_console_takes_over_once_start_up_is_over_on_a_terminal(
 ) -> None:
     thresholds = gc.get_threshold()
     monkeypatch.setattr(MiglabApp, "is_headless", property(lambda self: False))
-    backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay()) as (app, pilot, _screen):
         await until(lambda: app.css_prewarmed)
         assert app.full_passes.active
         assert gc.get_threshold()[2] == garbage.NEVER
@@ -140,9 +138,7 @@ async def test_the_console_takes_over_once_start_up_is_over_on_a_terminal(
 
 async def test_a_headless_console_leaves_the_collector_alone(replay: Replay) -> None:
     thresholds = gc.get_threshold()
-    backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay()) as (app, pilot, _screen):
         await until(lambda: app.css_prewarmed)
         await pilot.pause()
         assert not app.full_passes.active

@@ -16,7 +16,7 @@ from textual.widget import Widget
 from textual.widgets._toast import Toast
 
 from tests.support.waiting import until
-from tests.tui.conftest import main_screen, running, settle, started
+from tests.tui.conftest import console_at_its_end, main_screen, settle, started
 from tui.app import THEME_ORDER, MiglabApp
 from tui.replay import ReplayBackend
 from tui.screens.output import CommandOutputScreen
@@ -62,13 +62,9 @@ async def prewarmed(app: MiglabApp) -> None:
 async def test_each_theme_looks_as_if_the_console_started_in_it(replay: Replay) -> None:
     fresh: dict[str, dict[str, tuple[object, ...]]] = {}
     for name in THEME_ORDER:
-        backend = replay()
-        async with running(backend, theme=name) as (app, pilot):
-            await settle(pilot, backend)
+        async with console_at_its_end(replay(), theme=name) as (app, pilot, _screen):
             fresh[name] = looks(app)
-    backend = replay()
-    async with running(backend, theme=THEME_ORDER[0]) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay(), theme=THEME_ORDER[0]) as (app, pilot, _screen):
         # Twice round: the second time every theme comes from its cache.
         for name in [*THEME_ORDER[1:], *THEME_ORDER, THEME_ORDER[0]]:
             await pilot.press("t")
@@ -109,9 +105,7 @@ async def cycle_themes(app: MiglabApp, pilot: Pilot[int]) -> None:
 async def test_a_theme_seen_before_is_not_parsed_again(
     replay: Replay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = replay()
-    async with running(backend, theme=THEME_ORDER[0]) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay(), theme=THEME_ORDER[0]) as (app, pilot, _screen):
         await cycle_themes(app, pilot)
         parsed = count_parses(monkeypatch)
         await cycle_themes(app, pilot)
@@ -122,9 +116,7 @@ async def test_a_theme_seen_before_is_not_parsed_again(
 async def test_the_themes_are_parsed_ahead_in_idle_time(
     replay: Replay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = replay()
-    async with running(backend, theme=THEME_ORDER[0]) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay(), theme=THEME_ORDER[0]) as (app, pilot, _screen):
         await prewarmed(app)
         parsed = count_parses(monkeypatch)
         await cycle_themes(app, pilot)
@@ -187,9 +179,7 @@ async def test_a_new_theme_refreshes_each_widget_once(
         finally:
             monkeypatch.setattr(Widget, "refresh", real)
 
-    backend = replay()
-    async with running(backend) as (_app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay()) as (_app, pilot, _screen):
         monkeypatch.setattr(ThemeStylesheet, "update_nodes", counted)
         await pilot.press("t")
         await until(lambda: len(per_widget) > 0 and sum(per_widget[0].values()) > 0)
@@ -202,9 +192,7 @@ async def test_text_styles_are_parsed_once_per_theme_and_in_its_colours(
     replay: Replay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # "[$text-muted]..." in a pane's markup: parsed against the theme's variables.
-    backend = replay()
-    async with running(backend, theme=THEME_ORDER[0]) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay(), theme=THEME_ORDER[0]) as (app, pilot, _screen):
         parsed = count_calls(monkeypatch, "parse_style", lambda args: (app.theme, args[0]))
         await cycle_themes(app, pilot)  # every theme drawn: its text styles parsed
         first_round = len(parsed)

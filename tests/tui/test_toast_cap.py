@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets._toast import Toast, ToastHolder
 
 from tests.support.waiting import until
-from tests.tui.conftest import main_screen, running, settle
+from tests.tui.conftest import console_at_its_end, main_screen, settle
 from tui import app as app_module
 from tui.app import MAX_TOASTS, MiglabApp
 from tui.replay import ReplayBackend
@@ -24,9 +24,7 @@ Replay = Callable[..., ReplayBackend]
 
 
 async def test_only_the_newest_notifications_stay_up(replay: Replay) -> None:
-    backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
+    async with console_at_its_end(replay()) as (app, _pilot, _screen):
         for n in range(3 * MAX_TOASTS):
             app.notify(f"note {n}", timeout=60)
         last = f"note {3 * MAX_TOASTS - 1}"
@@ -36,10 +34,7 @@ async def test_only_the_newest_notifications_stay_up(replay: Replay) -> None:
 
 
 async def test_a_refused_key_held_down_leaves_a_few_toasts(replay: Replay) -> None:
-    backend = replay()
-    async with running(backend) as (app, pilot):
-        await settle(pilot, backend)
-        screen = main_screen(app)
+    async with console_at_its_end(replay()) as (app, pilot, screen):
         for _ in range(4 * MAX_TOASTS):
             await pilot.press("p")  # refused in a replay: a notification each
         await pilot.pause()
